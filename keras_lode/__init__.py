@@ -1,0 +1,40 @@
+"""keras_lode: learning-rate schedules learned from your sweep with a latent ODE.
+
+The public names are resolved lazily so that NumPy-only work (loading a model,
+planning) never pays for importing frameworks it does not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "keras_lode.ode",
+    "LatentODE": "keras_lode.ode",
+    "plan": "keras_lode.planner",
+    "Plan": "keras_lode.planner",
+    "Run": "keras_lode.runs",
+    "load_runs": "keras_lode.runs",
+    "RunRecorder": "keras_lode.recorder",
+    "LODESchedule": "keras_lode.lode_schedule",
+    "LODECallback": "keras_lode.callback",
+    "schedules": "keras_lode.schedules",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_lode' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if module.endswith("." + name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,44 @@
+"""The `keras-lode` command line: sweep, train, plan, compare, demo.
+
+Each subcommand lives in `keras_lode.commands.<name>` and exposes `HELP`,
+`add_arguments(parser)` and `run(args) -> int`. Those modules import nothing heavy
+at module level, so `keras-lode --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("sweep", "train", "plan", "compare", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from keras_lode import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="keras-lode",
+        description="Turn a hyperparameter sweep into a learning-rate scheduler (latent ODE).",
+    )
+    parser.add_argument("--version", action="version", version=f"keras-lode {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        mod = importlib.import_module(f"keras_lode.commands.{name}")
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
