@@ -1,0 +1,539 @@
+"""Runs: one training trajectory at log points, its file format and loaders.
+
+A `Run` is the unit of training data for the latent ODE: at P log points per epoch
+it holds the global step, the epoch fraction, the learning rate in effect, the mean
+training loss over the steps since the previous log point and the validation metric
+measured at that point, plus a metadata dict (task, schedule, peak LR, seed, ...).
+
+On disk a run is one human-readable UTF-8 text file, `<run_id>.run.csv`::
+
+    # keras_lode.run 1.0
+    # meta {"task": "fmnist_cnn", "schedule": "cosine", "peak_lr": 0.001, ...}
+    step,epoch,lr,loss,metric
+    47,0.1,0.000998,1.2034,0.6211
+    ...
+    # end 120
+
+The `# end K` trailer is written last, and the file is written to a temporary
+file and moved into place with `os.replace`, so a crash never leaves a
+half-written run that loads as complete. A file that lost its tail anyway (copied
+while being written, disk full) loads as a run with status `"truncated"` holding
+only its complete rows. `docs/runs.md` is the full reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "keras_lode.run"
+FORMAT_VERSION = "1.0"
+SUFFIX = ".run.csv"
+COLUMNS = ("step", "epoch", "lr", "loss", "metric")
+STATUSES = ("complete", "running", "diverged", "failed", "truncated")
+CHANNELS = ("loss", "log_lr", "metric")
+
+#: Metadata keys every run carries (missing ones are filled with these defaults).
+META_DEFAULTS: dict[str, Any] = {
+    "task": None,
+    "model": None,
+    "optimizer": None,
+    "schedule": None,
+    "schedule_args": {},
+    "peak_lr": None,
+    "seed": None,
+    "steps_per_epoch": None,
+    "points_per_epoch": None,
+    "total_steps": None,
+    "epochs": None,
+    "status": "complete",
+    "test_metric": None,
+    "metric_name": "accuracy",
+    "flags": [],
+}
+
+_MAGIC = f"# {FORMAT} "
+_META_PREFIX = "# meta "
+_END_PREFIX = "# end "
+
+
+class Run:
+    """One training trajectory sampled at log points, plus its metadata.
+
+    All arrays have one entry per log point (length K). Values are kept as given:
+    a non-finite loss or a non-positive learning rate is *flagged* (see `flags`),
+    never dropped, so a diverged run stays visible as such. Structural problems
+    that would misalign the trajectory (columns of different lengths, repeated or
+    decreasing steps) raise instead.
+
+    Example:
+
+    ```python
+    run = keras_lode.Run(
+        step=[10, 20], epoch=[0.5, 1.0], lr=[1e-3, 1e-3],
+        loss=[2.1, 1.7], metric=[0.41, 0.55],
+        meta={"task": "demo", "schedule": "constant", "peak_lr": 1e-3, "seed": 0},
+    )
+    run.save("runs/")            # -> runs/constant-lr0.001-seed0.run.csv
+    run.channels()               # (2, 3): [loss, ln lr, metric]
+    ```
+
+    Args:
+        step: global optimizer step at the end of each interval (integers,
+            strictly increasing).
+        epoch: epoch fraction at each log point (e.g. 0.1, 0.2, ... for P=10).
+        lr: learning rate in effect during each interval.
+        loss: mean training loss over the steps of each interval.
+        metric: validation metric measured at each log point (NaN where not
+            measured).
+        meta: metadata dict; missing keys of `META_DEFAULTS` are filled in.
+            Values must be JSON-serializable (NumPy scalars are converted).
+
+    Raises:
+        ValueError: if the columns have different lengths, a column is not 1-D,
+            steps are not integers or not strictly increasing, or `meta["status"]`
+            is not one of `STATUSES`.
+        TypeError: if `meta` is not a mapping or holds values JSON cannot store.
+    """
+
+    def __init__(self, step, epoch, lr, loss, metric, meta: Mapping[str, Any] | None = None):
+        columns = {}
+        for name, values in zip(COLUMNS, (step, epoch, lr, loss, metric), strict=True):
+            arr = np.asarray(values if values is not None else [], dtype=np.float64)
+            if arr.ndim != 1:
+                raise ValueError(
+                    f"Run column `{name}` must be 1-D. Received an array of shape {arr.shape}."
+                )
+            columns[name] = arr
+        lengths = {name: len(arr) for name, arr in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(
+                "Run columns must all have the same length (one entry per log point). "
+                f"Received lengths {lengths}."
+            )
+        steps = columns["step"]
+        if len(steps) and (not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps))):
+            bad = steps[~np.isfinite(steps) | (steps != np.round(steps))][:5]
+            raise ValueError(f"Run column `step` must hold integers. Received {bad.tolist()}.")
+        self.step = steps.astype(np.int64)
+        if len(self.step) > 1:
+            diffs = np.diff(self.step)
+            if np.any(diffs <= 0):
+                i = int(np.argmax(diffs <= 0))
+                kind = "duplicate" if diffs[i] == 0 else "decreasing"
+                raise ValueError(
+                    f"Run column `step` must be strictly increasing; found a {kind} step "
+                    f"{int(self.step[i + 1])} at log point {i + 1} after {int(self.step[i])} "
+                    f"at log point {i}."
+                )
+        self.epoch = columns["epoch"]
+        self.lr = columns["lr"]
+        self.loss = columns["loss"]
+        self.metric = columns["metric"]
+
+        if meta is None:
+            meta = {}
+        if not isinstance(meta, Mapping):
+            raise TypeError(f"Run `meta` must be a dict. Received: meta={meta!r}")
+        merged = {k: _copy_default(v) for k, v in META_DEFAULTS.items()}
+        merged.update(_jsonable(dict(meta), "meta"))
+        if merged["status"] not in STATUSES:
+            raise ValueError(
+                f"Run meta key `status` must be one of {STATUSES}. "
+                f"Received: status={merged['status']!r}"
+            )
+        flags = merged["flags"]
+        if isinstance(flags, str) or not isinstance(flags, list):
+            raise TypeError(f"Run meta key `flags` must be a list of str. Received: {flags!r}")
+        self.meta = merged
+        for flag in self._detect_flags():
+            self.add_flag(flag)
+
+    # ------------------------------------------------------------------ properties
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def __repr__(self) -> str:
+        return (
+            f"Run(run_id={self.run_id!r}, points={len(self)}, status={self.status!r}, "
+            f"flags={self.flags!r})"
+        )
+
+    @property
+    def run_id(self) -> str:
+        """Identifier of the run: `meta["run_id"]` or one derived from the grid point."""
+        rid = self.meta.get("run_id")
+        if rid:
+            return str(rid)
+        m = self.meta
+        if m["schedule"] is not None and m["peak_lr"] is not None and m["seed"] is not None:
+            return run_name(m["schedule"], m["peak_lr"], m["seed"])
+        digest = hashlib.sha1(
+            b"".join(np.ascontiguousarray(a).tobytes() for a in self._arrays())
+            + json.dumps(m, sort_keys=True).encode()
+        ).hexdigest()
+        return f"run-{digest[:12]}"
+
+    @property
+    def points_per_epoch(self) -> int | None:
+        """Log points per epoch P: from `meta`, else inferred from the epoch column."""
+        p = self.meta.get("points_per_epoch")
+        if p:
+            return int(p)
+        if len(self.epoch) >= 2:
+            gaps = np.diff(self.epoch)
+            gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+            if len(gaps):
+                return int(round(1.0 / float(np.median(gaps))))
+        return None
+
+    @property
+    def status(self) -> str:
+        """`complete`, `running`, `diverged`, `failed` or `truncated`."""
+        return self.meta["status"]
+
+    @status.setter
+    def status(self, value: str) -> None:
+        if value not in STATUSES:
+            raise ValueError(f"Run status must be one of {STATUSES}. Received: {value!r}")
+        self.meta["status"] = value
+
+    @property
+    def flags(self) -> list[str]:
+        """Data-quality flags, e.g. `nonfinite_loss`, `lr_from_param`, `truncated`."""
+        return self.meta["flags"]
+
+    def add_flag(self, flag: str) -> None:
+        """Adds `flag` to `flags` once."""
+        if flag not in self.meta["flags"]:
+            self.meta["flags"].append(flag)
+
+    # ------------------------------------------------------------------ data
+    def channels(self) -> np.ndarray:
+        """The LODE channels `[loss, ln(lr), metric]` as a float64 array of shape (K, 3).
+
+        A non-positive learning rate gives `-inf`/NaN in the `log_lr` channel (the run
+        is flagged `nonpositive_lr`); it is not replaced, so callers see it.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_lr = np.log(self.lr)
+        return np.stack([self.loss, log_lr, self.metric], axis=1).reshape(len(self), 3)
+
+    def _arrays(self):
+        return (self.step, self.epoch, self.lr, self.loss, self.metric)
+
+    def _detect_flags(self) -> list[str]:
+        flags = []
+        if len(self) == 0:
+            flags.append("empty")
+            return flags
+        if not np.all(np.isfinite(self.loss)):
+            flags.append("nonfinite_loss")
+        if not np.all(np.isfinite(self.lr)):
+            flags.append("nonfinite_lr")
+        elif np.any(self.lr <= 0):
+            flags.append("nonpositive_lr")
+        if np.all(np.isnan(self.metric)):
+            flags.append("no_metric")
+        elif np.any(np.isinf(self.metric)):
+            flags.append("nonfinite_metric")
+        return flags
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict of the run (`from_dict` inverts it)."""
+        out = {name: _column_list(arr) for name, arr in zip(COLUMNS, self._arrays(), strict=True)}
+        out["meta"] = json.loads(json.dumps(self.meta))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Run:
+        """Builds a run from `to_dict()` output."""
+        missing = [k for k in (*COLUMNS, "meta") if k not in data]
+        if missing:
+            raise ValueError(
+                f"Run dict is missing keys {missing}. Expected {list(COLUMNS) + ['meta']}."
+            )
+        return cls(*(data[k] for k in COLUMNS), meta=data["meta"])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the run atomically; see `write_run`."""
+        return write_run(self, path)
+
+
+# ---------------------------------------------------------------------- naming
+def run_name(schedule: str, peak_lr: float, seed: int) -> str:
+    """The run id of one grid point of a sweep, e.g. `"cosine-lr0.001-seed3"`."""
+    return f"{schedule}-lr{float(peak_lr):.4g}-seed{int(seed)}"
+
+
+# ---------------------------------------------------------------------- writing
+def write_run(run: Run, path: str | os.PathLike) -> Path:
+    """Writes `run` to `path` atomically (temporary file + `os.replace`).
+
+    Args:
+        run: the run to write.
+        path: a file path (should end in `.run.csv`) or an existing directory, in
+            which case the file is `<dir>/<run.run_id>.run.csv`.
+
+    Returns:
+        The path written.
+    """
+    if not isinstance(run, Run):
+        raise TypeError(f"write_run expects a keras_lode.Run. Received: {type(run).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{run.run_id}{SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{_MAGIC}{FORMAT_VERSION}",
+        _META_PREFIX + json.dumps(run.meta, sort_keys=True, allow_nan=True),
+        ",".join(COLUMNS),
+    ]
+    for row in zip(*run._arrays(), strict=True):
+        lines.append(",".join([str(int(row[0]))] + [_fmt(v) for v in row[1:]]))
+    lines.append(f"{_END_PREFIX}{len(run)}")
+    text = "\n".join(lines) + "\n"
+    # Hidden temp name in the same directory: os.replace is atomic only within one
+    # filesystem, and `load_runs` never picks up a dot-file that does not end in SUFFIX.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------- reading
+def read_run(path: str | os.PathLike) -> Run:
+    """Reads one run file.
+
+    A file that lost its tail (no `# end K` trailer, or a last line without its
+    newline) loads as a run with status `"truncated"` and flag `truncated`, holding
+    only its complete rows; a message is logged.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the file is not a keras_lode run file, its metadata is
+            cut off or not JSON, a row is malformed before the end of the file,
+            or the trailer disagrees with the number of rows.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"Run file {path} is not UTF-8 text: {e}") from None
+    if not text:
+        raise ValueError(f"Run file {path} is empty (0 bytes); expected a `{FORMAT}` file.")
+    complete_tail = text.endswith("\n")
+    lines = text.split("\n")
+    if complete_tail:
+        lines = lines[:-1]
+    # A final line without its newline was being written when the file was cut.
+    partial = None if complete_tail else lines.pop()
+
+    if not lines:
+        raise ValueError(
+            f"Run file {path} is truncated: it ends inside its first line {partial!r}."
+        )
+    if not lines[0].startswith(_MAGIC):
+        raise ValueError(
+            f"{path} is not a keras_lode run file: its first line is {lines[0][:60]!r}, "
+            f"expected {_MAGIC + FORMAT_VERSION!r}."
+        )
+    version = lines[0][len(_MAGIC):].strip()
+    if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
+        raise ValueError(
+            f"Run file {path} has format version {version!r}; this keras_lode reads "
+            f"{FORMAT_VERSION}."
+        )
+    if len(lines) < 2:
+        raise ValueError(f"Run file {path} is truncated: its metadata line is missing or cut off.")
+    if not lines[1].startswith(_META_PREFIX):
+        raise ValueError(
+            f"Run file {path} line 2 must start with {_META_PREFIX!r}. Received {lines[1][:60]!r}."
+        )
+    try:
+        meta = json.loads(lines[1][len(_META_PREFIX):])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Run file {path}: metadata on line 2 is not valid JSON ({e}).") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"Run file {path}: metadata on line 2 must be a JSON object.")
+    if len(lines) < 3:
+        raise ValueError(f"Run file {path} is truncated: the column header is missing.")
+    header = tuple(lines[2].split(","))
+    if header != COLUMNS:
+        raise ValueError(
+            f"Run file {path} line 3 must be the header {','.join(COLUMNS)!r}. "
+            f"Received {lines[2]!r}."
+        )
+
+    rows: list[list[float]] = []
+    end = None
+    for lineno, line in enumerate(lines[3:], start=4):
+        if line.startswith(_END_PREFIX):
+            if lineno != len(lines):
+                raise ValueError(
+                    f"Run file {path}: the end marker on line {lineno} is followed by "
+                    "more lines."
+                )
+            try:
+                end = int(line[len(_END_PREFIX):])
+            except ValueError:
+                raise ValueError(f"Run file {path}: bad end marker {line!r}.") from None
+            break
+        fields = line.split(",")
+        if len(fields) != len(COLUMNS):
+            raise ValueError(
+                f"Run file {path} line {lineno} has {len(fields)} fields, expected "
+                f"{len(COLUMNS)} ({','.join(COLUMNS)}). Received {line!r}."
+            )
+        try:
+            rows.append([float(v) for v in fields])
+        except ValueError:
+            raise ValueError(
+                f"Run file {path} line {lineno} holds a value that is not a number: {line!r}."
+            ) from None
+
+    truncated = end is None
+    if end is not None and end != len(rows):
+        raise ValueError(
+            f"Run file {path}: the end marker says {end} rows but the file holds {len(rows)}."
+        )
+    cols = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS)).T
+    run = Run(*cols, meta=meta)
+    if truncated:
+        logger.warning(
+            "Run file %s is truncated (no end marker); loaded its %d complete rows and "
+            "marked it `truncated`.",
+            path,
+            len(rows),
+        )
+        run.meta["status"] = "truncated"
+        run.add_flag("truncated")
+    return run
+
+
+def load_runs(
+    path: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    status: str | Iterable[str] | None = None,
+    on_error: str = "raise",
+) -> list[Run]:
+    """Loads runs from a run file, a directory of them, or a list of either.
+
+    A directory is searched recursively for `*.run.csv` files, in sorted order.
+
+    Example:
+
+    ```python
+    runs = keras_lode.load_runs("sweeps/fmnist", status="complete")
+    ```
+
+    Args:
+        path: a run file, a directory, or an iterable of files/directories.
+        status: keep only runs with this status (or any of these statuses).
+        on_error: `"raise"` (default) stops at the first unreadable file;
+            `"warn"` skips it with a warning naming the file and the problem.
+
+    Returns:
+        A list of `Run`.
+
+    Raises:
+        FileNotFoundError: if a given path does not exist.
+        ValueError: for an unreadable file (with `on_error="raise"`) or a bad argument.
+    """
+    if on_error not in ("raise", "warn"):
+        raise ValueError(f"Argument `on_error` must be 'raise' or 'warn'. Received: {on_error!r}")
+    if status is not None:
+        wanted = {status} if isinstance(status, str) else set(status)
+        unknown = wanted - set(STATUSES)
+        if unknown:
+            raise ValueError(
+                f"Argument `status` must name statuses among {STATUSES}. "
+                f"Received: {sorted(unknown)}"
+            )
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob(f"*{SUFFIX}") if not f.name.startswith(".")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"No run file or directory at {p}.")
+    runs = []
+    for f in files:
+        try:
+            run = read_run(f)
+        except ValueError as e:
+            if on_error == "raise":
+                raise
+            import warnings
+
+            warnings.warn(f"Skipped unreadable run file {f}: {e}", stacklevel=2)
+            continue
+        if status is None or run.status in wanted:
+            runs.append(run)
+    return runs
+
+
+# ---------------------------------------------------------------------- helpers
+def _fmt(value: float) -> str:
+    # repr of a Python float round-trips exactly and writes nan/inf/-inf readably.
+    return repr(float(value))
+
+
+def _column_list(arr: np.ndarray) -> list:
+    if arr.dtype.kind in "iu":
+        return [int(v) for v in arr]
+    return [None if math.isnan(v) else float(v) for v in arr]
+
+
+def _copy_default(value):
+    if isinstance(value, list | dict):
+        return type(value)(value)
+    return value
+
+
+def _jsonable(value, where: str):
+    """Converts NumPy scalars/arrays to Python values; rejects what JSON cannot store."""
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"Run {where} keys must be str. Received key {k!r}.")
+            out[k] = _jsonable(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist(), where)
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(
+        f"Run {where} must be JSON-serializable (str, number, bool, None, list, dict). "
+        f"Received a {type(value).__name__}: {value!r}"
+    )
