@@ -254,6 +254,7 @@ def test_reward_is_metric_at_anchor_plus_remaining_points():
 
 def test_top_k_average_of_lr_paths():
     K, n = 100, 10
+
     # Row r: loss in band at j = r (so anchors differ), a time-varying LR path, and a
     # reward that grows with r except that rows 0-2 are rejected.
     def spec(r, t):
