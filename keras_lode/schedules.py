@@ -55,7 +55,8 @@ def _anneal(start, end, frac, how: str):
     """Interpolates from `start` (frac 0) to `end` (frac 1), cosine or linear."""
     if how == "cosine":
         return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * frac))
-    return start + (end - start) * frac
+    # Written as a weighted sum so both endpoints are exact in float32.
+    return start * (1.0 - frac) + end * frac
 
 
 @keras.saving.register_keras_serializable(package="keras_lode")
@@ -228,7 +229,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     - otherwise:  `lr = anneal(max, final, min((step - s) / (total_steps - s), 1))`
 
     where `anneal(a, b, f) = b + (a - b) * (1 + cos(pi * f)) / 2` (`anneal="cosine"`)
-    or `a + (b - a) * f` (`anneal="linear"`).
+    or `a * (1 - f) + b * f` (`anneal="linear"`).
 
     Example:
 
