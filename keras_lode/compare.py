@@ -93,9 +93,8 @@ class Method:
 def make_schedule(family: str, peak_lr: float, total_steps: int):
     """Returns the LR schedule of a parametric `family` peaking at `peak_lr` over `total_steps`.
 
-    `cosine`: 5% linear warm-up from `peak_lr/25`, then cosine to 0; `onecycle`: 30% warm-up
-    from `peak_lr/25`, then cosine to `peak_lr*1e-4`; `step`: x0.1 at 50% and 75% of
-    training; `constant`: `peak_lr`. Built from Keras' own serializable schedules.
+    Uses `keras_lode.schedules.make_schedule`, the very curves a `keras-lode sweep` records,
+    so that the baselines here match the sweep's families.
 
     Args:
         family: one of `FAMILIES`.
@@ -103,32 +102,13 @@ def make_schedule(family: str, peak_lr: float, total_steps: int):
         total_steps: optimizer steps of the whole run.
 
     Returns:
-        A `keras.optimizers.schedules.LearningRateSchedule`, or a float for `constant`.
+        A `keras.optimizers.schedules.LearningRateSchedule`.
     """
     if family not in FAMILIES:
         raise ValueError(f"Argument `family` must be one of {FAMILIES}. Received: {family!r}")
-    if int(total_steps) <= 0:
-        raise ValueError(f"Argument `total_steps` must be > 0. Received: {total_steps!r}")
-    import keras
+    from keras_lode import schedules
 
-    peak_lr, total_steps = float(peak_lr), int(total_steps)
-    sched = keras.optimizers.schedules
-    if family == "constant":
-        return peak_lr
-    if family == "cosine":
-        warm = max(1, total_steps // 20)
-        return sched.CosineDecay(
-            initial_learning_rate=peak_lr / 25, decay_steps=max(1, total_steps - warm),
-            warmup_target=peak_lr, warmup_steps=warm,
-        )
-    if family == "onecycle":
-        warm = max(1, int(0.3 * total_steps))
-        return sched.CosineDecay(
-            initial_learning_rate=peak_lr / 25, decay_steps=max(1, total_steps - warm),
-            alpha=1e-4, warmup_target=peak_lr, warmup_steps=warm,
-        )
-    bounds = [max(1, total_steps // 2), max(2, (3 * total_steps) // 4)]
-    return sched.PiecewiseConstantDecay(bounds, [peak_lr, peak_lr / 10, peak_lr / 100])
+    return schedules.make_schedule(family, float(peak_lr), int(total_steps))
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -118,13 +118,13 @@ def fmnist_cnn(scale: str) -> TaskSpec:
             **common,
         )
     if scale == "cpu":
-        # Sized so a run takes ~10-15 s on 2 shared CPU cores (TensorFlow): the whole
+        # Sized so a run takes ~25-30 s on 2 shared CPU cores (TensorFlow): the whole
         # benchmark protocol (sweep + evaluation) must fit in under an hour there.
         return TaskSpec(
             scale=scale,
-            epochs=5,
+            epochs=6,
             batch_size=128,
-            points_per_epoch=8,
+            points_per_epoch=10,
             data_args=dict(n_train=8000, n_val=2000, n_test=None),
             **common,
         )
