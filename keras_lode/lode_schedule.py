@@ -1,0 +1,266 @@
+"""LODESchedule: a Keras learning-rate schedule that serves a (re)plannable LR table.
+
+The schedule holds one learning rate per log point of the run (the *plan*) and
+serves it per optimizer step, linearly interpolated between log points. The plan
+can be replaced during `fit` (by `LODECallback`) and the very next training step
+uses it on every backend, without retracing the compiled train step:
+
+- TensorFlow and torch: the table lives in a `keras.Variable`; a variable read inside
+  a `tf.function` is live (captured by reference) and torch runs eagerly.
+- JAX: a `keras.Variable` that the optimizer does not track is frozen into the jitted
+  train step as a constant (and adding one to the optimizer would change its variable
+  count, which breaks loading saved optimizers). So under a JAX trace the schedule
+  reads the table on the host through `jax.experimental.io_callback`: one scalar
+  host round trip per step, no recompilation when the plan changes.
+
+The plan is part of `get_config`, so `model.save` -> `keras.saving.load_model`
+restores an optimizer that continues with the same learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+_PACKAGE = "keras_lode"
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise ValueError(f"Argument `{name}` must be a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+def _lr_table(name: str, values) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"Argument `{name}` must be a sequence of floats. Received: {name}={values!r}"
+        ) from e
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(
+            f"Argument `{name}` must be a non-empty 1-D sequence of learning rates. "
+            f"Received an array of shape {arr.shape}."
+        )
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"Argument `{name}` must hold finite, positive learning rates. "
+            f"Received {name}[{i}]={arr[i]!r}."
+        )
+    return arr
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning-rate schedule that follows a plan given per log point.
+
+    The run is divided into `points_per_epoch` (P) log points per epoch; log point
+    `j` ends after `(j + 1) * steps_per_epoch / P` steps. `learning_rates[j]` is the
+    LR of the last step of interval `j`; steps in between are linearly interpolated:
+
+    ```
+    u = (step + 1) * P / steps_per_epoch - 1          # fractional log point
+    lr(step) = interp(clip(u, 0, K - 1), [0..K-1], learning_rates)
+    ```
+
+    Before the plan is known (`learning_rates=None`) the schedule serves
+    `initial_learning_rate`. `LODECallback` fills in the warm-up values and then
+    replaces the remaining part of the plan every few log points (`set_plan`).
+
+    Example:
+
+    ```python
+    schedule = keras_lode.LODESchedule(initial_learning_rate=1e-3)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule), loss=..., metrics=["accuracy"])
+    model.fit(x, y, epochs=8, callbacks=[keras_lode.LODECallback("lode.npz",
+                                                                  validation_data=(xv, yv))])
+    ```
+
+    Args:
+        learning_rates: the plan, one positive LR per log point of the run (length
+            K = epochs x P), or None to serve `initial_learning_rate` until a plan is set.
+        steps_per_epoch: optimizer steps per epoch; required with `learning_rates`.
+        points_per_epoch: log points per epoch P.
+        initial_learning_rate: LR served while no plan is set.
+        name: name of the schedule.
+
+    Raises:
+        ValueError: if a learning rate is not finite and positive, or a count is not
+            a positive int.
+    """
+
+    def __init__(
+        self,
+        learning_rates=None,
+        steps_per_epoch=None,
+        points_per_epoch=10,
+        initial_learning_rate=1e-3,
+        name="LODESchedule",
+    ):
+        super().__init__()
+        self.points_per_epoch = _positive_int("points_per_epoch", points_per_epoch)
+        lr0 = initial_learning_rate
+        if isinstance(lr0, bool) or not isinstance(lr0, int | float | np.floating):
+            raise TypeError(
+                "Argument `initial_learning_rate` must be a float. "
+                f"Received: initial_learning_rate={lr0!r}"
+            )
+        if not math.isfinite(float(lr0)) or float(lr0) <= 0:
+            raise ValueError(
+                "Argument `initial_learning_rate` must be finite and > 0. "
+                f"Received: initial_learning_rate={lr0!r}"
+            )
+        self.initial_learning_rate = float(lr0)
+        self.name = name
+        if learning_rates is None:
+            if steps_per_epoch is not None:
+                steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
+            table = np.array([self.initial_learning_rate])
+            points_per_step = 0.0
+        else:
+            if steps_per_epoch is None:
+                raise ValueError(
+                    "Argument `steps_per_epoch` is required when `learning_rates` is given "
+                    "(it maps optimizer steps to log points). Received: steps_per_epoch=None"
+                )
+            steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
+            table = _lr_table("learning_rates", learning_rates)
+            points_per_step = self.points_per_epoch / steps_per_epoch
+        self.steps_per_epoch = steps_per_epoch
+        self._has_plan = learning_rates is not None
+        self._set_table(table, points_per_step)
+
+    # ------------------------------------------------------------------ state
+    def _set_table(self, table: np.ndarray, points_per_step: float) -> None:
+        # The host copy is what the JAX io_callback and the NumPy helpers read; the
+        # variables are what the TF / torch graphs read. Both change together.
+        self._table_np = np.asarray(table, dtype=np.float64).copy()
+        self._points_per_step_np = float(points_per_step)
+        table32 = self._table_np.astype("float32")
+        variable = getattr(self, "_table", None)
+        if variable is not None and tuple(variable.shape) == table32.shape:
+            variable.assign(table32)
+            self._points_per_step.assign(np.float32(points_per_step))
+            return
+        # A new shape needs new variables: only when a fit of another length begins.
+        # A TF train function traced with the old variables must be rebuilt then
+        # (`variables_replaced` tells the caller).
+        self.variables_replaced = variable is not None
+        self._table = keras.Variable(table32, dtype="float32", trainable=False, name="lode_plan")
+        self._points_per_step = keras.Variable(
+            np.float32(points_per_step), dtype="float32", trainable=False, name="lode_pps"
+        )
+
+    def configure(self, learning_rates, steps_per_epoch, points_per_epoch=None) -> bool:
+        """Sets the whole plan and the step-to-log-point mapping (at the start of a fit).
+
+        Args:
+            learning_rates: one positive LR per log point of the run.
+            steps_per_epoch: optimizer steps per epoch of the run.
+            points_per_epoch: log points per epoch (default: unchanged).
+
+        Returns:
+            True if the table changed shape, so a compiled TF train function that read
+            the old variables must be rebuilt (`model.make_train_function(force=True)`).
+        """
+        if points_per_epoch is not None:
+            self.points_per_epoch = _positive_int("points_per_epoch", points_per_epoch)
+        self.steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
+        table = _lr_table("learning_rates", learning_rates)
+        self.variables_replaced = False
+        self._set_table(table, self.points_per_epoch / self.steps_per_epoch)
+        self._has_plan = True
+        return self.variables_replaced
+
+    def set_plan(self, learning_rates, start: int = 0) -> None:
+        """Replaces the plan from log point `start` on; the next step uses it.
+
+        Args:
+            learning_rates: positive LRs for log points `start .. K - 1`.
+            start: first log point to replace.
+
+        Raises:
+            ValueError: if no plan is configured yet, `start` is out of range, or the
+                LRs are not finite, positive, or of length `K - start`.
+        """
+        if not self._has_plan:
+            raise ValueError(
+                "LODESchedule.set_plan needs a configured plan (call `configure` first, or "
+                "pass `learning_rates` and `steps_per_epoch`)."
+            )
+        k = len(self._table_np)
+        if (
+            isinstance(start, bool)
+            or not isinstance(start, int | np.integer)
+            or not (0 <= start < k)
+        ):
+            raise ValueError(f"Argument `start` must be an int in [0, {k}). Received: {start!r}")
+        new = _lr_table("learning_rates", learning_rates)
+        if len(new) != k - start:
+            raise ValueError(
+                f"Argument `learning_rates` must have length K - start = {k - start}. "
+                f"Received length {len(new)}."
+            )
+        table = self._table_np.copy()
+        table[start:] = new
+        self._set_table(table, self._points_per_step_np)
+
+    @property
+    def plan(self) -> np.ndarray:
+        """A copy of the current plan (one LR per log point), float64."""
+        return self._table_np.copy()
+
+    # ------------------------------------------------------------------ evaluation
+    def lr_at(self, step) -> np.ndarray:
+        """The LR served at optimizer step(s) `step`, computed in NumPy (float64)."""
+        step = np.asarray(step, dtype=np.float64)
+        table = self._table_np
+        u = (step + 1.0) * self._points_per_step_np - 1.0
+        u = np.clip(u, 0.0, len(table) - 1)
+        return np.interp(u, np.arange(len(table)), table)
+
+    def __call__(self, step):
+        if keras.backend.backend() == "jax":
+            import jax
+
+            # The optimizer passes its `iterations` variable; inside the jitted train
+            # step its value is a tracer (the stateless scope's copy).
+            value = step.value if isinstance(step, keras.Variable) else step
+            if isinstance(value, jax.core.Tracer):
+                return self._jax_host_lookup(value)
+        with keras.name_scope(self.name):
+            table = self._table
+            n = ops.shape(table)[0]
+            u = (ops.cast(step, "float32") + 1.0) * self._points_per_step - 1.0
+            u = ops.clip(u, 0.0, float(n - 1))
+            i0 = ops.cast(ops.floor(u), "int32")
+            i1 = ops.minimum(i0 + 1, n - 1)
+            w = u - ops.cast(i0, "float32")
+            return ops.take(table, i0) * (1.0 - w) + ops.take(table, i1) * w
+
+    def _jax_host_lookup(self, step):
+        import jax
+        import jax.numpy as jnp
+        from jax.experimental import io_callback
+
+        def lookup(s):
+            # Reads the host table at run time, so a replan reaches the next step.
+            return np.asarray(self.lr_at(np.asarray(s)), dtype=np.float32)
+
+        out = jax.ShapeDtypeStruct((), jnp.float32)
+        return io_callback(lookup, out, step, ordered=False)
+
+    def get_config(self):
+        return {
+            "learning_rates": self._table_np.tolist() if self._has_plan else None,
+            "steps_per_epoch": self.steps_per_epoch,
+            "points_per_epoch": self.points_per_epoch,
+            "initial_learning_rate": self.initial_learning_rate,
+            "name": self.name,
+        }

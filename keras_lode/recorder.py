@@ -1,0 +1,436 @@
+"""RunRecorder: records a `keras_lode.Run` during `model.fit`, on any Keras backend.
+
+The log-point logic lives in `LogPointObserver`, a callback base class shared with
+`LODECallback`: it finds the P log points of each epoch, measures the mean training
+loss over the steps since the previous log point and the validation metric at the
+point, and hands each point to `on_log_point`.
+
+Why not the obvious ways:
+
+- Batch-end `logs["loss"]` is the running mean since the epoch start. The interval
+  mean is computed from the loss tracker's (total, count) at consecutive log points,
+  i.e. weighted by samples exactly as Keras weights it (falls back to differencing
+  the running means by step counts when the model has no loss tracker).
+- `model.evaluate` mid-epoch resets the shared metrics, so the validation metric is
+  measured with `predict_on_batch` on a fixed validation subset, in fixed-size chunks
+  (one trace of the predict function, no retracing for a ragged last chunk).
+- On JAX the model state lives in a local tuple during the epoch; every access goes
+  through `self.model`, which syncs it (and lets fit pick up assigned variables).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_METRICS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
+_CHUNK = 256
+
+
+# ---------------------------------------------------------------------- validation metric
+def _accuracy(y_true: np.ndarray, y_pred: np.ndarray, kind: str) -> float:
+    y_pred = np.asarray(y_pred)
+    y_true = np.asarray(y_true)
+    if y_pred.ndim >= 2 and y_pred.shape[-1] > 1 and kind != "binary_accuracy":
+        pred = np.argmax(y_pred, axis=-1)
+        if kind == "categorical_accuracy" or (kind == "accuracy" and y_true.shape == y_pred.shape):
+            true = np.argmax(y_true, axis=-1)
+        else:
+            true = y_true.reshape(pred.shape).astype(np.int64)
+        return float(np.mean(pred == true))
+    # One output unit: probabilities (or logits, which share the sign of p - 0.5 only
+    # when they are probabilities; documented: give a callable for logits).
+    pred = (y_pred.reshape(len(y_pred), -1) > 0.5).astype(np.int64)
+    true = np.asarray(y_true).reshape(pred.shape).astype(np.int64)
+    return float(np.mean(pred == true))
+
+
+class ValidationProbe:
+    """Measures a validation metric on a fixed subset with `predict_on_batch`.
+
+    Args:
+        validation_data: `(x, y)` NumPy arrays (or array-likes; `x` may be a list or
+            dict of arrays for multi-input models).
+        samples: size of the fixed subset (drawn once, seed 0; all if fewer).
+        metric: `"accuracy"` (also `"sparse_categorical_accuracy"`,
+            `"categorical_accuracy"`, `"binary_accuracy"`) or a callable
+            `metric(y_true, y_pred) -> float` on NumPy arrays.
+
+    Raises:
+        ValueError: if `validation_data` is not an `(x, y)` pair of equal lengths,
+            `samples` is not a positive int, or `metric` is an unknown name.
+    """
+
+    def __init__(self, validation_data, samples: int = 1024, metric="accuracy"):
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise ValueError(
+                "Argument `validation_data` must be a tuple `(x, y)` of arrays. "
+                f"Received: validation_data of type {type(validation_data).__name__}"
+            )
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
+            raise ValueError(
+                f"Argument `validation_samples` must be a positive int. Received: {samples!r}"
+            )
+        if not callable(metric) and metric not in _METRICS:
+            raise ValueError(
+                f"Argument `metric` must be one of {_METRICS} or a callable "
+                f"metric(y_true, y_pred) -> float. Received: metric={metric!r}"
+            )
+        x, y = validation_data
+        x = keras.tree.map_structure(np.asarray, x)
+        y = np.asarray(y)
+        n = len(y)
+        lengths = {len(a) for a in keras.tree.flatten(x)}
+        if lengths != {n} or n == 0:
+            raise ValueError(
+                "Argument `validation_data` must hold x and y with the same, non-zero number "
+                f"of samples. Received x lengths {sorted(lengths)} and y length {n}."
+            )
+        take = min(samples, n)
+        rng = np.random.default_rng(0)
+        index = np.sort(rng.choice(n, size=take, replace=False)) if take < n else np.arange(n)
+        self.x = keras.tree.map_structure(lambda a: a[index], x)
+        self.y = y[index]
+        self.metric = metric
+        self.metric_name = (
+            metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
+        )
+        self.samples = take
+        self.chunk = min(_CHUNK, take)
+
+    def measure(self, model) -> float:
+        """Returns the metric of `model` on the subset (NaN if the prediction fails)."""
+        preds = []
+        n = self.samples
+        for start in range(0, n, self.chunk):
+            stop = min(start + self.chunk, n)
+            idx = np.arange(start, start + self.chunk)
+            # Pad the last chunk to the chunk size by wrapping around, so that every
+            # call has the same shape and the predict function is traced once.
+            idx = np.where(idx < n, idx, idx % n)
+            xb = keras.tree.map_structure(lambda a, idx=idx: a[idx], self.x)
+            out = model.predict_on_batch(xb)
+            out = keras.tree.flatten(out)[0]
+            preds.append(np.asarray(keras.ops.convert_to_numpy(out))[: stop - start])
+        y_pred = np.concatenate(preds, axis=0)
+        if callable(self.metric):
+            return float(self.metric(self.y, y_pred))
+        return _accuracy(self.y, y_pred, self.metric)
+
+
+# ---------------------------------------------------------------------- LR in effect
+def current_learning_rate(optimizer) -> float:
+    """The LR the optimizer applied on its last step (float; NaN if unknown).
+
+    For a schedule that is `schedule(iterations - 1)`: `optimizer.learning_rate`
+    would give the LR of the *next* step.
+    """
+    from keras_lode.lode_schedule import LODESchedule
+
+    lr = getattr(optimizer, "_learning_rate", None)
+    try:
+        iterations = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        last = max(iterations - 1, 0)
+        if isinstance(lr, LODESchedule):
+            return float(lr.lr_at(last))
+        if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) or (
+            callable(lr) and not isinstance(lr, keras.Variable)
+        ):
+            return float(keras.ops.convert_to_numpy(lr(last)))
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    except Exception as e:  # a user schedule we cannot evaluate eagerly
+        logger.warning(
+            "Could not read the learning rate (%s: %s); recording NaN.", type(e).__name__, e
+        )
+        return math.nan
+
+
+# ---------------------------------------------------------------------- observer
+def _positive_int_arg(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise ValueError(f"Argument `{name}` must be a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+class LogPointObserver(keras.callbacks.Callback):
+    """Base callback: observes training at P log points per epoch.
+
+    Subclasses implement `on_log_point(point)`; `point` is a dict with `index`
+    (0-based log point of the run), `step` (global step at its end), `epoch`
+    (epoch fraction), `lr` (LR in effect on the interval's last step), `loss` (mean
+    training loss over the interval, sample-weighted like Keras) and `metric`
+    (validation metric measured now, NaN without validation data).
+
+    Args:
+        points_per_epoch: log points per epoch P.
+        validation_data: `(x, y)` for the validation metric, or None.
+        validation_samples: size of the fixed validation subset.
+        metric: metric name or callable, see `ValidationProbe`.
+    """
+
+    def __init__(
+        self,
+        points_per_epoch: int | None = 10,
+        validation_data=None,
+        validation_samples: int = 1024,
+        metric: str | Callable = "accuracy",
+    ):
+        super().__init__()
+        if points_per_epoch is not None:
+            points_per_epoch = _positive_int_arg("points_per_epoch", points_per_epoch)
+        self.points_per_epoch = points_per_epoch
+        self.probe = (
+            ValidationProbe(validation_data, validation_samples, metric)
+            if validation_data is not None
+            else None
+        )
+        self.metric_name = (
+            self.probe.metric_name
+            if self.probe
+            else (metric if isinstance(metric, str) else getattr(metric, "__name__", "metric"))
+        )
+        self.seconds = 0.0  # time spent inside this callback during the last fit
+
+    # -- geometry -------------------------------------------------------------------
+    def _setup_geometry(self) -> None:
+        params = self.params or {}
+        spe = params.get("steps")
+        if not spe:
+            raise ValueError(
+                f"{type(self).__name__} needs the number of steps per epoch to place its log "
+                "points. Pass `steps_per_epoch` to fit (or data of known length). "
+                f"Received: steps={spe!r}"
+            )
+        p = self.points_per_epoch
+        if spe < p:
+            raise ValueError(
+                f"{type(self).__name__}: points_per_epoch={p} exceeds the steps per epoch "
+                f"({spe}); use a smaller points_per_epoch or smaller batches."
+            )
+        self.steps_per_epoch = int(spe)
+        self.epochs = int(params.get("epochs") or 1)
+        self.total_points = self.epochs * p
+        # Steps completed within an epoch at each log point (last one = epoch end).
+        self.boundaries = [int(round((k + 1) * spe / p)) for k in range(p)]
+
+    def _loss_tracker(self, model):
+        for m in getattr(model, "metrics", []):
+            if m.name == "loss" and hasattr(m, "total") and hasattr(m, "count"):
+                return m
+        return None
+
+    def _tracker_state(self, model) -> tuple[float, float] | None:
+        tracker = self._loss_tracker(model)
+        if tracker is None:
+            return None
+        total = float(keras.ops.convert_to_numpy(tracker.total))
+        count = float(keras.ops.convert_to_numpy(tracker.count))
+        return total, count
+
+    # -- Keras hooks ----------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        t0 = time.perf_counter()
+        self.seconds = 0.0
+        self._setup_geometry()
+        self._fit_begin()
+        self.seconds += time.perf_counter() - t0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        t0 = time.perf_counter()
+        self._epoch = int(epoch)
+        self._next = 0  # index into self.boundaries
+        self._base = (0.0, 0.0)  # loss tracker (total, count) at the previous point
+        self._base_running = (0.0, 0)  # fallback: (running mean, steps) at previous point
+        self._epoch_begin(int(epoch))
+        self.seconds += time.perf_counter() - t0
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = int(batch) + 1
+        if self._next >= len(self.boundaries) or done < self.boundaries[self._next]:
+            return
+        t0 = time.perf_counter()
+        logs = logs if logs is not None else {}
+        model = self.model  # syncs the JAX state once for everything below
+        loss = self._interval_loss(model, logs, done)
+        metric = self._measure(model)
+        lr = current_learning_rate(model.optimizer)
+        while self._next < len(self.boundaries) and done >= self.boundaries[self._next]:
+            k = self._next
+            self._next += 1
+            point = {
+                "index": self._epoch * self.points_per_epoch + k,
+                "step": self._epoch * self.steps_per_epoch + done,
+                "epoch": self._epoch + (k + 1) / self.points_per_epoch,
+                "lr": lr,
+                "loss": loss,
+                "metric": metric,
+            }
+            self.on_log_point(point, logs)
+        self.seconds += time.perf_counter() - t0
+
+    def _measure(self, model) -> float:
+        if self.probe is None:
+            return math.nan
+        try:
+            return self.probe.measure(model)
+        except Exception as e:  # never kill the user's fit over a measurement
+            logger.warning(
+                "Validation metric failed at a log point (%s: %s); recording NaN.",
+                type(e).__name__,
+                e,
+            )
+            return math.nan
+
+    def _interval_loss(self, model, logs: Mapping[str, Any], done: int) -> float:
+        state = self._tracker_state(model)
+        if state is not None:
+            total, count = state
+            d_total, d_count = total - self._base[0], count - self._base[1]
+            self._base = (total, count)
+            if d_count > 0:
+                return d_total / d_count
+        # No loss tracker (custom train_step): difference the running means by steps.
+        running = float(logs.get("loss", math.nan))
+        prev_mean, prev_steps = self._base_running
+        self._base_running = (running, done)
+        steps = done - prev_steps
+        return (running * done - prev_mean * prev_steps) / steps if steps > 0 else math.nan
+
+    # -- subclass hooks ---------------------------------------------------------------
+    def _fit_begin(self) -> None:
+        """Called at train begin after the geometry is known."""
+
+    def _epoch_begin(self, epoch: int) -> None:
+        """Called at each epoch begin."""
+
+    def on_log_point(self, point: dict, logs: dict) -> None:
+        """Called at every log point; see the class docstring."""
+
+
+# ---------------------------------------------------------------------- RunRecorder
+class RunRecorder(LogPointObserver):
+    """Records a `keras_lode.Run` of a `model.fit` at P log points per epoch.
+
+    At each log point it records the global step, the epoch fraction, the LR in
+    effect, the mean training loss over the steps since the previous log point and
+    the validation metric measured at that point on a fixed validation subset
+    (with `predict_on_batch`, which leaves the training metrics alone). It writes
+    `logs["learning_rate"]` so History/CSVLogger/TensorBoard record the LR. At the
+    end of training the run is written atomically to `path` with status
+    `"complete"`, or `"diverged"` if a loss went non-finite (the run is kept and
+    flagged). Its own cost is reported in `run.meta["recorder_seconds"]` and
+    `run.meta["recorder_fraction"]` (share of the fit's wall time).
+
+    Example:
+
+    ```python
+    recorder = keras_lode.RunRecorder("runs/", validation_data=(x_val, y_val),
+                                      meta={"task": "fmnist_cnn", "schedule": "cosine",
+                                            "peak_lr": 1e-3, "seed": 0})
+    model.fit(x, y, epochs=8, callbacks=[recorder])
+    recorder.run.channels()        # (80, 3): loss, ln lr, accuracy
+    ```
+
+    Args:
+        path: file (`*.run.csv`) or directory to write the run to at train end;
+            None keeps it only in `self.run`.
+        points_per_epoch: log points per epoch P.
+        validation_data: `(x, y)` arrays for the validation metric (None: metric NaN).
+        validation_samples: size of the fixed validation subset.
+        metric: `"accuracy"` (or another name of `ValidationProbe`) or a callable.
+        meta: metadata for the run (task, schedule, peak_lr, seed, ...).
+        verbose: 1 prints one line per epoch with the last log point.
+
+    Raises:
+        ValueError / TypeError: on invalid arguments (named in the message).
+    """
+
+    def __init__(
+        self,
+        path=None,
+        *,
+        points_per_epoch: int = 10,
+        validation_data=None,
+        validation_samples: int = 1024,
+        metric: str | Callable = "accuracy",
+        meta: Mapping[str, Any] | None = None,
+        verbose: int = 0,
+    ):
+        super().__init__(points_per_epoch, validation_data, validation_samples, metric)
+        if meta is not None and not isinstance(meta, Mapping):
+            raise TypeError(f"Argument `meta` must be a dict. Received: meta={meta!r}")
+        self.path = Path(path) if path is not None else None
+        self.meta = dict(meta or {})
+        self.verbose = int(verbose)
+        self.run = None
+        self._rows: list[tuple] = []
+
+    def _fit_begin(self) -> None:
+        self._rows = []
+        self.run = None
+        self._t_begin = time.perf_counter()
+
+    def on_log_point(self, point: dict, logs: dict) -> None:
+        self._rows.append(
+            (point["step"], point["epoch"], point["lr"], point["loss"], point["metric"])
+        )
+        logs["learning_rate"] = point["lr"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        t0 = time.perf_counter()
+        if logs is not None and self._rows:
+            logs["learning_rate"] = self._rows[-1][2]
+        if self.verbose and self._rows:
+            step, ep, lr, loss, metric = self._rows[-1]
+            print(
+                f"Epoch {epoch + 1}: RunRecorder point {len(self._rows)} step {step} "
+                f"lr {lr:.4g} interval loss {loss:.4f} {self.metric_name} {metric:.4f}"
+            )
+        self.seconds += time.perf_counter() - t0
+
+    def on_train_end(self, logs=None):
+        from keras_lode.runs import Run
+
+        t0 = time.perf_counter()
+        rows = self._rows
+        cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]
+        optimizer = getattr(self.model, "optimizer", None)
+        lrs = np.asarray(cols[2], dtype=np.float64)
+        losses = np.asarray(cols[3], dtype=np.float64)
+        diverged = bool(len(losses)) and not np.all(np.isfinite(losses))
+        meta = {
+            "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+            "peak_lr": float(np.nanmax(lrs)) if np.any(np.isfinite(lrs)) else None,
+            "metric_name": self.metric_name,
+        }
+        meta.update(self.meta)  # the user's values win
+        wall = max(time.perf_counter() - getattr(self, "_t_begin", t0), 1e-9)
+        meta.update(
+            {
+                "steps_per_epoch": self.steps_per_epoch,
+                "points_per_epoch": self.points_per_epoch,
+                "epochs": self.epochs,
+                "total_steps": self.steps_per_epoch * self.epochs,
+                "status": "diverged" if diverged else "complete",
+                "validation_samples": self.probe.samples if self.probe else 0,
+            }
+        )
+        flags = list(meta.get("flags") or [])
+        if len(rows) < self.total_points:
+            flags.append("stopped_early")
+        meta["flags"] = flags
+        self.seconds += time.perf_counter() - t0
+        meta["recorder_seconds"] = round(self.seconds, 4)
+        meta["recorder_fraction"] = round(self.seconds / wall, 5)
+        self.run = Run(*cols, meta=meta)
+        if self.path is not None:
+            self.run.save(self.path)
