@@ -401,6 +401,10 @@ def save_model(path, config, weights):
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        # mkstemp creates the file 0600; give it the usual permissions (umask applied).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -556,6 +560,8 @@ class _FieldKernel:
             self.bufs.append(buf)
         n = layers[-1][0].shape[0]
         self.k = [np.empty((batch, n), dtype=dtype) for _ in range(4)]
+        self.scratch = [np.empty((batch, a.shape[1]), dtype=dtype) for a in self.aug[:-1]]
+        self.safe = False
 
     def tanh_mlp(self, out):
         """`tanh(MLP(bufs[0][:, :-1]))` into `out` (softplus hidden layers)."""
@@ -563,10 +569,19 @@ class _FieldKernel:
         for i in range(len(aug) - 1):
             dst = bufs[i + 1][:, :-1]
             np.matmul(bufs[i], aug[i], out=dst)
-            # softplus as log1p(exp(x)); overflow (x > ~700) is caught after the loop
-            # and the whole decode is redone on the exact, slower path.
-            np.exp(dst, out=dst)
-            np.log1p(dst, out=dst)
+            if self.safe:
+                # min(log1p(exp(x)), max(x, 20)) is torch's thresholded softplus to
+                # within 2e-9 and never overflows to inf.
+                scr = self.scratch[i]
+                np.maximum(dst, 20, out=scr)
+                np.exp(dst, out=dst)
+                np.log1p(dst, out=dst)
+                np.minimum(dst, scr, out=dst)
+            else:
+                # Plain log1p(exp(x)): two ufuncs. It overflows only for x > ~88 (float32)
+                # or ~709 (float64); the caller then reruns with `safe`.
+                np.exp(dst, out=dst)
+                np.log1p(dst, out=dst)
         np.matmul(bufs[-1], aug[-1], out=out)
         np.tanh(out, out=out)
 
@@ -791,10 +806,12 @@ class LatentODE:
             if len(self._kernels) > 8:  # bounded cache: a few batch sizes are typical
                 self._kernels.clear()
             self._kernels[s] = kernel
+        kernel.safe = False
         states = kernel.integrate(h0, grid)
         if not np.all(np.isfinite(states)):
-            # The fused softplus overflowed (pre-activations beyond ~700): redo exactly.
-            return self._integrate_reference(h0, ts)
+            # The two-ufunc softplus overflowed (huge pre-activations): redo it safely.
+            kernel.safe = True
+            states = kernel.integrate(h0, grid)
         if len(ts) == 1:
             return states[:1]
         return integrate.interpolate(states, grid, ts)
