@@ -1,0 +1,187 @@
+"""`keras-lode plan MODEL RUN --at N`: the plan a model would make for a recorded run.
+
+Reads the run's window of W log points ending at point N, plans the rest of the run with
+`keras_lode.plan`, and prints the summary line and the planned LR next to the LR the run
+actually used (one row per epoch by default); optionally saves a figure and the plan as
+JSON. Nothing heavy is imported at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+HELP = "print (and plot) the plan a LODE model would make for a recorded run at a log point"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="LODE model file (.npz)")
+    parser.add_argument("run", metavar="RUN", help="run file (.run.csv) or a directory of runs")
+    parser.add_argument(
+        "--at", type=int, required=True, metavar="N", help="log point to plan from (0-based)"
+    )
+    parser.add_argument("--run-id", help="which run, when RUN holds several")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the planner's noise")
+    parser.add_argument("--plot", metavar="PATH", help="save a figure of the plan (.png, .pdf)")
+    parser.add_argument("--json", metavar="PATH", help="write the plan and diagnostics as JSON")
+    parser.add_argument(
+        "--window", type=int, help="window length W (default: the model's planner setting)"
+    )
+    parser.add_argument(
+        "--total-points",
+        type=int,
+        help="log points of the whole run (default: epochs x P from the run's metadata, "
+        "else its length)",
+    )
+    parser.add_argument("--samples", type=int, help="perturbed latents S")
+    parser.add_argument("--sigma", type=float, help="relative noise of the perturbation")
+    parser.add_argument("--tol", type=float, help="loss-band half-width in std units")
+    parser.add_argument("--loss-floor", type=float, help="floor of the loss-band unit")
+    parser.add_argument("--top-k", type=int, help="number of best futures averaged")
+    parser.add_argument("--anchor", choices=("max_lr", "nearest"), help="anchor rule")
+    parser.add_argument(
+        "--every", type=int, help="print every E-th planned point (default: one per epoch)"
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"keras-lode plan: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _load_model(path):
+    from keras_lode.ode import load_model
+
+    return load_model(path)
+
+
+def _load_run(path, run_id):
+    from keras_lode.runs import load_runs
+
+    runs = load_runs(path)
+    if not runs:
+        raise ValueError(f"no run files (*.run.csv) found at {path}")
+    if run_id is not None:
+        match = [r for r in runs if r.run_id == run_id]
+        if not match:
+            ids = ", ".join(r.run_id for r in runs[:10])
+            raise ValueError(f"no run with --run-id {run_id!r} at {path}; found: {ids}")
+        return match[0]
+    if len(runs) > 1:
+        ids = ", ".join(r.run_id for r in runs[:10])
+        raise ValueError(f"{path} holds {len(runs)} runs; choose one with --run-id ({ids}...)")
+    return runs[0]
+
+
+def _total_points(run, override):
+    if override is not None:
+        return override
+    epochs, p = run.meta.get("epochs"), run.points_per_epoch
+    if epochs and p and int(epochs) * int(p) >= len(run):
+        return int(epochs) * int(p)
+    return len(run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from keras_lode.planner import plan
+
+    try:
+        model = _load_model(args.model)
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot load MODEL {args.model}: {e}")
+    try:
+        rec = _load_run(args.run, args.run_id)
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot load RUN {args.run}: {e}")
+
+    defaults = getattr(model, "planner_defaults", None) or {}
+    W = args.window if args.window is not None else int(defaults.get("window", 30))
+    channels = rec.channels()
+    K = _total_points(rec, args.total_points)
+    n = args.at
+    if W < 1:
+        return _fail(f"--window must be >= 1. Received: {W}")
+    if not 0 <= n < len(rec):
+        return _fail(f"--at must be a recorded log point 0..{len(rec) - 1}. Received: {n}")
+    if n < W - 1:
+        return _fail(
+            f"--at must be >= W - 1 = {W - 1} so that the window has W = {W} points "
+            f"(or pass a shorter --window). Received: {n}"
+        )
+    if args.every is not None and args.every < 1:
+        return _fail(f"--every must be >= 1. Received: {args.every}")
+
+    window = channels[n - W + 1 : n + 1]
+    options = {
+        "samples": args.samples,
+        "sigma": args.sigma,
+        "tol": args.tol,
+        "loss_floor": args.loss_floor,
+        "top_k": args.top_k,
+        "anchor": args.anchor,
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            p = plan(
+                model,
+                window,
+                position=n,
+                total_points=K,
+                seed=args.seed,
+                points_per_epoch=rec.points_per_epoch,
+                **options,
+            )
+        except (TypeError, ValueError) as e:
+            return _fail(str(e))
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+
+    P = rec.points_per_epoch
+    print(f"model: {args.model} (horizon {model.horizon} log points, P={model.points_per_epoch})")
+    print(f"run:   {rec.run_id} ({len(rec)} of {K} log points recorded, P={P}, {rec.status})")
+    print(p.summary())
+    every = args.every or (P if P else max(1, (K - n - 1) // 20))
+    print(f"{'point':>6} {'epoch':>7} {'planned lr':>11} {'recorded lr':>12}")
+    points = p.points
+    rows = [i for i, pt in enumerate(points) if (pt + 1) % every == 0 or pt == points[-1]]
+    for i in rows:
+        pt = int(points[i])
+        epoch = f"{(pt + 1) / P:7.2f}" if P else f"{'-':>7}"
+        recorded = f"{rec.lr[pt]:12.4g}" if pt < len(rec) else f"{'-':>12}"
+        print(f"{pt:6d} {epoch} {p.lr[i]:11.4g} {recorded}")
+
+    if args.json:
+        out = {
+            "model": args.model,
+            "run": rec.run_id,
+            "position": p.position,
+            "total_points": p.total_points,
+            "seed": p.seed,
+            "fallback": p.fallback,
+            "reason": p.reason,
+            "accepted": p.accepted,
+            "chosen": p.chosen.tolist(),
+            "anchors": p.anchors.tolist(),
+            "rewards": [None if not np.isfinite(r) else float(r) for r in p.rewards],
+            "lr_range": list(p.lr_range),
+            "points": p.points.tolist(),
+            "lr": p.lr.tolist(),
+            "summary": p.summary(),
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        try:
+            from keras_lode.plotting import plot_plan
+
+            plot_plan(p, args.plot, observed=channels)
+        except ImportError as e:
+            return _fail(str(e))
+        print(f"wrote {args.plot}")
+    return 0

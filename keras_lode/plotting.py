@@ -1,0 +1,160 @@
+"""Figures of a plan: the imagined futures, the accepted ones, anchors and the chosen LR.
+
+Needs matplotlib (`pip install 'keras-lode[plot]'`); it is imported only when a figure is
+made, and only its object-oriented API is used (no pyplot), so plotting never changes the
+user's matplotlib backend or global state.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["plot_plan"]
+
+_REJECTED = "#b0b0b0"
+_ACCEPTED = "#9ecae1"
+_CHOSEN = "#08519c"
+_ANCHOR = "#ff7f0e"
+_PLAN = "#d62728"
+_OBSERVED = "black"
+_RECORDED = "#31a354"
+
+
+def _figure_class():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(
+            "Plotting a plan needs matplotlib: install it with pip install 'keras-lode[plot]'"
+        ) from e
+    return Figure
+
+
+def plot_plan(plan, path, *, observed=None, title=None):
+    """Saves a figure of one planning call.
+
+    Left column, the imagined futures in the model's own time (run log points from 0):
+    every decoded sample (grey if rejected, light blue if accepted, dark blue if among the
+    top-k), the loss band that anchors must fall in (for `j < K`), and each accepted
+    sample's anchor (orange). Right column, the run's time: the observed window (black),
+    the chosen futures shifted so their anchor sits at the current point, the planned LR
+    (red), and optionally the whole recorded run (green, dashed). Rows: loss, LR (log
+    scale), metric.
+
+    Example:
+
+    ```python
+    p = keras_lode.plan(model, window, position=120, total_points=600, seed=0)
+    keras_lode.plotting.plot_plan(p, "plan.png")
+    ```
+
+    Args:
+        plan: a `keras_lode.planner.Plan`.
+        path: output file; the format follows the suffix (`.png`, `.pdf`, `.svg`, ...).
+        observed: optional (K', 3) raw channels `[loss, ln lr, metric]` of the recorded
+            run from log point 0 (e.g. `run.channels()`), drawn for comparison.
+        title: figure title; default `plan.summary()`.
+
+    Returns:
+        The path written, as a string.
+
+    Raises:
+        ImportError: if matplotlib is not installed.
+        ValueError: if `observed` is not a (K', 3) array.
+    """
+    Figure = _figure_class()
+    if observed is not None:
+        observed = np.asarray(observed, dtype=np.float64)
+        if observed.ndim != 2 or observed.shape[1] != 3:
+            raise ValueError(
+                "Argument `observed` must have shape (K, 3) [loss, ln lr, metric]. "
+                f"Received: shape {observed.shape}"
+            )
+
+    cand = np.asarray(plan.candidates, dtype=np.float64)
+    S, M, _ = cand.shape
+    n, K = plan.position, plan.total_points
+    W = plan.window.shape[0]
+    accepted = plan.accepted_mask
+    chosen = set(int(s) for s in plan.chosen)
+    t_imag = np.arange(M)
+    t_win = np.arange(n - W + 1, n + 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cand_lr = np.exp(cand[:, :, 1])
+        win_lr = np.exp(plan.window[:, 1])
+    # inf (exp overflow) breaks autoscaling on a log axis; leave a gap instead.
+    cand_lr[~np.isfinite(cand_lr)] = np.nan
+
+    fig = Figure(figsize=(13, 9), layout="constrained")
+    axes = fig.subplots(3, 2, sharex="col")
+    names = ("loss", "learning rate", "metric")
+
+    # Left: imagined futures, drawn rejected first so the accepted ones stay visible.
+    order = sorted(range(S), key=lambda s: (s in chosen, bool(accepted[s])))
+    for s in order:
+        if s in chosen:
+            style = {"color": _CHOSEN, "lw": 1.4, "alpha": 0.9, "zorder": 3}
+        elif accepted[s]:
+            style = {"color": _ACCEPTED, "lw": 0.9, "alpha": 0.8, "zorder": 2}
+        else:
+            style = {"color": _REJECTED, "lw": 0.7, "alpha": 0.5, "zorder": 1}
+        for row, y in enumerate((cand[s, :, 0], cand_lr[s], cand[s, :, 2])):
+            axes[row, 0].plot(t_imag, y, **style)
+    lo, hi = plan.loss_band
+    axes[0, 0].fill_between([0, K - 1], lo, hi, color=_ANCHOR, alpha=0.15, lw=0,
+                            label="loss band (anchors j < K)")  # fmt: skip
+    idx = np.flatnonzero(accepted)
+    if idx.size:
+        j = plan.anchors[idx]
+        axes[0, 0].scatter(j, cand[idx, j, 0], color=_ANCHOR, s=18, zorder=4, label="anchors")
+        axes[1, 0].scatter(j, cand_lr[idx, j], color=_ANCHOR, s=18, zorder=4)
+    for ax in axes[:, 0]:
+        ax.axvline(K - 1, color="k", ls=":", lw=0.8)
+    axes[0, 0].plot([], [], color=_REJECTED, label=f"rejected ({S - plan.accepted})")
+    axes[0, 0].plot([], [], color=_ACCEPTED, label=f"accepted ({plan.accepted})")
+    axes[0, 0].plot([], [], color=_CHOSEN, label=f"top-{len(chosen)}")
+    axes[0, 0].legend(loc="best", fontsize=8)
+    axes[0, 0].set_title("imagined futures (model time)")
+    axes[2, 0].set_xlabel("imagined log point")
+
+    # Right: the run's time.
+    if observed is not None:
+        t_obs = np.arange(observed.shape[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            obs = (observed[:, 0], np.exp(observed[:, 1]), observed[:, 2])
+        for row, y in enumerate(obs):
+            axes[row, 1].plot(t_obs, y, color=_RECORDED, ls="--", lw=1, label="recorded run")
+    offsets = np.arange(0, K - n)
+    for s in idx:
+        jj = plan.anchors[s] + offsets
+        style = (
+            {"color": _CHOSEN, "lw": 1.2, "alpha": 0.9}
+            if int(s) in chosen
+            else {"color": _ACCEPTED, "lw": 0.7, "alpha": 0.6}
+        )
+        for row, y in enumerate((cand[s, jj, 0], cand_lr[s, jj], cand[s, jj, 2])):
+            axes[row, 1].plot(n + offsets, y, **style)
+    for row, y in enumerate((plan.window[:, 0], win_lr, plan.window[:, 2])):
+        axes[row, 1].plot(t_win, y, color=_OBSERVED, lw=2, label="observed window")
+    label = "plan (fallback)" if plan.fallback else "plan"
+    axes[1, 1].plot(plan.points, plan.lr, color=_PLAN, lw=2.2, label=label, zorder=5)
+    for ax in axes[:, 1]:
+        ax.axvline(n, color="k", ls=":", lw=0.8)
+    axes[0, 1].legend(loc="best", fontsize=8)
+    axes[1, 1].legend(loc="best", fontsize=8)
+    axes[0, 1].set_title(f"plan from log point {n} of {K}")
+    axes[2, 1].set_xlabel("run log point")
+
+    for row, name in enumerate(names):
+        axes[row, 0].set_ylabel(name)
+        for col in range(2):
+            axes[row, col].grid(alpha=0.3)
+    for col in range(2):
+        axes[1, col].set_yscale("log")
+    fig.suptitle(plan.summary() if title is None else title, fontsize=10)
+
+    path = os.fspath(path)
+    fig.savefig(path, dpi=110)
+    return path

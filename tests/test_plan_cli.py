@@ -1,0 +1,167 @@
+"""`keras-lode plan MODEL RUN --at N`: output checked against `keras_lode.plan` itself."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from keras_lode.commands import plan as plan_cmd
+from keras_lode.planner import plan
+
+ode = pytest.importorskip("keras_lode.ode")
+synthetic = pytest.importorskip("keras_lode.synthetic")
+
+
+def cli(*argv) -> int:
+    parser = argparse.ArgumentParser(prog="keras-lode plan")
+    plan_cmd.add_arguments(parser)
+    return plan_cmd.run(parser.parse_args([str(a) for a in argv]))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("plan_cli")
+    # Channel statistics near the synthetic runs' and a slow field keep the imagined LRs
+    # inside the training range, so the printed plans are not all clipped to one value.
+    model = ode.random_model(
+        seed=0,
+        horizon=60,
+        points_per_epoch=10,
+        mean=[1.0, math.log(1e-2), 0.5],
+        std=[0.5, 1.0, 0.2],
+        field_scale=0.3,
+    )
+    model.save(d / "model.npz")
+    run = synthetic.synthetic_run("cosine", 0.01, points=60, points_per_epoch=10, seed=0)
+    run_path = run.save(d)
+    long_dir = d / "long"
+    long_dir.mkdir()
+    long_path = synthetic.synthetic_run("constant", 0.01, points=120, seed=1).save(long_dir)
+    return {"model": d / "model.npz", "run": run_path, "long": long_path, "dir": d}
+
+
+# The random model's futures are far from the synthetic run's losses; a wide band lets them
+# be accepted so that the printed plan is a real, non-fallback one.
+WIDE = ("--loss-floor", "10")
+
+
+def _printed_lr(out: str) -> dict[int, float]:
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0].isdigit():
+            rows[int(parts[0])] = float(parts[2])
+    return rows
+
+
+def test_prints_the_plan_of_the_planner(files, capsys):
+    assert cli(files["model"], files["run"], "--at", 35, "--seed", 3, *WIDE) == 0
+    out = capsys.readouterr().out
+    model = ode.load_model(files["model"])
+    run = synthetic.synthetic_run("cosine", 0.01, points=60, points_per_epoch=10, seed=0)
+    expected = plan(model, run.channels()[6:36], position=35, total_points=60, seed=3,
+                    loss_floor=10.0)  # fmt: skip
+    assert not expected.fallback
+    assert expected.summary() in out
+    rows = _printed_lr(out)
+    assert sorted(rows) == [39, 49, 59]  # one row per epoch end (P = 10)
+    for pt, lr in rows.items():
+        assert lr == pytest.approx(expected.lr[pt - 36], rel=1e-3)
+    assert "recorded lr" in out and "horizon 60" in out
+
+
+def test_seed_changes_the_plan_and_repeats(files, capsys):
+    cli(files["model"], files["run"], "--at", 35, "--seed", 1, "--json", files["dir"] / "a.json",
+        *WIDE)  # fmt: skip
+    cli(files["model"], files["run"], "--at", 35, "--seed", 1, "--json", files["dir"] / "b.json",
+        *WIDE)  # fmt: skip
+    cli(files["model"], files["run"], "--at", 35, "--seed", 2, "--json", files["dir"] / "c.json",
+        *WIDE)  # fmt: skip
+    capsys.readouterr()
+    a, b, c = (json.loads((files["dir"] / f"{k}.json").read_text()) for k in "abc")
+    assert a["lr"] == b["lr"] and a["seed"] == 1
+    assert a["lr"] != c["lr"] and a["chosen"] != c["chosen"]
+    assert len(set(a["lr"])) > 10  # a real schedule, not one clipped value
+    assert a["points"] == list(range(36, 60)) and len(a["lr"]) == 24
+    assert a["accepted"] == 31 and len(a["chosen"]) == 3
+
+
+def test_plot_writes_an_image(files, capsys):
+    pytest.importorskip("matplotlib")
+    out = files["dir"] / "plan.png"
+    assert cli(files["model"], files["run"], "--at", 40, "--plot", out, *WIDE) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_fallback_is_reported(files, capsys):
+    # A band of width ~0 rejects every future.
+    assert cli(files["model"], files["run"], "--at", 35, "--tol", 1e-9, "--loss-floor", 1e-9) == 0
+    out = capsys.readouterr().out
+    assert "0/31 futures accepted; fallback" in out
+    rows = _printed_lr(out)
+    run = synthetic.synthetic_run("cosine", 0.01, points=60, points_per_epoch=10, seed=0)
+    assert all(v == pytest.approx(run.lr[35], rel=1e-3) for v in rows.values())
+
+
+def test_longer_run_is_mapped_with_a_warning(files, capsys):
+    assert cli(files["model"], files["long"], "--at", 50, *WIDE) == 0
+    captured = capsys.readouterr()
+    assert "fraction of training" in captured.err
+    assert max(_printed_lr(captured.out)) == 119
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--at", 10), "--at must be >= W - 1 = 29"),
+        (("--at", 60), "--at must be a recorded log point 0..59"),
+        (("--at", 35, "--window", 0), "--window must be >= 1"),
+        (("--at", 35, "--samples", -1), "`samples` must be >= 0"),
+        (("--at", 35, "--run-id", "nope"), "no run with --run-id 'nope'"),
+    ],
+)
+def test_bad_arguments_fail_with_a_clear_message(files, capsys, argv, message):
+    assert cli(files["model"], files["run"], *argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_files_fail_with_a_clear_message(files, tmp_path, capsys):
+    assert cli(tmp_path / "missing.npz", files["run"], "--at", 35) == 2
+    assert "cannot load MODEL" in capsys.readouterr().err
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    assert cli(bad, files["run"], "--at", 35) == 2
+    assert "cannot load MODEL" in capsys.readouterr().err
+    assert cli(files["model"], tmp_path, "--at", 35) == 2
+    assert "no run files" in capsys.readouterr().err
+    # A directory with two runs needs --run-id.
+    assert cli(files["model"], files["dir"], "--at", 35) == 2
+    assert "choose one with --run-id" in capsys.readouterr().err
+    assert cli(files["model"], files["dir"], "--at", 35, "--run-id", "cosine-lr0.01-seed0",
+               *WIDE) == 0  # fmt: skip
+
+
+def test_window_with_missing_metric_is_an_error_not_a_crash(files, tmp_path, capsys):
+    run = synthetic.synthetic_run("cosine", 0.01, points=60, seed=0)
+    run.metric[30] = np.nan
+    path = run.save(tmp_path)
+    assert cli(files["model"], path, "--at", 35) == 2
+    assert "non-finite metric" in capsys.readouterr().err
+
+
+def test_command_module_imports_nothing_heavy():
+    import subprocess
+
+    code = (
+        "import sys, keras_lode.commands.plan; "
+        "print(sorted(m for m in ('numpy', 'keras', 'torch', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
