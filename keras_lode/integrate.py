@@ -209,6 +209,8 @@ def interpolate(states, grid, t):
     Returns:
         `(len(t),) + state_shape`.
     """
+    if len(t) == 1:
+        return states[:1].copy()
     idx, w, exact = interp_plan(grid, t)
     y1 = states[idx]
     y0 = states[idx - 1]
