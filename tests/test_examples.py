@@ -1,0 +1,162 @@
+"""The examples in --quick mode, the task data loaders and the compare statistics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _example(name):
+    path = ROOT / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run_example(name, tmp_path, *args):
+    out = tmp_path / f"{name}.json"
+    assert _example(name).main(["--quick", "--json", str(out), *args]) == 0
+    return json.loads(out.read_text())
+
+
+def _expected_lrs(result, family, peak_lr):
+    from keras import ops
+
+    from keras_lode import compare
+
+    total = result["steps_per_epoch"] * len(result["epochs"])
+    sched = compare.make_schedule(family, peak_lr, total)
+    return [float(ops.convert_to_numpy(sched(s - 1))) for s in result["points"]["step"]]
+
+
+@pytest.mark.backend
+def test_cnn_example_quick_learns_and_follows_schedule(tmp_path):
+    r = _run_example("fashion_mnist_cnn", tmp_path, "--schedule", "cosine", "--peak-lr", "3e-3")
+    assert len(r["epochs"]) == 1
+    # 4 log points per epoch at the quick scale, ending on the last step of the epoch.
+    assert len(r["points"]["step"]) == 4
+    assert r["points"]["step"][-1] == r["steps_per_epoch"]
+    np.testing.assert_allclose(
+        r["points"]["lr"], _expected_lrs(r, "cosine", 3e-3), rtol=1e-5
+    )
+    # 512 images, one epoch: far above the 10% of chance (measured ~30-35%).
+    assert r["test_at_end"] > 0.2
+    assert all(math.isfinite(v) for v in r["points"]["loss"])
+
+
+def test_resnet_example_quick(tmp_path):
+    r = _run_example("fashion_mnist_resnet", tmp_path, "--schedule", "step", "--peak-lr", "1e-3")
+    assert len(r["epochs"]) == 1 and r["task"] == "fmnist_resnet"
+    np.testing.assert_allclose(r["points"]["lr"], _expected_lrs(r, "step", 1e-3), rtol=1e-5)
+    assert 0.0 <= r["test_at_end"] <= 1.0
+    assert math.isfinite(r["epochs"][0]["train_loss"])
+
+
+def test_gpt_example_quick_next_token_accuracy(tmp_path):
+    r = _run_example("text_gpt", tmp_path, "--schedule", "onecycle", "--peak-lr", "3e-3")
+    assert r["task"] == "text_gpt"
+    np.testing.assert_allclose(r["points"]["lr"], _expected_lrs(r, "onecycle", 3e-3), rtol=1e-5)
+    # Uniform guessing over 256 bytes gives 0.4%; one short epoch already learns byte
+    # frequencies (measured ~10-14%).
+    assert r["test_at_end"] > 0.05
+    assert r["epochs"][0]["train_loss"] < math.log(256)
+
+
+def test_examples_reject_unknown_schedule(tmp_path):
+    with pytest.raises(SystemExit):
+        _example("fashion_mnist_cnn").main(["--quick", "--schedule", "linear"])
+
+
+def test_fashion_mnist_loader_reads_idx():
+    from keras_lode.tasks import data
+
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("dataset-fashion-mnist not installed")
+    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist()
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert x_train.dtype == np.uint8
+    # Fashion-MNIST is balanced: 6000 training and 1000 test images per class.
+    assert np.bincount(y_train).tolist() == [6000] * 10
+    assert np.bincount(y_test).tolist() == [1000] * 10
+
+
+def test_loaders_reject_bad_arguments(tmp_path):
+    from keras_lode.tasks import data, get_task
+
+    with pytest.raises(FileNotFoundError, match="path"):
+        data.load_fashion_mnist(tmp_path)
+    with pytest.raises(ValueError, match="classes"):
+        data.load_cifar(7)
+    with pytest.raises(ValueError, match="source"):
+        data.load_text("shakespeare")
+    with pytest.raises(ValueError, match="Unknown task"):
+        get_task("mnist_mlp")
+    with pytest.raises(ValueError, match="scale"):
+        get_task("fmnist_cnn", scale="huge")
+
+
+def test_text_loader_and_split_do_not_overlap():
+    from keras_lode.tasks.data import load_text
+    from keras_lode.tasks.gpt import text_data
+
+    text = load_text("pydoc")
+    assert len(text) > 400_000 and b"statement" in text
+    d = text_data(seq_len=16, n_train=100, n_val=10, n_test=10)
+    # y is x shifted by one byte; the test block is the tail of the corpus.
+    np.testing.assert_array_equal(d.x_train[0, 1:], d.y_train[0, :-1])
+    tokens = np.frombuffer(text, dtype=np.uint8)
+    n_seq = (len(tokens) - 1) // 16
+    np.testing.assert_array_equal(d.x_test[-1], tokens[(n_seq - 1) * 16 : n_seq * 16])
+
+
+def test_paired_difference_matches_hand_computation():
+    from keras_lode import compare
+
+    p = compare.paired_difference([0.90, 0.91, 0.92], [0.89, 0.89, 0.91])
+    d = np.array([0.01, 0.02, 0.01])
+    half = 4.303 * d.std(ddof=1) / math.sqrt(3)
+    assert p["mean"] == pytest.approx(d.mean())
+    assert p["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    with pytest.raises(ValueError, match="equal"):
+        compare.paired_difference([1, 2], [1])
+
+
+def test_summarize_picks_best_other_method_as_baseline():
+    from keras_lode import compare
+
+    res = []
+    for seed, (a, b, c) in enumerate([(0.9, 0.8, 0.85), (0.92, 0.81, 0.86)]):
+        for m, v in (("lode", a), ("cosine", b), ("onecycle", c)):
+            res.append({"method": m, "seed": seed, "test_at_best_val": v, "test_at_end": v,
+                        "wall_s": 1.0})
+    s = compare.summarize(res, "lode")
+    assert [r["method"] for r in s["rows"]] == ["lode", "onecycle", "cosine"]
+    assert s["paired"]["baseline"] == "onecycle"
+    assert s["paired"]["mean"] == pytest.approx(0.055)
+    assert "paired lode - onecycle" in compare.format_table(res, "lode")
+
+
+def test_compare_method_parsing_errors():
+    from keras_lode.commands.compare import parse_methods, parse_seeds
+
+    with pytest.raises(ValueError, match="--methods"):
+        parse_methods("cosine@fast", None, None)
+    with pytest.raises(ValueError, match="unknown method"):
+        parse_methods("sgdr@1e-3", None, None)
+    with pytest.raises(ValueError, match="--runs"):
+        parse_methods("replay", None, None)
+    with pytest.raises(ValueError, match="peak_lr"):
+        parse_methods("cosine", None, None)
+    with pytest.raises(ValueError, match="--seeds"):
+        parse_seeds("1,1")
+    assert [m.label for m in parse_methods("cosine@3e-3,step@1e-2", None, None)] == [
+        "cosine@3e-03", "step@1e-02"
+    ]
