@@ -1,0 +1,227 @@
+"""Q1 of BENCHMARKS.md: does the LODE schedule train better models than the sweep's best?
+
+The protocol, per task:
+
+1. **Sweep** (training data): families {cosine, onecycle, constant, step} x peak LRs x sweep
+   seeds, every run recorded at P log points per epoch (`keras-lode sweep`).
+2. **Train** the LODE on the sweep (`keras-lode train`), which reports reconstruction and
+   extrapolation errors on held-out runs.
+3. **Evaluate** on seeds the sweep never used: every family at its best peak LR (chosen on the
+   sweep's validation metric: mean over sweep seeds of each run's best validation value), the
+   LODE, *replay* (the LR curve of the single best sweep run) and *retrieval* (follow the LR
+   curve of the sweep run whose recent window is nearest to the current one).
+4. Report test accuracy at the epoch of best validation and at the end, mean +/- std, and the
+   paired difference LODE - best baseline with a 95% interval.
+
+Every stage writes to `--work` and is skipped when its output exists, so an interrupted run
+resumes; evaluation results are saved after every run. Raw numbers go to
+`benchmarks/results/quality_<task>_<scale>.json`.
+
+    python benchmarks/quality.py --task fmnist_cnn --scale cpu          # < 1 h on 2 CPU cores
+    python benchmarks/quality.py --task fmnist_cnn --scale full         # GPU
+    python benchmarks/quality.py --task fmnist_cnn --scale cpu --stage evaluate --model M.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Sweep grid per scale: peak LRs are log-spaced around each family's usual optimum.
+GRIDS = {
+    "cpu": {"lrs": (3e-4, 1e-3, 3e-3, 1e-2), "sweep_seeds": (0, 1),
+            "eval_seeds": tuple(range(100, 105))},
+    "full": {"lrs": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "sweep_seeds": (0, 1, 2, 3, 4),
+             "eval_seeds": tuple(range(100, 110))},
+}
+FAMILIES = ("cosine", "onecycle", "constant", "step")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="fmnist_cnn")
+    p.add_argument("--scale", choices=("cpu", "full"), default="cpu")
+    p.add_argument("--work", default=None,
+                   help="working directory for runs and models (default bench_work/<task>_<scale>)")
+    p.add_argument("--stage", choices=("all", "sweep", "train", "evaluate"), default="all")
+    p.add_argument("--model", default=None, help="use this LODE file instead of training one")
+    p.add_argument("--lrs", default=None, help="override the sweep's peak LRs (comma-separated)")
+    p.add_argument("--sweep-seeds", default=None, help="override the sweep seeds")
+    p.add_argument("--eval-seeds", default=None, help="override the evaluation seeds")
+    p.add_argument("--methods", default=None,
+                   help="evaluate only these (labels: cosine, onecycle, constant, step, lode, "
+                        "replay, retrieval)")
+    p.add_argument("--train-args", default="", help="extra arguments for `keras-lode train`")
+    p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/...)")
+    return p.parse_args(argv)
+
+
+def _floats(text, default):
+    return tuple(float(x) for x in text.split(",")) if text else default
+
+
+def _ints(text, default):
+    return tuple(int(x) for x in text.split(",")) if text else default
+
+
+def _cli(*args):
+    cmd = [sys.executable, "-m", "keras_lode", *map(str, args)]
+    print("$ keras-lode " + " ".join(map(str, args)), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def stage_sweep(task, scale, runs_dir, lrs, seeds):
+    """Runs (or resumes) the sweep with `keras-lode sweep`; returns the wall time."""
+    t0 = time.perf_counter()
+    _cli("sweep", "--task", f"keras_lode.tasks:{task}:{scale}", "--out", runs_dir,
+         "--schedules", ",".join(FAMILIES), "--lrs", ",".join(map(str, lrs)),
+         "--seeds", ",".join(map(str, seeds)))
+    return time.perf_counter() - t0
+
+
+def stage_train(runs_dir, model_path, extra):
+    t0 = time.perf_counter()
+    _cli("train", runs_dir, "-o", model_path, *extra.split())
+    return time.perf_counter() - t0
+
+
+def best_peak_lrs(runs):
+    """Best peak LR per family by the mean (over seeds) of each run's best validation metric."""
+    import numpy as np
+
+    table = {}
+    for r in runs:
+        if r.status != "complete":
+            continue
+        m = np.asarray(r.metric, dtype=float)
+        m = m[np.isfinite(m)]
+        if not len(m):
+            continue
+        key = (r.meta["schedule"], float(r.meta["peak_lr"]))
+        table.setdefault(key, []).append(float(m.max()))
+    best = {}
+    for (fam, lr), vals in table.items():
+        score = float(np.mean(vals))
+        if fam not in best or score > best[fam][1]:
+            best[fam] = (lr, score, len(vals))
+    return best, {f"{f}@{lr:g}": float(np.mean(v)) for (f, lr), v in sorted(table.items())}
+
+
+def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payload):
+    from keras_lode import compare
+    from keras_lode.commands.compare import best_first
+
+    best, grid = best_peak_lrs(runs)
+    payload["sweep_validation"] = grid
+    payload["best_peak_lr"] = {
+        f: {"peak_lr": v[0], "val": v[1], "n": v[2]} for f, v in best.items()
+    }
+    ordered = best_first(payload["runs_dir"])
+    methods = [compare.Method(f, peak_lr=best[f][0], label=f) for f in FAMILIES if f in best]
+    methods += [
+        compare.Method("lode", model=model_path, peak_lr=None, label="lode"),
+        compare.Method("replay", runs=ordered[:1], label="replay"),
+        compare.Method("retrieval", runs=ordered, label="retrieval"),
+    ]
+    if methods_filter:
+        keep = set(methods_filter.split(","))
+        methods = [m for m in methods if m.label in keep]
+    payload["replay_run"] = ordered[0].run_id
+    done = {(r["method"], r["seed"]) for r in payload["results"]}
+    data = spec.load_data(seed=0)
+    for seed in seeds:
+        for m in methods:
+            if (m.label, seed) in done:
+                continue
+            r = compare.train_one(spec, m, seed=seed, data=data)
+            r.pop("points", None) if m.kind in FAMILIES and seed != seeds[0] else None
+            payload["results"].append(r)
+            print(f"  {m.label:<10} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
+                  f"  test@end {100 * r['test_at_end']:.2f}  ({r['wall_s']:.0f} s)", flush=True)
+            _finish(payload, out_path)
+
+
+def _finish(payload, out_path):
+    from keras_lode import compare
+
+    res = payload["results"]
+    if res:
+        payload["summary"] = compare.summarize(res, "lode", "test_at_best_val")
+        payload["summary_end"] = compare.summarize(res, "lode", "test_at_end")
+        baselines = [r for r in res if r["kind"] in FAMILIES or r["method"] == "lode"]
+        payload["summary_vs_families"] = compare.summarize(baselines, "lode")
+    compare.write_json(out_path, payload)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import keras
+
+    from keras_lode import load_runs
+    from keras_lode.tasks import get_task
+
+    spec = get_task(args.task, scale=args.scale)
+    grid = GRIDS[args.scale]
+    lrs = _floats(args.lrs, grid["lrs"])
+    sweep_seeds = _ints(args.sweep_seeds, grid["sweep_seeds"])
+    eval_seeds = _ints(args.eval_seeds, grid["eval_seeds"])
+    overlap = set(sweep_seeds) & set(eval_seeds)
+    if overlap:
+        raise ValueError(f"Evaluation seeds must not be sweep seeds; both have {sorted(overlap)}.")
+    work = Path(args.work or ROOT / "bench_work" / f"{args.task}_{args.scale}")
+    runs_dir = work / "runs"
+    model_path = Path(args.model) if args.model else work / f"{args.task}.npz"
+    out_path = Path(args.out or ROOT / "benchmarks" / "results" /
+                    f"quality_{args.task}_{args.scale}.json")
+    payload = {"results": []}
+    if out_path.is_file():
+        payload = json.loads(out_path.read_text())
+    payload.update({
+        "benchmark": "quality (BENCHMARKS.md Q1)", "task": args.task, "scale": args.scale,
+        "epochs": spec.epochs, "points_per_epoch": spec.points_per_epoch,
+        "data": spec.data_args, "families": FAMILIES, "lrs": lrs,
+        "sweep_seeds": sweep_seeds, "eval_seeds": eval_seeds, "runs_dir": str(runs_dir),
+        "model": str(model_path), "backend": keras.backend.backend(),
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
+        "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
+    })
+    payload.setdefault("timing_s", {})
+    if args.stage in ("all", "sweep"):
+        payload["timing_s"]["sweep"] = stage_sweep(spec.name, args.scale, runs_dir, lrs,
+                                                   sweep_seeds)
+    if args.stage in ("all", "train") and not args.model:
+        payload["timing_s"]["train"] = stage_train(runs_dir, model_path, args.train_args)
+    if args.stage in ("all", "evaluate"):
+        runs = load_runs(runs_dir)
+        payload["sweep_runs"] = len(runs)
+        if not model_path.is_file():
+            raise FileNotFoundError(f"LODE model {model_path} not found: run the train stage.")
+        from keras_lode import load_model
+
+        lode = load_model(model_path)
+        payload["model_training"] = lode.config.get("training", {})
+        t0 = time.perf_counter()
+        stage_evaluate(spec, runs, str(model_path), eval_seeds, args.methods, out_path, payload)
+        payload["timing_s"]["evaluate"] = payload["timing_s"].get("evaluate", 0) + (
+            time.perf_counter() - t0)
+    _finish(payload, out_path)
+    if payload.get("results"):
+        from keras_lode import compare
+
+        print(compare.format_table(payload["results"], "lode"))
+    print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
