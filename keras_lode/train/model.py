@@ -22,12 +22,16 @@ model.export("my_task.npz", points_per_epoch=10, horizon=600)
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torchdiffeq
-from torch import nn
-from torch.nn import functional as F
 
 from keras_lode import ode
+from keras_lode.train import _require_torch
+
+_require_torch()
+
+import torch  # noqa: E402
+import torchdiffeq  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
 __all__ = ["LatentODE", "MLP", "VectorField"]
 
