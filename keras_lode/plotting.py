@@ -153,6 +153,15 @@ def plot_plan(plan, path, *, observed=None, title=None):
             axes[row, col].grid(alpha=0.3)
     for col in range(2):
         axes[1, col].set_yscale("log")
+    # Imagined LRs can span dozens of decades; keep the plan and the clip range readable.
+    shown = np.concatenate([plan.lr, win_lr, np.asarray(plan.lr_range, dtype=np.float64)])
+    if observed is not None:
+        shown = np.concatenate([shown, obs[1]])
+    shown = shown[np.isfinite(shown) & (shown > 0)]
+    if shown.size:
+        axes[1, 1].set_ylim(shown.min() / 3, shown.max() * 3)
+    for v in plan.lr_range:
+        axes[1, 1].axhline(v, color=_PLAN, ls=":", lw=0.8)
     fig.suptitle(plan.summary() if title is None else title, fontsize=10)
 
     path = os.fspath(path)

@@ -165,3 +165,43 @@ def test_command_module_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ plot_plan
+
+
+def _a_plan(files, **kw):
+    model = ode.load_model(files["model"])
+    run = synthetic.synthetic_run("cosine", 0.01, points=60, points_per_epoch=10, seed=0)
+    return plan(model, run.channels()[6:36], position=35, total_points=60, seed=0, **kw), run
+
+
+def test_plot_of_a_fallback_plan(files, tmp_path):
+    pytest.importorskip("matplotlib")
+    from keras_lode.plotting import plot_plan
+
+    p, run = _a_plan(files, tol=1e-9, loss_floor=1e-9)
+    assert p.fallback
+    out = plot_plan(p, tmp_path / "fallback.svg", observed=run.channels(), title="t")
+    assert out.endswith("fallback.svg")
+    text = (tmp_path / "fallback.svg").read_text()
+    assert text.lstrip().startswith("<?xml") and "plan (fallback)" in text
+
+
+def test_plot_rejects_a_bad_observed_array(files, tmp_path):
+    pytest.importorskip("matplotlib")
+    from keras_lode.plotting import plot_plan
+
+    p, _ = _a_plan(files, loss_floor=10.0)
+    with pytest.raises(ValueError, match=r"`observed` must have shape \(K, 3\)"):
+        plot_plan(p, tmp_path / "x.png", observed=np.zeros((60, 2)))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_without_matplotlib_names_the_extra(files, tmp_path, monkeypatch):
+    from keras_lode.plotting import plot_plan
+
+    p, _ = _a_plan(files, loss_floor=10.0)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import now fails
+    with pytest.raises(ImportError, match=r"pip install 'keras-lode\[plot\]'"):
+        plot_plan(p, tmp_path / "x.png")
