@@ -14,7 +14,24 @@ from keras_lode.commands import plan as plan_cmd
 from keras_lode.planner import plan
 
 ode = pytest.importorskip("keras_lode.ode")
-synthetic = pytest.importorskip("keras_lode.synthetic")
+
+
+def make_run(schedule="cosine", peak_lr=0.01, points=60, seed=0, P=10):
+    """A small recorded run (a `keras_lode.Run`) with a known LR schedule."""
+    from keras_lode.runs import Run
+
+    x = np.arange(points) / points
+    lr = (
+        peak_lr * (0.5 + 0.5 * np.cos(np.pi * x))
+        if schedule == "cosine"
+        else np.full(points, peak_lr)
+    )
+    noise = np.random.default_rng(seed).normal(0, 0.01, points)
+    loss = 0.3 + 2.0 * np.exp(-4 * x) + noise
+    step = (np.arange(points) + 1) * 50
+    meta = {"schedule": schedule, "peak_lr": peak_lr, "seed": seed, "points_per_epoch": P,
+            "epochs": points // P, "steps_per_epoch": 50 * P}  # fmt: skip
+    return Run(step, step / (50 * P), lr, loss, 1 - loss / 3, meta=meta)
 
 
 def cli(*argv) -> int:
@@ -26,7 +43,7 @@ def cli(*argv) -> int:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("plan_cli")
-    # Channel statistics near the synthetic runs' and a slow field keep the imagined LRs
+    # Channel statistics near the test runs' and a slow field keep the imagined LRs
     # inside the training range, so the printed plans are not all clipped to one value.
     model = ode.random_model(
         seed=0,
@@ -37,15 +54,15 @@ def files(tmp_path_factory):
         field_scale=0.3,
     )
     model.save(d / "model.npz")
-    run = synthetic.synthetic_run("cosine", 0.01, points=60, points_per_epoch=10, seed=0)
+    run = make_run()
     run_path = run.save(d)
     long_dir = d / "long"
     long_dir.mkdir()
-    long_path = synthetic.synthetic_run("constant", 0.01, points=120, seed=1).save(long_dir)
+    long_path = make_run("constant", 0.01, points=120, seed=1).save(long_dir)
     return {"model": d / "model.npz", "run": run_path, "long": long_path, "dir": d}
 
 
-# The random model's futures are far from the synthetic run's losses; a wide band lets them
+# The random model's futures are far from the test run's losses; a wide band lets them
 # be accepted so that the printed plan is a real, non-fallback one.
 WIDE = ("--loss-floor", "10")
 
@@ -63,7 +80,7 @@ def test_prints_the_plan_of_the_planner(files, capsys):
     assert cli(files["model"], files["run"], "--at", 35, "--seed", 3, *WIDE) == 0
     out = capsys.readouterr().out
     model = ode.load_model(files["model"])
-    run = synthetic.synthetic_run("cosine", 0.01, points=60, points_per_epoch=10, seed=0)
+    run = make_run()
     expected = plan(model, run.channels()[6:36], position=35, total_points=60, seed=3,
                     loss_floor=10.0)  # fmt: skip
     assert not expected.fallback
@@ -106,7 +123,7 @@ def test_fallback_is_reported(files, capsys):
     out = capsys.readouterr().out
     assert "0/31 futures accepted; fallback" in out
     rows = _printed_lr(out)
-    run = synthetic.synthetic_run("cosine", 0.01, points=60, points_per_epoch=10, seed=0)
+    run = make_run()
     assert all(v == pytest.approx(run.lr[35], rel=1e-3) for v in rows.values())
 
 
@@ -149,7 +166,7 @@ def test_bad_files_fail_with_a_clear_message(files, tmp_path, capsys):
 
 
 def test_window_with_missing_metric_is_an_error_not_a_crash(files, tmp_path, capsys):
-    run = synthetic.synthetic_run("cosine", 0.01, points=60, seed=0)
+    run = make_run()
     run.metric[30] = np.nan
     path = run.save(tmp_path)
     assert cli(files["model"], path, "--at", 35) == 2
@@ -172,7 +189,7 @@ def test_command_module_imports_nothing_heavy():
 
 def _a_plan(files, **kw):
     model = ode.load_model(files["model"])
-    run = synthetic.synthetic_run("cosine", 0.01, points=60, points_per_epoch=10, seed=0)
+    run = make_run()
     return plan(model, run.channels()[6:36], position=35, total_points=60, seed=0, **kw), run
 
 
