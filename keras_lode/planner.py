@@ -275,6 +275,8 @@ def plan(
         raise ValueError(f"model.encode must return a latent of shape (L,). Received: {z0.shape}")
     if not np.all(np.isfinite(z0)):
         raise ValueError("model.encode returned a non-finite latent for this window")
+    if not np.issubdtype(z0.dtype, np.floating):
+        z0 = z0.astype(np.float64)
     t_encoded = time.perf_counter()
 
     # 2. z0 plus S perturbed latents; the noise is relative to |z0| per coordinate.
@@ -337,7 +339,8 @@ def plan(
     fallback = lr is None
     if fallback:
         if held is None:
-            lr = np.full(K - 1 - n, math.exp(float(window[-1, 1])))
+            with np.errstate(over="ignore"):  # clipped below
+                lr = np.full(K - 1 - n, np.exp(window[-1, 1]))
             reason += "; holding the current LR"
         else:
             lr = held

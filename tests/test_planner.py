@@ -307,6 +307,22 @@ def test_fallback_without_a_plan_holds_the_current_lr():
     assert "holding the current LR" in p.summary()
 
 
+def test_fallback_holding_a_huge_current_lr_is_clipped_not_a_crash():
+    w = window()
+    w[:, 1] = 1000.0  # exp overflows float64
+    p = plan(_rejecting_model(lr_range=(1e-4, 1e-2)), w, position=10, total_points=100)
+    assert p.fallback
+    np.testing.assert_array_equal(p.lr, 1e-2)
+
+
+def test_integer_latent_still_gets_noise():
+    m = HandModel(by_row(const), z0=[1, 2, 3])
+    m.encode = lambda t, y: np.array([1, 2, 3])
+    plan(m, window(), position=10, total_points=100, seed=0)
+    assert m.decoded[1].dtype == np.float64
+    assert np.all(m.decoded[1][1:] != [1, 2, 3])
+
+
 def test_lr_is_clipped_to_the_range():
     def spec(r, t):
         return const(r, t, lr=50.0 if r % 2 else 1e-9)
