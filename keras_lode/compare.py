@@ -200,20 +200,12 @@ def _observer_class():
             self._prev_sum = 0.0
             self._prev_batches = 0
 
-        def _current_lr(self, logs):
-            if self.controller is not None:
-                return self.controller.current_lr
-            if self.schedule is not None:
-                if isinstance(self.schedule, float | int):
-                    return float(self.schedule)
-                from keras import ops
+        def _current_lr(self):
+            # The LR the optimizer applied on its last step, read back from the optimizer
+            # (through `self.model`, which syncs JAX state) rather than from our own plan.
+            from keras_lode.recorder import current_learning_rate
 
-                return float(ops.convert_to_numpy(self.schedule(max(self.step - 1, 0))))
-            if logs and "learning_rate" in logs:
-                return float(logs["learning_rate"])
-            from keras import ops
-
-            return float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            return current_learning_rate(self.model.optimizer)
 
         def on_epoch_begin(self, epoch, logs=None):
             self._prev_sum = 0.0
@@ -238,7 +230,7 @@ def _observer_class():
             metric = float("nan")
             if self.val_points is not None:
                 metric = predict_accuracy(self.model, *self.val_points)
-            lr = self._current_lr(logs)
+            lr = self._current_lr()
             self.points["step"].append(self.step)
             self.points["lr"].append(lr)
             self.points["loss"].append(interval)

@@ -160,3 +160,35 @@ def test_compare_method_parsing_errors():
     assert [m.label for m in parse_methods("cosine@3e-3,step@1e-2", None, None)] == [
         "cosine@3e-03", "step@1e-02"
     ]
+
+
+def _const_run(lr, loss, metric, steps, total):
+    from keras_lode import Run
+
+    k = len(steps)
+    return Run(step=steps, epoch=[s / total for s in steps], lr=[lr] * k, loss=[loss] * k,
+               metric=[metric] * k,
+               meta={"task": "fmnist_cnn", "schedule": "constant", "peak_lr": lr, "seed": 0,
+                     "total_steps": total, "points_per_epoch": k, "status": "complete"})
+
+
+def test_replay_and_retrieval_set_the_optimizer_lr():
+    from keras_lode import compare
+    from keras_lode.tasks import get_task
+
+    spec = get_task("fmnist_cnn", scale="quick")
+    data = spec.load_data()
+    total = spec.steps_per_epoch(len(data.x_train))  # 8 steps, 4 log points
+    steps = [2, 4, 6, 8]
+    # Run B (followed first) has LR 1e-2 but an absurd loss; run A has LR 1e-4 and a loss
+    # and accuracy like a real run's. After a 2-point window the current run (loss ~2,
+    # accuracy ~0.2, LR 1e-2) is nearest to A in standardized units, so retrieval
+    # switches to A's LR.
+    run_b = _const_run(1e-2, 100.0, 0.0, steps, total)
+    run_a = _const_run(1e-4, 2.2, 0.25, steps, total)
+    r = compare.train_one(spec, compare.Method("retrieval", runs=[run_b, run_a],
+                                               options={"window": 2}), data=data)
+    np.testing.assert_allclose(r["points"]["lr"], [1e-2, 1e-2, 1e-4, 1e-4], rtol=1e-6)
+    assert all(0.0 <= m <= 1.0 for m in r["points"]["metric"])  # measured at every point
+    r = compare.train_one(spec, compare.Method("replay", runs=[run_a]), data=data)
+    np.testing.assert_allclose(r["points"]["lr"], [1e-4] * 4, rtol=1e-6)
