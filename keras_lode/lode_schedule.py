@@ -51,7 +51,7 @@ def _lr_table(name: str, values) -> np.ndarray:
         i = int(np.argmax(bad))
         raise ValueError(
             f"Argument `{name}` must hold finite, positive learning rates. "
-            f"Received {name}[{i}]={arr[i]!r}."
+            f"Received {name}[{i}]={float(arr[i])!r}."
         )
     return arr
 

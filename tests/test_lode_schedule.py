@@ -1,0 +1,206 @@
+"""LODESchedule: values, serialization, and the LR the optimizer really applies.
+
+Runs once per Keras backend. The fits use a one-weight model whose gradient is
+exactly 1 at every step (MAE against a far target), so the LR each step applied can
+be read back from the weight update.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_lode.lode_schedule import LODESchedule
+
+pytestmark = pytest.mark.backend
+
+SPE, P = 4, 2  # steps per epoch, log points per epoch
+TABLE = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # K = 6 log points = 3 epochs
+
+
+def _expected(table, steps, spe=SPE, p=P):
+    # The documented formula, written out independently of LODESchedule.lr_at.
+    u = np.clip((np.asarray(steps, float) + 1) * p / spe - 1, 0, len(table) - 1)
+    i0 = np.floor(u).astype(int)
+    i1 = np.minimum(i0 + 1, len(table) - 1)
+    w = u - i0
+    return np.asarray(table)[i0] * (1 - w) + np.asarray(table)[i1] * w
+
+
+def _build(optimizer_name, schedule, kernel=1.0):
+    inp = keras.Input((1,))
+    out = keras.layers.Dense(
+        1, use_bias=False, kernel_initializer=keras.initializers.Constant(kernel)
+    )(inp)
+    model = keras.Model(inp, out)
+    if optimizer_name == "sgd":
+        opt = keras.optimizers.SGD(schedule)
+    elif optimizer_name == "adam":
+        opt = keras.optimizers.Adam(schedule, epsilon=1e-12)
+    else:
+        opt = keras.optimizers.AdamW(schedule, weight_decay=0.5, epsilon=1e-12)
+    model.compile(optimizer=opt, loss="mean_absolute_error")
+    return model
+
+
+def _data(n):
+    # |w - (-1000)| has gradient +1 in w for any w > -1000.
+    return np.ones((n, 1), "float32"), np.full((n, 1), -1000.0, "float32")
+
+
+class _Weights(keras.callbacks.Callback):
+    """Records the kernel before the first and after every step."""
+
+    def __init__(self, hook=None):
+        super().__init__()
+        self.values = []
+        self.hook = hook
+
+    def _kernel(self):
+        return float(keras.ops.convert_to_numpy(self.model.layers[-1].kernel)[0, 0])
+
+    def on_train_begin(self, logs=None):
+        if not self.values:
+            self.values.append(self._kernel())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(self._kernel())
+        if self.hook is not None:
+            self.hook(len(self.values) - 1)
+
+
+def _applied_lr(weights, optimizer_name):
+    w = np.asarray(weights, np.float64)
+    dw = w[:-1] - w[1:]  # positive: the weight goes down
+    if optimizer_name == "adamw":
+        # AdamW first decays w by lr * wd * w, then takes the Adam step lr * 1.
+        return dw / (1.0 + 0.5 * w[:-1])
+    return dw
+
+
+def _count_traces(model):
+    counter = {"n": 0}
+    original = model.train_step
+
+    def train_step(*args, **kwargs):
+        counter["n"] += 1
+        return original(*args, **kwargs)
+
+    model.train_step = train_step
+    return counter
+
+
+def test_values_eager_match_formula():
+    sched = LODESchedule(TABLE, steps_per_epoch=SPE, points_per_epoch=P)
+    steps = np.arange(14)
+    got = [float(keras.ops.convert_to_numpy(sched(int(s)))) for s in steps]
+    np.testing.assert_allclose(got, _expected(TABLE, steps), rtol=1e-6)
+    # Hand values: step 3 ends log point 1 (LR 0.2); step 4 is halfway to point 2.
+    np.testing.assert_allclose(got[3], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(got[4], 0.25, rtol=1e-6)
+    np.testing.assert_allclose(got[13], 0.6, rtol=1e-6)  # past the end: last LR
+    # The optimizer's iterations variable (int64 on TF, int32 on JAX) is cast.
+    dtype = "int64" if keras.backend.backend() == "tensorflow" else "int32"
+    step = keras.Variable(5, dtype=dtype, trainable=False)
+    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(sched(step))), 0.3, rtol=1e-6)
+    np.testing.assert_allclose(sched.lr_at(steps), _expected(TABLE, steps), rtol=1e-12)
+
+
+def test_no_plan_serves_initial_learning_rate():
+    sched = LODESchedule(initial_learning_rate=0.02)
+    assert float(keras.ops.convert_to_numpy(sched(7))) == pytest.approx(0.02)
+
+
+def test_serialization_round_trip():
+    sched = LODESchedule(TABLE, steps_per_epoch=SPE, points_per_epoch=P, name="plan")
+    sched.set_plan([1.0, 2.0, 3.0], start=3)
+    config = sched.get_config()
+    assert config["learning_rates"] == pytest.approx([0.1, 0.2, 0.3, 1.0, 2.0, 3.0])
+    restored = LODESchedule.from_config(json.loads(json.dumps(config)))
+    assert restored.get_config() == config
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(sched))
+    assert isinstance(again, LODESchedule)
+    assert again.get_config() == config
+    np.testing.assert_allclose(again.lr_at(np.arange(12)), sched.lr_at(np.arange(12)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"learning_rates": [0.1, -0.2], "steps_per_epoch": 4}, r"learning_rates\[1\]=-0.2"),
+        ({"learning_rates": [0.1, float("nan")], "steps_per_epoch": 4}, "finite, positive"),
+        ({"learning_rates": [0.1, 0.2]}, "steps_per_epoch"),
+        ({"learning_rates": [0.1], "steps_per_epoch": 0}, "steps_per_epoch=0"),
+        ({"points_per_epoch": 0}, "points_per_epoch=0"),
+        ({"initial_learning_rate": -1.0}, "initial_learning_rate=-1.0"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LODESchedule(**kwargs)
+
+
+def test_set_plan_validates():
+    sched = LODESchedule(TABLE, steps_per_epoch=SPE, points_per_epoch=P)
+    with pytest.raises(ValueError, match="length K - start = 3"):
+        sched.set_plan([0.1, 0.2], start=3)
+    with pytest.raises(ValueError, match="start"):
+        sched.set_plan([0.1], start=6)
+    with pytest.raises(ValueError, match="configured plan"):
+        LODESchedule().set_plan([0.1])
+
+
+@pytest.mark.parametrize("optimizer_name", ["sgd", "adam", "adamw"])
+def test_applied_lr_follows_plan_and_replan_without_retrace(optimizer_name, backend):
+    sched = LODESchedule(TABLE, steps_per_epoch=SPE, points_per_epoch=P)
+    model = _build(optimizer_name, sched)
+    traces = _count_traces(model)
+    new_tail = [1e-3, 2e-3, 3e-3]
+
+    seen = {}
+
+    def replan(done):
+        seen[done] = traces["n"]
+        if done == 6:  # log point 2 ends after 6 steps: replace points 3.. for step 6 on
+            sched.set_plan(new_tail, start=3)
+
+    rec = _Weights(hook=replan)
+    x, y = _data(SPE * 2)
+    model.fit(x, y, batch_size=2, epochs=3, shuffle=False, verbose=0, callbacks=[rec])
+    applied = _applied_lr(rec.values, optimizer_name)
+    before = _expected(TABLE, np.arange(6))
+    after = _expected(TABLE[:3] + new_tail, np.arange(6, 12))
+    np.testing.assert_allclose(applied[:6], before, rtol=2e-4)
+    np.testing.assert_allclose(applied[6:], after, rtol=2e-4)
+    # The very next step (6) interpolates between point 2 (0.3) and the new point 3 (1e-3).
+    assert applied[6] == pytest.approx(0.5 * (0.3 + 1e-3), rel=2e-4)
+    if backend != "torch":  # torch runs eagerly: there is nothing to retrace
+        # Traced once (TF traces twice when Adam creates its slots on the first call,
+        # with a float LR too), and never again: not per batch, not after the replan.
+        assert 1 <= seen[1] <= 2
+        assert traces["n"] == seen[1]
+
+
+def test_save_load_fit_continues_with_same_lr(tmp_path):
+    sched = LODESchedule(TABLE, steps_per_epoch=SPE, points_per_epoch=P)
+    model = _build("sgd", sched)
+    x, y = _data(SPE * 2)
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    sched.set_plan([0.05, 0.04, 0.03, 0.02], start=2)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    restored = loaded.optimizer._learning_rate
+    assert isinstance(restored, LODESchedule)
+    np.testing.assert_allclose(restored.plan, [0.1, 0.2, 0.05, 0.04, 0.03, 0.02])
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == SPE
+    rec = _Weights()
+    loaded.fit(
+        x, y, batch_size=2, initial_epoch=1, epochs=3, shuffle=False, verbose=0, callbacks=[rec]
+    )
+    applied = _applied_lr(rec.values, "sgd")
+    expected = _expected([0.1, 0.2, 0.05, 0.04, 0.03, 0.02], np.arange(SPE, 3 * SPE))
+    np.testing.assert_allclose(applied, expected, rtol=2e-4)
