@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_lode.ode import load_model, random_model
+from keras_lode.ode import LatentODE, load_model, random_model
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 # The issue asks for 1e-6 (float64) and 1e-4 (float32). float64 is held to 1e-9 because the
@@ -174,3 +174,56 @@ def test_torch_twin_exposes_latent_path():
     assert tm.field.scale.grad is not None and float(tm.field.scale.grad.abs()) > 0
     with pytest.raises(ValueError, match="`z`"):
         tm.decode(torch.arange(8.0), torch.zeros(3, 5))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_jax_decode_path_matches_golden(golden, dtype):
+    jax = pytest.importorskip("jax")
+    case = "paper_h07"
+    tag = "f64" if dtype is np.float64 else "f32"
+    model = load_model(os.path.join(GOLDEN, f"case_{case}.npz"), dtype=dtype)
+    _, _, t_decode = MG.inputs(CASES.index(case))
+    x64_before = jax.config.jax_enable_x64
+    y, h = model.decode(t_decode, golden[f"{case}/z_in"], return_states=True, method="jax")
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, golden[f"{case}/{tag}/y"], rtol=0, atol=TOL[dtype])
+    np.testing.assert_allclose(h, golden[f"{case}/{tag}/h"], rtol=0, atol=TOL[dtype])
+    # The user's global JAX setting is left as it was.
+    assert jax.config.jax_enable_x64 == x64_before
+    # The model-level default selects the path too.
+    model.decode_method = "jax"
+    np.testing.assert_array_equal(model.decode(t_decode, golden[f"{case}/z_in"]), y)
+
+
+def test_decode_rejects_bad_arguments():
+    model = load_model(os.path.join(GOLDEN, "case_tiny_h1.npz"))
+    with pytest.raises(ValueError, match="`method`"):
+        model.decode(np.arange(3.0), np.zeros(3), method="rk45")
+    with pytest.raises(ValueError, match="`z`.*L = 3"):
+        model.decode(np.arange(3.0), np.zeros(4))
+    with pytest.raises(ValueError, match="`z`.*NaN"):
+        model.decode(np.arange(3.0), np.array([0.0, np.nan, 0.0]))
+    with pytest.raises(ValueError, match="`t`.*strictly increasing"):
+        model.decode(np.array([0.0, 2.0, 1.0]), np.zeros(3))
+    with pytest.raises(ValueError, match="`y`.*NaN"):
+        model.encode(np.arange(3.0), np.array([[1.0, -3.0, np.nan]] * 3))
+    with pytest.raises(ValueError, match=r"`y`.*\(3, 3\)"):
+        model.encode(np.arange(3.0), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="`dtype`"):
+        load_model(os.path.join(GOLDEN, "case_tiny_h1.npz"), dtype=np.float16)
+
+
+def test_fast_decode_survives_softplus_overflow():
+    # States near 3000 make exp() overflow in the two-ufunc softplus of the fast kernel; it
+    # then reruns with the safe form (and stays safe) and matches the reference path.
+    base = random_model(0, hidden=4, latent=3, state=5, width=6, depth=2)
+    weights = dict(base.weights)
+    weights["to_state.layers.2.bias"] = weights["to_state.layers.2.bias"] + 3000.0
+    model = LatentODE(base.config, weights)
+    t = np.arange(0.0, 60.0)
+    z = np.random.default_rng(0).normal(size=(4, 3))
+    with np.errstate(all="raise"):  # nothing leaks out as a floating-point error
+        fast = model.decode(t, z)
+    assert model._kernels[4].safe
+    assert np.isfinite(fast).all()
+    np.testing.assert_allclose(fast, model.decode(t, z, method="reference"), rtol=0, atol=1e-9)
