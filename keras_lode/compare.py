@@ -348,7 +348,7 @@ def _lode_callback(method: Method, spec, total_steps, seed):
 
 
 def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
-              measure_points: bool = False) -> dict:
+              measure_points: bool = False, record_to=None) -> dict:
     """Trains `spec`'s model once with `method` and returns its measurements.
 
     Args:
@@ -359,6 +359,9 @@ def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
         verbose: passed to `model.fit`.
         measure_points: measure the validation metric at every log point (needed by
             `retrieval`; otherwise only at epoch ends, which is cheaper).
+        record_to: directory; when given, a `keras_lode.RunRecorder` records the run there
+            (a sweep run: P log points per epoch, validation metric at each) and the final
+            test metric is added to its metadata.
 
     Returns:
         A JSON-ready dict: `method`, `kind`, `peak_lr`, `seed`, `epochs` (per-epoch val/test
@@ -397,8 +400,20 @@ def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
         spec, data, steps_per_epoch, schedule=schedule, controller=controller,
         val_points=val_points,
     )
-    # The observer goes last so that it reads the LR the LODE callback has just set.
+    # The observer goes after the LODE callback so that it reads the LR just set.
     callbacks.append(observer)
+    recorder = None
+    if record_to is not None:
+        from keras_lode import RunRecorder
+
+        recorder = RunRecorder(
+            None, points_per_epoch=spec.points_per_epoch,
+            validation_data=(data.x_val, data.y_val), validation_samples=1024,
+            meta={"task": spec.name, "model": model.name, "schedule": method.kind,
+                  "schedule_args": {}, "peak_lr": method.peak_lr, "seed": int(seed),
+                  "metric_name": spec.metric_name, "scale": spec.scale},
+        )
+        callbacks.append(recorder)
     t0 = time.perf_counter()
     model.fit(
         data.x_train,
@@ -413,6 +428,13 @@ def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
     epochs = observer.epochs
     vals = [e["val_metric"] for e in epochs]
     best = int(np.argmax(vals))
+    if recorder is not None:
+        from keras_lode.runs import write_run
+
+        run = recorder.run
+        run.meta["test_metric"] = epochs[-1]["test_metric"]
+        run.meta["test_metric_at_best_val"] = epochs[best]["test_metric"]
+        write_run(run, Path(record_to) / f"{run.run_id}.run.csv")
     return {
         "method": method.label,
         "kind": method.kind,
