@@ -18,6 +18,8 @@ def parser(description: str, default_model: str) -> argparse.ArgumentParser:
                    help="peak LR of a baseline; warm-start LR of the LODE (default: 3e-3)")
     p.add_argument("--model", default=str(ROOT / default_model),
                    help=f"LODE model file for --schedule lode (default: {default_model})")
+    p.add_argument("--warmup", choices=SCHEDULES[1:], default="constant",
+                   help="schedule (at --peak-lr) the LODE follows until its first plan")
     p.add_argument("--quick", action="store_true",
                    help="seconds-long smoke run: tiny subset, 1 epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -33,7 +35,8 @@ def run(task: str, args, verbose: int = 2) -> dict:
     overrides = {"epochs": args.epochs} if args.epochs else {}
     spec = get_task(task, scale="quick" if args.quick else "cpu", **overrides)
     if args.schedule == "lode":
-        method = compare.Method("lode", peak_lr=args.peak_lr, model=args.model)
+        method = compare.Method("lode", peak_lr=args.peak_lr, model=args.model,
+                                options={"warmup_family": args.warmup})
     else:
         method = compare.Method(args.schedule, peak_lr=args.peak_lr)
     import keras

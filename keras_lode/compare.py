@@ -334,17 +334,29 @@ class _RetrievalController(_TableController):
 # ----------------------------------------------------------------------------- training
 
 
-def _lode_callback(method: Method, spec, total_steps, seed):
-    try:
-        from keras_lode import LODECallback
-    except ImportError as e:  # pragma: no cover - depends on the callback landing
-        raise ImportError(f"Method 'lode' needs keras_lode.LODECallback: {e}") from e
+def _lode_callback(method: Method, spec, data, total_steps, seed, verbose):
+    """A `LODECallback` for `method`, warm-started on a sweep family until its first plan.
+
+    `method.options["warmup_family"]` (default `"constant"`) at `method.peak_lr` (default
+    1e-3) is the schedule followed before the first plan: the LODE was trained on sweep runs,
+    so a warm-up that looks like one gives its encoder an in-distribution window.
+    """
+    from keras_lode import LODECallback
+
     if not Path(method.model).is_file():
         raise FileNotFoundError(
             f"LODE model file not found: {method.model!r}. Pass --model PATH or train one with "
             "`keras-lode train`."
         )
-    return LODECallback(method.model, total_steps=total_steps, seed=seed, **method.options)
+    options = dict(method.options)
+    family = options.pop("warmup_family", "constant")
+    peak = float(method.peak_lr or 1e-3)
+    warmup = make_schedule(family, peak, total_steps)
+    cb = LODECallback(
+        method.model, validation_data=(data.x_val, data.y_val), warmup=warmup, seed=seed,
+        verbose=verbose, **options,
+    )
+    return cb, peak
 
 
 def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
@@ -381,9 +393,8 @@ def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
         schedule = make_schedule(method.kind, method.peak_lr, total_steps)
         lr = schedule
     elif method.kind == "lode":
-        cb = _lode_callback(method, spec, total_steps, seed)
+        cb, lr = _lode_callback(method, spec, data, total_steps, seed, verbose)
         callbacks.append(cb)
-        lr = float(method.peak_lr or cb_initial_lr(cb))
     elif method.kind == "replay":
         controller = _TableController(*_run_table(method.runs[0]))
         lr = controller.current_lr
@@ -452,15 +463,6 @@ def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
         "test_at_end": epochs[-1]["test_metric"],
         "wall_s": wall,
     }
-
-
-def cb_initial_lr(cb) -> float:
-    """The LR a LODE callback starts from (its warm-start peak), 1e-3 if it does not say."""
-    for attr in ("initial_learning_rate", "warmup_lr", "peak_lr"):
-        value = getattr(cb, attr, None)
-        if isinstance(value, float | int) and value > 0:
-            return float(value)
-    return 1e-3
 
 
 # ----------------------------------------------------------------------------- summaries

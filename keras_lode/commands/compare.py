@@ -17,6 +17,9 @@ def add_arguments(parser) -> None:
                              "(default: lode,onecycle@3e-3,cosine@3e-3)")
     parser.add_argument("--model", default=None,
                         help="LODE model file (default: the task's shipped model in models/)")
+    parser.add_argument("--lode-warmup", default="constant",
+                        help="schedule family the LODE follows (at its @LR) until its first plan "
+                             "(default constant)")
     parser.add_argument("--runs", default=None,
                         help="directory of sweep runs for the replay/retrieval methods")
     parser.add_argument("--seeds", default="100,101,102",
@@ -40,7 +43,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_methods(text: str, model: str | None, runs_dir: str | None):
+def parse_methods(text: str, model: str | None, runs_dir: str | None,
+                  lode_warmup: str = "constant"):
     """Parses the `--methods` list into `keras_lode.compare.Method`s."""
     from keras_lode import compare
 
@@ -69,7 +73,13 @@ def parse_methods(text: str, model: str | None, runs_dir: str | None):
                 runs = best_first(runs_dir)
             methods.append(compare.Method(kind, runs=runs))
         elif kind == "lode":
-            methods.append(compare.Method("lode", peak_lr=peak, model=model))
+            if lode_warmup not in compare.FAMILIES:
+                raise ValueError(
+                    f"Argument `--lode-warmup` must be one of {compare.FAMILIES}. "
+                    f"Received: {lode_warmup!r}"
+                )
+            methods.append(compare.Method("lode", peak_lr=peak, model=model,
+                                          options={"warmup_family": lode_warmup}))
         else:
             methods.append(compare.Method(kind, peak_lr=peak))
     if not methods:
@@ -120,7 +130,7 @@ def run(args) -> int:
     try:
         seeds = parse_seeds(args.seeds)
         model = args.model or default_model(args.task)
-        methods = parse_methods(args.methods, model, args.runs)
+        methods = parse_methods(args.methods, model, args.runs, args.lode_warmup)
         overrides = {"epochs": args.epochs} if args.epochs else {}
         spec = get_task(args.task, scale=args.scale, **overrides)
     except (ValueError, FileNotFoundError) as e:

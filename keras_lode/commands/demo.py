@@ -54,7 +54,11 @@ def run(args) -> int:
                 "from the repository root or pass --model PATH."
             )
         seeds = parse_seeds(args.seeds)
-        methods = parse_methods(f"lode,{args.baseline}", model, None)
+        family, _, peak = args.baseline.partition("@")
+        # The LODE warms up on the baseline's own schedule until its first plan, so the
+        # two runs differ only in what the LODE plans.
+        methods = parse_methods(f"lode@{peak or '1e-3'},{args.baseline}", model, None,
+                                lode_warmup=family)
         overrides = {"epochs": args.epochs} if args.epochs else {}
         spec = get_task("fmnist_cnn", scale="quick" if args.quick else "cpu", **overrides)
     except (ValueError, FileNotFoundError) as e:
