@@ -48,6 +48,8 @@ t0 = time.perf_counter()
 import numpy as np
 import keras_lode
 model = keras_lode.load_model({path!r})
+if {method!r} != "default":
+    model.decode_method = {method!r}
 window = np.load({window!r})
 t1 = time.perf_counter()
 p = keras_lode.plan(model, window, position={position}, total_points={total},
@@ -58,7 +60,8 @@ print(json.dumps({{"first_call_s": t2 - t0, "import_and_load_s": t1 - t0,
                    "plan_s": t2 - t1, "accepted": p.accepted,
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    "torch_imported": "torch" in sys.modules,
-                   "keras_imported": "keras" in sys.modules}}))
+                   "keras_imported": "keras" in sys.modules,
+                   "jax_imported": "jax" in sys.modules}}))
 """
 
 
@@ -96,6 +99,11 @@ def main(argv=None) -> int:
     ap.add_argument("--position", type=int, default=29)
     ap.add_argument("--window", type=int, default=30)
     ap.add_argument("--samples", type=int, default=30)
+    ap.add_argument(
+        "--decode-method",
+        default=None,
+        help="LatentODE.decode_method to use (e.g. fast, jax); default the model's",
+    )
     ap.add_argument("--out", default="benchmarks/results/plan_latency.json")
     args = ap.parse_args(argv)
     if args.repeats < 20:
@@ -104,6 +112,9 @@ def main(argv=None) -> int:
     import keras_lode
 
     model, window = make_model_and_window(args.total_points, args.position, args.window)
+    if args.decode_method is not None:
+        model.decode_method = args.decode_method
+    method = getattr(model, "decode_method", "default")
     kw = dict(position=args.position, total_points=args.total_points, samples=args.samples)
 
     keras_lode.plan(model, window, seed=0, **kw)  # warm-up (kernel caches, page faults)
@@ -127,7 +138,7 @@ def main(argv=None) -> int:
         np.save(wpath, window)
         code = FIRST_CALL.format(
             path=mpath, window=wpath, position=args.position, total=args.total_points,
-            samples=args.samples,
+            samples=args.samples, method=method,
         )  # fmt: skip
         env = dict(os.environ)
         t0 = time.perf_counter()
@@ -158,6 +169,7 @@ def main(argv=None) -> int:
             "decoded_points": decoded_points,
             "dtype": np.dtype(getattr(model, "dtype", np.float64)).name,
             "repeats": args.repeats,
+            "decode_method": method,
         },
         "warm": {
             "median_ms": med * 1e3,
@@ -176,7 +188,7 @@ def main(argv=None) -> int:
 
     print(
         f"plan(): {args.samples + 1} latents x {decoded_points} points, K={args.total_points}, "
-        f"n={args.position}, sizes {SIZES}"
+        f"n={args.position}, sizes {SIZES}, decode method {method}"
     )
     print(
         f"warm: median {med * 1e3:.2f} ms (IQR {q1 * 1e3:.2f}-{q3 * 1e3:.2f}) over "
