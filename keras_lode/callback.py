@@ -1,0 +1,460 @@
+"""LODECallback: observe a `model.fit`, replan the learning rate with a latent ODE, apply it.
+
+The callback shares its log-point logic with `RunRecorder` (`LogPointObserver`): at
+P log points per epoch it records `[interval loss, ln lr, validation metric]`. Until
+it has W points it follows a warm-up schedule; then every `replan_every` points it
+asks `keras_lode.plan` for the LR of every remaining log point and applies it so the
+very next training step uses it:
+
+- optimizer built with a `LODESchedule`: the schedule's plan table is replaced
+  (`LODESchedule.set_plan`); the compiled train step reads it live (see
+  `keras_lode.lode_schedule` for how, per backend), so nothing is retraced.
+- optimizer built with a float LR: the callback assigns the optimizer's LR variable
+  through `self.model.optimizer` at every log point (piecewise constant per interval).
+
+A failed replan (the planner raises, a non-finite loss or missing validation values
+in the window, a non-finite plan) never stops training: the current plan is kept and
+a warning names the cause. The callback's state (history, warm-up, replans) is saved
+as JSON so a fit resumed with `keras.callbacks.BackupAndRestore` continues the plan.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_lode.lode_schedule import LODESchedule
+from keras_lode.recorder import LogPointObserver, current_learning_rate
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "keras_lode.callback_state"
+STATE_VERSION = 1
+# Planner options the callback resolves itself; the rest of plan()'s keywords are
+# accepted as overrides.
+_OWN = ("model", "window", "position", "total_points", "current_plan", "seed")
+
+
+def _planner_options() -> tuple[str, ...]:
+    from keras_lode.planner import plan
+
+    names = inspect.signature(plan).parameters
+    return tuple(n for n in names if n not in _OWN)
+
+
+def _json_floats(a) -> list:
+    return [None if not math.isfinite(v) else float(v) for v in np.ravel(a).tolist()]
+
+
+def _from_json_floats(values, shape=None) -> np.ndarray:
+    arr = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return arr.reshape(shape) if shape is not None else arr
+
+
+class LODECallback(LogPointObserver):
+    """Replans the learning rate during `model.fit` with a latent ODE (LODE).
+
+    Example:
+
+    ```python
+    schedule = keras_lode.LODESchedule(initial_learning_rate=1e-3)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    lode = keras_lode.LODECallback("models/fmnist_cnn.npz", validation_data=(x_val, y_val),
+                                   seed=0, state_path="ckpt/lode_state.json")
+    model.fit(x, y, epochs=6, callbacks=[keras.callbacks.BackupAndRestore("ckpt"), lode])
+    ```
+
+    Args:
+        model: path of a LODE model file, or a loaded `LatentODE` (any object with
+            `encode`/`decode` and, optionally, `planner_defaults`, `horizon`,
+            `points_per_epoch`, `lr_range`).
+        validation_data: `(x, y)` arrays; the metric is measured on a fixed subset.
+        points_per_epoch: log points per epoch P; default the model's (else 10).
+        window: context window W in log points; default the model's planner default.
+        replan_every: replan every k log points; default the model's, else P.
+        warmup: LR followed until the first plan: a float, a Keras
+            `LearningRateSchedule` or a callable `step -> lr`; default the optimizer's
+            (the `LODESchedule`'s `initial_learning_rate`, or the float LR).
+        seed: base seed; replan at log point n uses `planner.derive_seed(seed, n)`,
+            so a rerun or a resumed fit replans identically. None draws one.
+        state_path: JSON file for the callback's state (for `BackupAndRestore`).
+        plot_dir: directory for a figure of each replan (needs matplotlib).
+        validation_samples: size of the fixed validation subset.
+        metric: `"accuracy"` or a callable `metric(y_true, y_pred) -> float`; must be
+            the metric the LODE was trained on.
+        verbose: 1 prints one summary line per replan.
+        **planner_overrides: options of `keras_lode.plan` (`samples`, `sigma`, `tol`,
+            `loss_floor`, `top_k`, `anchor`, `lr_range`, `reward_at`).
+
+    Raises:
+        TypeError: for an unknown planner option or a wrong argument type.
+        ValueError: for out-of-range arguments, or (at train begin) an optimizer whose
+            learning rate is neither a `LODESchedule` nor a float.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        validation_data,
+        points_per_epoch: int | None = None,
+        window: int | None = None,
+        replan_every: int | None = None,
+        warmup=None,
+        seed: int | None = 0,
+        state_path=None,
+        plot_dir=None,
+        validation_samples: int = 1024,
+        metric: str | Callable = "accuracy",
+        verbose: int = 1,
+        **planner_overrides,
+    ):
+        if isinstance(model, str | os.PathLike):
+            from keras_lode.ode import load_model
+
+            model = load_model(model)
+        if not (hasattr(model, "encode") and hasattr(model, "decode")):
+            raise TypeError(
+                "Argument `model` must be a LODE model file path or a LatentODE "
+                f"(with encode/decode). Received: {type(model).__name__}"
+            )
+        self.lode = model
+        defaults = dict(getattr(model, "planner_defaults", None) or {})
+        if points_per_epoch is None:
+            points_per_epoch = getattr(model, "points_per_epoch", None) or 10
+        if validation_data is None:
+            raise ValueError(
+                "Argument `validation_data` is required: the LODE plans from the validation "
+                "metric at each log point. Received: validation_data=None"
+            )
+        super().__init__(points_per_epoch, validation_data, validation_samples, metric)
+        from keras_lode.planner import DEFAULTS
+
+        if window is None:
+            window = defaults.get("window") or DEFAULTS["window"]
+        self.window = self._int_arg("window", window)
+        if replan_every is None:
+            replan_every = defaults.get("replan_every") or self.points_per_epoch
+        self.replan_every = self._int_arg("replan_every", replan_every)
+        allowed = _planner_options()
+        unknown = sorted(set(planner_overrides) - set(allowed))
+        if unknown:
+            raise TypeError(
+                f"Unknown planner option(s) {unknown} for LODECallback. "
+                f"Expected some of {list(allowed)}."
+            )
+        self.planner_overrides = dict(planner_overrides)
+        if warmup is not None and not (
+            callable(warmup) or (isinstance(warmup, int | float) and not isinstance(warmup, bool))
+        ):
+            raise TypeError(
+                "Argument `warmup` must be a float, a LearningRateSchedule or a callable "
+                f"step -> lr. Received: warmup={warmup!r}"
+            )
+        if isinstance(warmup, int | float) and not (math.isfinite(warmup) and warmup > 0):
+            raise ValueError(f"Argument `warmup` must be finite and > 0. Received: {warmup!r}")
+        self.warmup = warmup
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"Argument `seed` must be a non-negative int. Received: {seed!r}")
+        self.seed = int(seed)
+        self.state_path = Path(state_path) if state_path is not None else None
+        self.plot_dir = Path(plot_dir) if plot_dir is not None else None
+        self.verbose = int(verbose)
+        self.plans: dict[int, object] = {}  # log point -> Plan of this fit
+        self.last_plan = None
+        self.plan_seconds = 0.0
+
+    @staticmethod
+    def _int_arg(name, value) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+            raise ValueError(f"Argument `{name}` must be a positive int. Received: {value!r}")
+        return int(value)
+
+    # ------------------------------------------------------------------ set-up
+    def _fit_begin(self) -> None:
+        optimizer = self.model.optimizer
+        lr = getattr(optimizer, "_learning_rate", None)
+        if isinstance(lr, LODESchedule):
+            self.mode = "schedule"
+            self.schedule = lr
+        elif isinstance(lr, keras.Variable):
+            self.mode = "variable"
+            self.schedule = None
+        else:
+            raise ValueError(
+                "LODECallback needs an optimizer whose learning_rate is a "
+                "keras_lode.LODESchedule or a float. Received a learning_rate of type "
+                f"{type(lr).__name__}."
+            )
+        if self.window >= self.total_points:
+            warnings.warn(
+                f"LODECallback: window={self.window} log points is not shorter than the run "
+                f"({self.total_points} points); it will never replan.",
+                stacklevel=2,
+            )
+        self._warmup_table = self._warmup_values(optimizer)
+        self._table = self._warmup_table.copy()
+        self._history = np.full((self.total_points, 3), np.nan)
+        self._replans: dict[int, np.ndarray] = {}
+        self.plans = {}
+        self.last_plan = None
+        self.plan_seconds = 0.0
+        self._first_epoch = True
+        self._applied = None
+        self._dirty = False
+        self._last_lr = None
+        self._apply_table(0)
+
+    def _point_steps(self) -> np.ndarray:
+        """Global step count at the end of each log point of the run."""
+        within = np.asarray(self.boundaries)
+        epochs = np.arange(self.epochs)[:, None] * self.steps_per_epoch
+        return (epochs + within[None, :]).ravel()
+
+    def _warmup_values(self, optimizer) -> np.ndarray:
+        steps = self._point_steps() - 1  # LR of each interval's last step
+        warm = self.warmup
+        if warm is None:
+            if self.mode == "schedule":
+                warm = self.schedule.initial_learning_rate
+            else:
+                warm = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if callable(warm):
+            values = np.array(
+                [float(keras.ops.convert_to_numpy(warm(int(s)))) for s in steps], np.float64
+            )
+        else:
+            values = np.full(len(steps), float(warm))
+        bad = ~np.isfinite(values) | (values <= 0)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"Argument `warmup` must give finite, positive LRs; at log point {i} "
+                f"(step {int(steps[i])}) it gave {values[i]!r}."
+            )
+        return values
+
+    def _apply_table(self, next_point: int) -> None:
+        """Makes the optimizer follow `self._table` from log point `next_point` on."""
+        if self.mode == "schedule":
+            if self._applied is None:
+                replaced = self.schedule.configure(
+                    self._table, self.steps_per_epoch, self.points_per_epoch
+                )
+                if replaced and keras.backend.backend() == "tensorflow":
+                    # A train function traced in an earlier fit read the old variables.
+                    self.model.make_train_function(force=True)
+            elif self._dirty and next_point < self.total_points:
+                self.schedule.set_plan(self._table[next_point:], start=next_point)
+            self._applied = True
+            self._dirty = False
+            return
+        if next_point >= self.total_points:
+            return
+        value = float(self._table[next_point])
+        if self._applied != value:
+            # Through self.model: on JAX this syncs the state, and fit re-reads it.
+            self.model.optimizer.learning_rate = value
+            self._applied = value
+
+    # ------------------------------------------------------------------ resume
+    def _epoch_begin(self, epoch: int) -> None:
+        if not self._first_epoch:
+            return
+        self._first_epoch = False
+        if epoch > 0 and self.state_path is not None:
+            self._resume(epoch)
+
+    def _resume(self, epoch: int) -> None:
+        path = self.state_path
+        if not path.exists():
+            warnings.warn(
+                f"LODECallback: the fit resumes at epoch {epoch} but there is no state file "
+                f"{str(path)!r}; following the warm-up until {self.window} new points exist.",
+                stacklevel=2,
+            )
+            return
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if state.get("format") != STATE_FORMAT:
+                raise ValueError(f"format {state.get('format')!r}, expected {STATE_FORMAT!r}")
+            expect = {
+                "total_points": self.total_points,
+                "points_per_epoch": self.points_per_epoch,
+                "steps_per_epoch": self.steps_per_epoch,
+                "seed": self.seed,
+            }
+            found = {k: state.get(k) for k in expect}
+            if found != expect:
+                raise ValueError(f"state is for another run: {found}, expected {expect}")
+            history = _from_json_floats(state["history"], (self.total_points, 3))
+            replans = {int(k): _from_json_floats(v) for k, v in state["replans"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(
+                f"LODECallback: could not resume from {str(path)!r} ({e}); starting a new "
+                "plan from the warm-up.",
+                stacklevel=2,
+            )
+            return
+        # Keras restarts the epoch from its first batch: keep what happened before it.
+        cut = epoch * self.points_per_epoch
+        self._history[:cut] = history[:cut]
+        table = self._warmup_table.copy()
+        for n in sorted(replans):
+            if n < cut and len(replans[n]) == self.total_points - n - 1:
+                table[n + 1 :] = replans[n]
+                self._replans[n] = replans[n]
+        self._table = table
+        self._applied = None if self.mode == "schedule" else self._applied
+        self._apply_table(cut)
+        logger.info("LODECallback resumed from %s at log point %d.", path, cut)
+
+    def _save_state(self, finished: bool = False) -> None:
+        if self.state_path is None:
+            return
+        state = {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "total_points": self.total_points,
+            "points_per_epoch": self.points_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "seed": self.seed,
+            "window": self.window,
+            "replan_every": self.replan_every,
+            "warmup": _json_floats(self._warmup_table),
+            "history": _json_floats(self._history),
+            "replans": {str(n): _json_floats(v) for n, v in sorted(self._replans.items())},
+            "finished": finished,
+        }
+        path = self.state_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(state, f)
+            os.replace(tmp, path)
+        except OSError as e:
+            logger.warning("LODECallback could not write its state to %s: %s", path, e)
+
+    # ------------------------------------------------------------------ log points
+    def on_log_point(self, point: dict, logs: dict) -> None:
+        n = point["index"]
+        lr = point["lr"]
+        self._history[n] = (
+            point["loss"],
+            math.log(lr) if lr > 0 and math.isfinite(lr) else math.nan,
+            point["metric"],
+        )
+        logs["learning_rate"] = lr
+        self._last_lr = lr
+        w = self.window
+        if (
+            n >= w - 1
+            and (n - (w - 1)) % self.replan_every == 0
+            and n < self.total_points - 1
+            and n not in self._replans
+        ):
+            self._replan(n)
+        self._apply_table(n + 1)
+        self._save_state()
+
+    def _replan(self, n: int) -> None:
+        from keras_lode.planner import derive_seed, plan
+
+        window = self._history[n - self.window + 1 : n + 1]
+        cause = None
+        if not np.all(np.isfinite(window[:, 0])):
+            cause = "the window has a non-finite training loss"
+        elif not np.all(np.isfinite(window[:, 2])):
+            cause = "the window has missing (NaN) validation values"
+        elif not np.all(np.isfinite(window[:, 1])):
+            cause = "the window has a non-finite learning rate"
+        result = None
+        if cause is None:
+            t0 = time.perf_counter()
+            try:
+                result = plan(
+                    self.lode,
+                    window,
+                    position=n,
+                    total_points=self.total_points,
+                    current_plan=self._table[n + 1 :],
+                    seed=derive_seed(self.seed, n),
+                    points_per_epoch=self.points_per_epoch,
+                    **self.planner_overrides,
+                )
+                lrs = np.asarray(result.lr, dtype=np.float64)
+                if lrs.shape != (self.total_points - n - 1,):
+                    raise ValueError(
+                        f"plan returned {lrs.shape[0] if lrs.ndim else 0} LRs, "
+                        f"expected {self.total_points - n - 1}"
+                    )
+                if not np.all(np.isfinite(lrs) & (lrs > 0)):
+                    raise ValueError("plan returned a non-finite or non-positive LR")
+            except Exception as e:  # planning must never kill the user's fit
+                cause = f"planning raised {type(e).__name__}: {e}"
+                result = None
+            self.plan_seconds += time.perf_counter() - t0
+        if result is None:
+            warnings.warn(
+                f"LODECallback: replan at log point {n} skipped ({cause}); training continues "
+                "on the current plan.",
+                stacklevel=2,
+            )
+            return
+        self._table[n + 1 :] = lrs
+        self._dirty = True
+        self._replans[n] = lrs.copy()
+        self.plans[n] = result
+        self.last_plan = result
+        if self.verbose:
+            epoch = (n + 1) / self.points_per_epoch
+            summary = result.summary() if hasattr(result, "summary") else f"lr {lrs[0]:.3g}"
+            print(f"Epoch {epoch:.2f}: {summary}")
+        if self.plot_dir is not None:
+            self._plot(result, n)
+
+    def _plot(self, result, n: int) -> None:
+        try:
+            from keras_lode.plotting import plot_plan
+
+            self.plot_dir.mkdir(parents=True, exist_ok=True)
+            observed = self._history[: n + 1]
+            plot_plan(result, self.plot_dir / f"plan_{n:05d}.png", observed=observed)
+        except Exception as e:  # a figure is optional; training is not
+            logger.warning("LODECallback could not plot the plan at point %d: %s", n, e)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            # The LR of the epoch's last step (a float-LR optimizer already holds the next).
+            last = getattr(self, "_last_lr", None)
+            logs["learning_rate"] = (
+                last if last is not None else current_learning_rate(self.model.optimizer)
+            )
+
+    def on_train_end(self, logs=None):
+        self._save_state(finished=True)
+
+    @property
+    def plan_table(self) -> np.ndarray:
+        """The LR per log point the run follows now (warm-up + applied replans)."""
+        return self._table.copy()
+
+    @property
+    def history(self) -> np.ndarray:
+        """(K, 3) observed `[loss, ln lr, metric]` per log point (NaN: not yet)."""
+        return self._history.copy()

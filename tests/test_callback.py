@@ -1,0 +1,318 @@
+"""LODECallback on each Keras backend: the LR really applied, replans, faults, resume.
+
+The fits use a one-weight model whose gradient is exactly 1 at every step (MAE
+against a far target), so the LR each step applied is read back from the weight
+update. Where exact LR values matter, a hand-made LODE (`HalvingLODE`) makes the
+real planner's output known: every accepted future has the LR path
+`0.5 * lr_now * exp(-0.01 * i)` for the i-th point ahead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_lode.callback import LODECallback
+from keras_lode.lode_schedule import LODESchedule
+
+pytestmark = pytest.mark.backend
+
+SPE, P, EPOCHS, W, EVERY = 4, 2, 4, 3, 2
+K = EPOCHS * P  # 8 log points; replans at points 2, 4, 6
+OVERRIDES = {"samples": 2, "sigma": 0.0, "loss_floor": 1e6, "lr_range": (1e-6, 10.0)}
+
+
+class HalvingLODE:
+    """A duck-typed LODE whose futures are known in closed form.
+
+    encode: z[0] = ln(current LR) + ln(0.5). decode: log-LR path z[0] - 0.01 t, a flat
+    loss (every point matches the wide loss band), metric t. With the "max_lr" anchor
+    the anchor is j = 0, so the plan for point n + i is 0.5 * lr_n * exp(-0.01 i).
+    """
+
+    horizon = K
+    points_per_epoch = P
+    lr_range = (1e-6, 10.0)
+    planner_defaults = {"window": W, "replan_every": EVERY}
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def encode(self, t, y):
+        if self.fail:
+            raise RuntimeError("boom")
+        return np.array([y[-1, 1] + math.log(0.5), 1.0])
+
+    def decode(self, t, z):
+        z = np.atleast_2d(z)
+        out = np.zeros((len(z), len(t), 3))
+        out[..., 1] = z[:, :1] - 0.01 * np.asarray(t)[None, :]
+        out[..., 2] = np.asarray(t)[None, :]
+        return out
+
+
+def _halving_table(warm=0.1, skip=()):
+    table = np.full(K, warm)
+    for n in range(W - 1, K - 1, EVERY):
+        if n in skip:
+            continue
+        i = np.arange(1, K - n)
+        table[n + 1 :] = 0.5 * table[n] * np.exp(-0.01 * i)
+    return table
+
+
+def _expected_schedule(table, steps):
+    u = np.clip((np.asarray(steps, float) + 1) * P / SPE - 1, 0, len(table) - 1)
+    return np.interp(u, np.arange(len(table)), table)
+
+
+def _build(optimizer_name, lr, kernel=1.0):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((1,))
+    out = keras.layers.Dense(
+        1, use_bias=False, kernel_initializer=keras.initializers.Constant(kernel)
+    )(inp)
+    model = keras.Model(inp, out)
+    if optimizer_name == "sgd":
+        opt = keras.optimizers.SGD(lr)
+    elif optimizer_name == "adam":
+        opt = keras.optimizers.Adam(lr, epsilon=1e-12)
+    else:
+        opt = keras.optimizers.AdamW(lr, weight_decay=0.5, epsilon=1e-12)
+    model.compile(optimizer=opt, loss="mean_absolute_error")
+    return model
+
+
+def _data():
+    x = np.ones((SPE * 2, 1), "float32")
+    return x, np.full((SPE * 2, 1), -1000.0, "float32")
+
+
+def _metric(y_true, y_pred):
+    return float(np.mean(y_pred))
+
+
+class _Weights(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def _kernel(self):
+        return float(keras.ops.convert_to_numpy(self.model.layers[-1].kernel)[0, 0])
+
+    def on_train_begin(self, logs=None):
+        self.values.append(self._kernel())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(self._kernel())
+
+
+def _applied_lr(weights, optimizer_name):
+    w = np.asarray(weights, np.float64)
+    dw = w[:-1] - w[1:]
+    if optimizer_name == "adamw":
+        return dw / (1.0 + 0.5 * w[:-1])
+    return dw
+
+
+def _count_traces(model):
+    counter = {"n": 0}
+    original = model.train_step
+
+    def train_step(*args, **kwargs):
+        counter["n"] += 1
+        return original(*args, **kwargs)
+
+    model.train_step = train_step
+    return counter
+
+
+def _callback(lode=None, **kwargs):
+    x, y = _data()
+    kwargs = {**OVERRIDES, **kwargs}
+    return LODECallback(
+        lode or HalvingLODE(),
+        validation_data=(x[:4], y[:4]),
+        metric=kwargs.pop("metric", _metric),
+        verbose=kwargs.pop("verbose", 0),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("mode", ["schedule", "float"])
+@pytest.mark.parametrize("optimizer_name", ["sgd", "adam", "adamw"])
+def test_applied_lr_equals_plan(optimizer_name, mode, backend):
+    lr = LODESchedule(initial_learning_rate=0.1) if mode == "schedule" else 0.1
+    model = _build(optimizer_name, lr)
+    traces = _count_traces(model)
+    weights = _Weights()
+    cb = _callback()
+    x, y = _data()
+    history = model.fit(
+        x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[weights, cb]
+    )
+    table = _halving_table()
+    np.testing.assert_allclose(cb.plan_table, table, rtol=1e-6)
+    assert sorted(cb.plans) == [2, 4, 6]
+    applied = _applied_lr(weights.values, optimizer_name)
+    steps = np.arange(EPOCHS * SPE)
+    if mode == "schedule":
+        expected = _expected_schedule(table, steps)  # interpolated between log points
+    else:
+        expected = table[steps // (SPE // P)]  # piecewise constant per interval
+    np.testing.assert_allclose(applied, expected, rtol=2e-4)
+    # The replan at point 2 (after step 6) reaches step 6 itself: the next step.
+    assert applied[6] != pytest.approx(0.1, rel=1e-3)
+    # logs["learning_rate"] reaches History: the LR of each epoch's last step.
+    np.testing.assert_allclose(history.history["learning_rate"], table[P - 1 :: P], rtol=1e-5)
+    # The recorded LR channel is the plan in effect.
+    np.testing.assert_allclose(np.exp(cb.history[:, 1]), table, rtol=1e-5)
+    if backend != "torch":  # torch runs eagerly; TF traces Adam twice (slot creation)
+        assert 1 <= traces["n"] <= 2
+
+
+def test_real_planner_with_random_model():
+    from keras_lode.ode import random_model
+
+    lode = random_model(seed=0, horizon=K, points_per_epoch=P, lr_range=(1e-3, 1.0))
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    weights = _Weights()
+    cb = LODECallback(
+        lode,
+        validation_data=(_data()[0][:4], _data()[1][:4]),
+        window=W,
+        replan_every=EVERY,
+        metric=_metric,
+        seed=3,
+        verbose=0,
+    )
+    x, y = _data()
+    model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[weights, cb])
+    assert sorted(cb.plans) == [2, 4, 6]
+    table = cb.plan_table
+    assert np.all(np.isfinite(table)) and np.all(table > 0)
+    for n, p in cb.plans.items():
+        assert p.position == n and p.total_points == K
+        if not p.fallback:
+            assert np.all((p.lr >= 1e-3 * (1 - 1e-9)) & (p.lr <= 1.0 * (1 + 1e-9)))
+    np.testing.assert_allclose(table[7:], cb.plans[6].lr, rtol=1e-12)
+    applied = _applied_lr(weights.values, "sgd")
+    np.testing.assert_allclose(
+        applied, _expected_schedule(table, np.arange(EPOCHS * SPE)), rtol=2e-4
+    )
+
+
+def test_planner_raising_keeps_current_plan(backend):
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    weights = _Weights()
+    cb = _callback(HalvingLODE(fail=True))
+    x, y = _data()
+    with pytest.warns(UserWarning, match="planning raised RuntimeError: boom") as record:
+        history = model.fit(
+            x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[weights, cb]
+        )
+    assert len([r for r in record if "boom" in str(r.message)]) == 3  # one per replan
+    assert len(history.history["loss"]) == EPOCHS
+    np.testing.assert_allclose(cb.plan_table, 0.1)
+    np.testing.assert_allclose(_applied_lr(weights.values, "sgd"), 0.1, rtol=2e-4)
+
+
+def test_nan_loss_skips_replan_and_lr_stays_finite():
+    model = _build("sgd", 0.1)
+    x, y = _data()
+    x[1] = np.nan  # first batch: the loss (and then the weights) go NaN
+    cb = _callback()
+    with pytest.warns(UserWarning, match="non-finite training loss"):
+        history = model.fit(
+            x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[cb]
+        )
+    assert len(history.history["loss"]) == EPOCHS
+    assert not cb.plans
+    np.testing.assert_allclose(cb.plan_table, 0.1)
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert lr == pytest.approx(0.1)
+
+
+def test_missing_validation_values_skip_that_replan():
+    calls = {"n": 0}
+
+    def flaky(y_true, y_pred):
+        calls["n"] += 1
+        return math.nan if calls["n"] == 2 else float(np.mean(y_pred))  # point 1 missing
+
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    cb = _callback(metric=flaky)
+    x, y = _data()
+    with pytest.warns(UserWarning, match=r"log point 2 skipped \(the window has missing"):
+        model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[cb])
+    assert sorted(cb.plans) == [4, 6]  # the window of point 4 (points 2-4) is complete
+    np.testing.assert_allclose(cb.plan_table, _halving_table(skip=(2,)), rtol=1e-6)
+    assert np.all(np.isfinite(cb.plan_table))
+
+
+class _Kill(keras.callbacks.Callback):
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step, self.seen = at_step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at_step:
+            raise RuntimeError("killed")
+
+
+def test_kill_and_resume_continues_the_same_plan(tmp_path):
+    x, y = _data()
+
+    def fit(state, extra=(), backup=None):
+        model = _build("adam", LODESchedule(initial_learning_rate=0.1))
+        weights = _Weights()
+        cb = _callback(state_path=state)
+        callbacks = ([backup] if backup else []) + [weights, cb, *extra]
+        model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks)
+        return model, weights, cb
+
+    _, w_full, cb_full = fit(tmp_path / "full.json")
+    state = tmp_path / "lode_state.json"
+    backup_dir = tmp_path / "backup"
+    with pytest.raises(RuntimeError, match="killed"):
+        # Killed at step 11: mid-epoch 2 (of 0..3), after the replan at point 4.
+        fit(
+            state,
+            extra=[_Kill(11)],
+            backup=keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch"),
+        )
+    saved = json.loads(state.read_text())
+    assert saved["format"] == "keras_lode.callback_state" and not saved["finished"]
+    assert sorted(int(n) for n in saved["replans"]) == [2, 4]
+    model, w_resumed, cb_resumed = fit(
+        state, backup=keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch")
+    )
+    # BackupAndRestore restarts epoch 2 from its end-of-epoch-1 backup (step 8).
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == EPOCHS * SPE
+    np.testing.assert_allclose(cb_resumed.plan_table, cb_full.plan_table, rtol=1e-9)
+    full = _applied_lr(w_full.values, "adam")
+    resumed = _applied_lr(w_resumed.values, "adam")
+    assert len(resumed) == (EPOCHS - 2) * SPE
+    np.testing.assert_allclose(resumed, full[2 * SPE :], rtol=2e-4)
+    assert json.loads(state.read_text())["finished"]
+
+
+def test_bad_arguments():
+    x, y = _data()
+    with pytest.raises(TypeError, match=r"Unknown planner option\(s\) \['sigmaa'\]"):
+        LODECallback(HalvingLODE(), validation_data=(x, y), sigmaa=0.1)
+    with pytest.raises(ValueError, match="validation_data"):
+        LODECallback(HalvingLODE(), validation_data=None)
+    with pytest.raises(TypeError, match="model"):
+        LODECallback(object(), validation_data=(x, y))
+    with pytest.raises(ValueError, match="window"):
+        LODECallback(HalvingLODE(), validation_data=(x, y), window=0)
+    cb = _callback()
+    model = _build("sgd", keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5))
+    with pytest.raises(ValueError, match="LODESchedule or a float"):
+        model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[cb])
