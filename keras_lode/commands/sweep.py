@@ -1,0 +1,138 @@
+"""`keras-lode sweep`: train a grid of schedules x peak LRs x seeds and record every run."""
+
+from __future__ import annotations
+
+HELP = "run a sweep (schedule families x peak LRs x seeds), recording one run file per trial"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "task_pos",
+        nargs="?",
+        metavar="TASK",
+        help="same as --task",
+    )
+    parser.add_argument(
+        "--task",
+        help="task spec: 'module:attr', 'path/to/file.py:attr', 'keras_lode.tasks:NAME:SCALE' "
+        "or an example-task name (fmnist_cnn, ...)",
+    )
+    parser.add_argument("--scale", default=None, help="scale of an example task: quick, cpu, full")
+    parser.add_argument("--out", "-o", required=True, help="directory for the run files")
+    parser.add_argument(
+        "--schedules",
+        "--families",
+        dest="families",
+        default=None,
+        help="comma-separated schedule families (cosine,onecycle,constant,step); default: task's",
+    )
+    parser.add_argument("--lrs", default=None, help="comma-separated peak LRs; default: task's")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds; default: task's")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--address", default=None, help="Ray cluster address (ray engine; default: local Ray)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="trials at once (local: subprocesses)"
+    )
+    parser.add_argument(
+        "--isolate", action="store_true", help="run each local trial in its own subprocess"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds per isolated local trial"
+    )
+    parser.add_argument("--cpus-per-trial", type=float, default=1, help="Ray CPUs per trial")
+    parser.add_argument("--gpus-per-trial", type=float, default=0, help="Ray GPUs per trial")
+    parser.add_argument(
+        "--no-retry-failed",
+        dest="retry_failed",
+        action="store_false",
+        help="leave trials recorded as failed alone on a rerun",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list the grid and what is done")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _floats(text, name):
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated numbers. Received: {text!r}") from None
+
+
+def _ints(text, name):
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated ints. Received: {text!r}") from None
+
+
+def run(args) -> int:
+    import logging
+    from pathlib import Path
+
+    from keras_lode import sweep as sw
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    spec = args.task or args.task_pos
+    if not spec:
+        print("keras-lode sweep: give the task (--task module:attr or an example-task name).")
+        return 2
+    families = args.families.split(",") if args.families else None
+    try:
+        lrs = _floats(args.lrs, "lrs")
+        seeds = _ints(args.seeds, "seeds")
+        if args.dry_run:
+            task = sw.load_task(spec, args.scale)
+            grid = sw.make_grid(
+                families or task.families, lrs or task.peak_lrs, seeds or task.seeds
+            )
+            out = Path(args.out)
+            for t in grid:
+                done = sw._finished(out / f"{t.run_id}.run.csv", args.retry_failed)
+                print(f"{t.run_id}\t{done.status if done else 'todo'}")
+            print(
+                f"{len(grid)} trials for task {task.name!r} (P={task.points_per_epoch}, "
+                f"{task.epochs} epochs)"
+            )
+            return 0
+        results = sw.sweep(
+            spec,
+            args.out,
+            families=families,
+            peak_lrs=lrs,
+            seeds=seeds,
+            engine=args.engine,
+            address=args.address,
+            workers=args.workers,
+            isolate=args.isolate,
+            retry_failed=args.retry_failed,
+            scale=args.scale,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            timeout=args.timeout,
+            progress=not args.quiet,
+        )
+    except (ValueError, TypeError, ImportError) as e:
+        print(f"keras-lode sweep: {e}")
+        return 2
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    skipped = sum(r.skipped for r in results)
+    ran = [r for r in results if not r.skipped]
+    for r in ran:
+        if r.status == "failed":
+            print(f"FAILED {r.run_id}: {r.error}")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(
+        f"{len(results)} trials ({summary}); {skipped} skipped as already done; "
+        f"run files in {args.out}"
+    )
+    # Failed trials are recorded and the sweep goes on; only a sweep in which every
+    # trial that ran failed (usually a broken task) exits non-zero.
+    return 1 if ran and all(r.status == "failed" for r in ran) else 0
