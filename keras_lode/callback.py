@@ -454,6 +454,40 @@ class LODECallback(LogPointObserver):
         """The LR per log point the run follows now (warm-up + applied replans)."""
         return self._table.copy()
 
+    def to_run(self, meta=None):
+        """The observed log points as a `keras_lode.Run` (only the points seen so far).
+
+        Args:
+            meta: extra metadata (task, seed, ...); the run geometry is filled in.
+
+        Returns:
+            A `keras_lode.Run` with schedule family `"lode"`.
+        """
+        from keras_lode.runs import Run
+
+        seen = np.flatnonzero(np.isfinite(self._history[:, 1]))
+        steps = self._point_steps()[seen]
+        loss = self._history[seen, 0]
+        info = {"schedule": "lode", "seed": self.seed, "metric_name": self.metric_name}
+        info.update(meta or {})
+        info.update(
+            {
+                "steps_per_epoch": self.steps_per_epoch,
+                "points_per_epoch": self.points_per_epoch,
+                "epochs": self.epochs,
+                "total_steps": self.steps_per_epoch * self.epochs,
+                "status": "complete" if np.all(np.isfinite(loss)) else "diverged",
+            }
+        )
+        return Run(
+            steps,
+            (seen + 1) / self.points_per_epoch,
+            np.exp(self._history[seen, 1]),
+            loss,
+            self._history[seen, 2],
+            meta=info,
+        )
+
     @property
     def history(self) -> np.ndarray:
         """(K, 3) observed `[loss, ln lr, metric]` per log point (NaN: not yet)."""

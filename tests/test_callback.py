@@ -173,6 +173,10 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
     np.testing.assert_allclose(np.exp(cb.history[:, 1]), table, rtol=1e-5)
     if backend != "torch":  # torch runs eagerly; TF traces Adam twice (slot creation)
         assert 1 <= traces["n"] <= 2
+    run = cb.to_run({"task": "toy"})
+    assert len(run) == K and run.meta["schedule"] == "lode" and run.status == "complete"
+    assert run.step.tolist() == [2 * (i + 1) for i in range(K)]
+    np.testing.assert_allclose(run.lr, table, rtol=1e-5)
 
 
 def test_real_planner_with_random_model():
