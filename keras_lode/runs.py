@@ -283,8 +283,9 @@ def write_run(run: Run, path: str | os.PathLike) -> Path:
 
     Args:
         run: the run to write.
-        path: a file path (should end in `.run.csv`) or an existing directory, in
-            which case the file is `<dir>/<run.run_id>.run.csv`.
+        path: a file path ending in `.csv` (`.run.csv` by convention, so that
+            `load_runs` finds it), or a directory (any other path; created if needed),
+            in which case the file is `<dir>/<run.run_id>.run.csv`.
 
     Returns:
         The path written.
@@ -292,7 +293,7 @@ def write_run(run: Run, path: str | os.PathLike) -> Path:
     if not isinstance(run, Run):
         raise TypeError(f"write_run expects a keras_lode.Run. Received: {type(run).__name__}")
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or not path.name.endswith(".csv"):
         path = path / f"{run.run_id}{SUFFIX}"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -360,7 +361,7 @@ def read_run(path: str | os.PathLike) -> Run:
             f"{path} is not a keras_lode run file: its first line is {lines[0][:60]!r}, "
             f"expected {_MAGIC + FORMAT_VERSION!r}."
         )
-    version = lines[0][len(_MAGIC):].strip()
+    version = lines[0][len(_MAGIC) :].strip()
     if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
         raise ValueError(
             f"Run file {path} has format version {version!r}; this keras_lode reads "
@@ -373,7 +374,7 @@ def read_run(path: str | os.PathLike) -> Run:
             f"Run file {path} line 2 must start with {_META_PREFIX!r}. Received {lines[1][:60]!r}."
         )
     try:
-        meta = json.loads(lines[1][len(_META_PREFIX):])
+        meta = json.loads(lines[1][len(_META_PREFIX) :])
     except json.JSONDecodeError as e:
         raise ValueError(f"Run file {path}: metadata on line 2 is not valid JSON ({e}).") from None
     if not isinstance(meta, dict):
@@ -393,11 +394,10 @@ def read_run(path: str | os.PathLike) -> Run:
         if line.startswith(_END_PREFIX):
             if lineno != len(lines):
                 raise ValueError(
-                    f"Run file {path}: the end marker on line {lineno} is followed by "
-                    "more lines."
+                    f"Run file {path}: the end marker on line {lineno} is followed by more lines."
                 )
             try:
-                end = int(line[len(_END_PREFIX):])
+                end = int(line[len(_END_PREFIX) :])
             except ValueError:
                 raise ValueError(f"Run file {path}: bad end marker {line!r}.") from None
             break

@@ -229,3 +229,9 @@ def test_failed_write_leaves_previous_file_intact(tmp_path, monkeypatch):
         write_run(make_run(seed=9), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.run.csv"]
+
+
+def test_write_run_to_a_new_directory_path(tmp_path):
+    path = write_run(make_run(), tmp_path / "new" / "runs")
+    assert path == tmp_path / "new" / "runs" / "cosine-lr0.001-seed4.run.csv"
+    assert read_run(path).run_id == "cosine-lr0.001-seed4"
