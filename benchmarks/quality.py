@@ -53,7 +53,15 @@ def parse_args(argv=None):
     p.add_argument("--scale", choices=("cpu", "full"), default="cpu")
     p.add_argument("--work", default=None,
                    help="working directory for runs and models (default bench_work/<task>_<scale>)")
-    p.add_argument("--stage", choices=("all", "sweep", "train", "evaluate"), default="all")
+    p.add_argument("--stage", choices=("all", "sweep", "train", "evaluate", "report", "card"),
+                   default="all",
+                   help="report: only merge --merge files into --out and summarize; card: "
+                        "copy the model to models/<task>.npz and write its card models/<task>.md")
+    p.add_argument("--card-note", default="",
+                   help="extra paragraph for the model card (card stage)")
+    p.add_argument("--merge", nargs="*", default=(),
+                   help="result JSONs of other evaluation processes to merge into --out "
+                        "(e.g. methods evaluated in parallel with --methods and --out)")
     p.add_argument("--model", default=None, help="use this LODE file instead of training one")
     p.add_argument("--lrs", default=None, help="override the sweep's peak LRs (comma-separated)")
     p.add_argument("--sweep-seeds", default=None, help="override the sweep seeds")
@@ -110,9 +118,11 @@ def stage_sweep(spec, runs_dir, lrs, seeds, engine):
     return time.perf_counter() - t0
 
 
-def stage_train(runs_dir, model_path, extra):
+def stage_train(task, runs_dir, model_path, extra):
     t0 = time.perf_counter()
-    _cli("train", runs_dir, "-o", model_path, *extra.split())
+    report = Path(model_path).with_suffix(".train.json")
+    _cli("train", runs_dir, "-o", model_path, "--task", task, "--report", report,
+         "--no-progress", *extra.split())
     return time.perf_counter() - t0
 
 
@@ -184,6 +194,144 @@ def _finish(payload, out_path):
     compare.write_json(out_path, payload)
 
 
+def _minutes(seconds):
+    return f"{seconds / 60:.0f} min" if seconds else "(time not recorded)"
+
+
+def _fmt_lr(x):
+    return f"{x:g}"
+
+
+def write_card(task, spec, payload, model_path, runs, note=""):
+    """Copies the model into models/ and writes its card from the file and the results."""
+    import shutil
+
+    from keras_lode import load_model
+
+    dest = ROOT / "models" / f"{task}.npz"
+    if Path(model_path).resolve() != dest.resolve():
+        shutil.copyfile(model_path, dest)
+    m = load_model(dest)
+    c = m.config
+    tr = c["training"]
+    hp = tr.get("hyperparameters", {})
+    ex = tr.get("extrapolation") or {}
+    lines = [
+        f"# LODE model card: `{task}`",
+        "",
+        f"A latent-ODE learning-rate scheduler for the `{task}` example task "
+        f"(`keras_lode.tasks.get_task({task!r}, scale={spec.scale!r})`), trained by this "
+        "project's own sweep and trainer. File: "
+        f"`models/{task}.npz` ({dest.stat().st_size // 1024} KB, pickle-free).",
+        "",
+    ]
+    if note:
+        lines += [note, ""]
+    fams = sorted({r.meta["schedule"] for r in runs})
+    lrs = sorted({float(r.meta["peak_lr"]) for r in runs})
+    seeds = sorted({int(r.meta["seed"]) for r in runs})
+    lines += [
+        "## Sweep",
+        "",
+        f"- {tr['n_runs']} runs: families {', '.join(fams)} x peak LRs "
+        f"{', '.join(_fmt_lr(x) for x in lrs)} x seeds {', '.join(map(str, seeds))}"
+        f" ({sum(r.status == 'complete' for r in runs)} complete).",
+        f"- Task at scale `{spec.scale}`: {spec.epochs} epochs, P = {spec.points_per_epoch} log "
+        f"points per epoch (horizon K = {m.horizon}), batch {spec.batch_size}, optimizer "
+        f"{spec.optimizer} (weight decay {spec.weight_decay}), data {json.dumps(spec.data_args)}, "
+        f"model {json.dumps(spec.model_args) if spec.model_args else 'defaults'}.",
+        f"- Channels [loss, ln lr, {spec.metric_name}]; the validation metric was measured on a "
+        "fixed 1024-example validation subset at every log point (`RunRecorder`).",
+        f"- LR range of the training runs: {tr['lr_range'][0]:.3g} .. {tr['lr_range'][1]:.3g} "
+        "(the planner's clip range).",
+    ]
+    if payload.get("sweep_validation"):
+        lines += ["- Sweep validation (mean over seeds of each run's best validation "
+                  f"{spec.metric_name}): "
+                  + ", ".join(f"{k} {100 * v:.2f}%" for k, v in payload["sweep_validation"].items())
+                  + "."]
+    lines += [
+        "",
+        "## Hardware",
+        "",
+        f"- {payload.get('machine', '?')}; Keras backend {payload.get('backend', '?')} for the "
+        "sweep, PyTorch (CPU) for the LODE.",
+        "- The 2 CPU cores were shared with five other jobs (load average ~10), so wall times "
+        "are long and noisy: sweep "
+        f"{_minutes(payload.get('timing_s', {}).get('sweep'))}, LODE training "
+        f"{tr.get('wall_time_s', float('nan')):.0f} s.",
+        "",
+        "## Errors",
+        "",
+        f"- Trained on {tr['n_train']} runs, validated on {tr['n_val']} held-out runs "
+        f"({', '.join(tr.get('val_run_ids', []))}): {tr['steps']} steps (best {tr['best_step']}),"
+        f" validation MSE {tr['val_mse']:.4f} (standardized channels).",
+        f"- Architecture: hidden {c['architecture']['hidden']}, latent "
+        f"{c['architecture']['latent']}, state {c['architecture']['state']}, width "
+        f"{c['architecture']['width']}, depth {c['architecture']['depth']}; window W = "
+        f"{c['planner']['window']}, replan every {c['planner']['replan_every']} points; "
+        f"trainer settings {json.dumps(hp)}.",
+    ]
+    if ex:
+        lines += [
+            "",
+            f"Extrapolation on the held-out runs (encode the first part with window "
+            f"{ex.get('window')}, predict the rest; {ex.get('units')}):",
+            "",
+            "| cut | predictor | loss | ln lr | metric | mean |",
+            "|---|---|---|---|---|---|",
+        ]
+        for cut, preds in ex.get("by_fraction", {}).items():
+            for name, e in preds.items():
+                lines.append(f"| {cut} | {name} | {e['loss']:.3f} | {e['log_lr']:.3f} | "
+                             f"{e['metric']:.3f} | {e['mean']:.3f} |")
+    lines += ["", "## Benchmark results", ""]
+    summ = payload.get("summary")
+    if summ and payload.get("results"):
+        from keras_lode import compare
+
+        lines += [
+            f"`benchmarks/quality.py` on seeds the sweep never used "
+            f"({', '.join(map(str, payload['eval_seeds']))}); test {spec.metric_name} in %:",
+            "",
+            "```",
+            compare.format_table(payload["results"], "lode"),
+            "```",
+            "",
+            f"Raw numbers: `benchmarks/results/quality_{task}_{spec.scale}.json`.",
+        ]
+    else:
+        lines += ["Not benchmarked yet: only the sweep and the LODE training ran for this task "
+                  "(see the note above)."]
+    cmd = f"python benchmarks/quality.py --task {task} --scale {spec.scale}"
+    extra = []
+    if tuple(payload["lrs"]) != GRIDS[spec.scale]["lrs"]:
+        extra.append("--lrs " + ",".join(_fmt_lr(x) for x in payload["lrs"]))
+    if tuple(payload["sweep_seeds"]) != GRIDS[spec.scale]["sweep_seeds"]:
+        extra.append("--sweep-seeds " + ",".join(map(str, payload["sweep_seeds"])))
+    base = " ".join([cmd, *extra])
+    targs = payload.get("train_args", "")
+    train_cmd = f"{base} --stage train" + (f' --train-args "{targs}"' if targs else "")
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        f"{base} --stage sweep     # runs -> bench_work/{task}_{spec.scale}/runs",
+        train_cmd,
+        f"{base} --stage evaluate  # skip for a sweep-only model",
+        f"{base} --stage card      # copies the model here and writes this card",
+        "```",
+        "",
+        "The train stage runs `keras-lode train bench_work/"
+        f"{task}_{spec.scale}/runs -o bench_work/{task}_{spec.scale}/{task}.npz --task {task} "
+        f"{payload.get('train_args', '')}`.",
+        "",
+    ]
+    (ROOT / "models" / f"{task}.md").write_text("\n".join(lines))
+    print(f"wrote {dest} and models/{task}.md")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import keras
@@ -217,11 +365,22 @@ def main(argv=None) -> int:
         "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
     })
     payload.setdefault("timing_s", {})
+    for extra in args.merge:
+        other = json.loads(Path(extra).read_text())
+        have = {(r["method"], r["seed"]) for r in payload["results"]}
+        payload["results"] += [r for r in other.get("results", [])
+                               if (r["method"], r["seed"]) not in have]
+        for k in ("sweep_validation", "best_peak_lr", "replay_run", "model_training",
+                  "sweep_runs"):
+            payload.setdefault(k, other.get(k))
+        payload.setdefault("merged_timing_s", {})[extra] = other.get("timing_s")
     if args.stage in ("all", "sweep"):
         payload["timing_s"]["sweep"] = stage_sweep(spec, runs_dir, lrs, sweep_seeds,
                                                    args.sweep_engine)
     if args.stage in ("all", "train") and not args.model:
-        payload["timing_s"]["train"] = stage_train(runs_dir, model_path, args.train_args)
+        payload["train_args"] = args.train_args
+        payload["timing_s"]["train"] = stage_train(args.task, runs_dir, model_path,
+                                                   args.train_args)
     if args.stage in ("all", "evaluate"):
         runs = load_runs(runs_dir)
         payload["sweep_runs"] = len(runs)
@@ -236,6 +395,12 @@ def main(argv=None) -> int:
         payload["timing_s"]["evaluate"] = payload["timing_s"].get("evaluate", 0) + (
             time.perf_counter() - t0)
     _finish(payload, out_path)
+    if args.stage == "card":
+        if payload.get("sweep_validation") is None and runs_dir.is_dir():
+            payload["sweep_validation"] = best_peak_lrs(load_runs(runs_dir))[1]
+            _finish(payload, out_path)
+        write_card(args.task, spec, payload, model_path, load_runs(runs_dir), args.card_note)
+        return 0
     if payload.get("results"):
         from keras_lode import compare
 
