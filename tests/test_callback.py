@@ -181,6 +181,7 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
 
 def test_real_planner_with_random_model():
     from keras_lode.ode import random_model
+    from keras_lode.planner import derive_seed
 
     lode = random_model(seed=0, horizon=K, points_per_epoch=P, lr_range=(1e-3, 1.0))
     model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
@@ -204,10 +205,27 @@ def test_real_planner_with_random_model():
         if not p.fallback:
             assert np.all((p.lr >= 1e-3 * (1 - 1e-9)) & (p.lr <= 1.0 * (1 + 1e-9)))
     np.testing.assert_allclose(table[7:], cb.plans[6].lr, rtol=1e-12)
+    # Each replan draws its own noise, reproducible from the callback's seed.
+    assert [cb.plans[n].seed for n in (2, 4, 6)] == [derive_seed(3, n) for n in (2, 4, 6)]
+    assert len({cb.plans[n].seed for n in (2, 4, 6)}) == 3
     applied = _applied_lr(weights.values, "sgd")
     np.testing.assert_allclose(
         applied, _expected_schedule(table, np.arange(EPOCHS * SPE)), rtol=2e-4
     )
+
+
+def test_run_longer_than_horizon_is_mapped_by_fraction():
+    class LongHorizon(HalvingLODE):
+        horizon = 2 * K
+
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    cb = _callback(LongHorizon())
+    x, y = _data()
+    with pytest.warns(UserWarning, match="mapping by fraction of training"):
+        model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[cb])
+    assert sorted(cb.plans) == [2, 4, 6]
+    # Model time runs twice as fast as run points: the LR path decays by 0.02 per point.
+    np.testing.assert_allclose(cb.plans[6].lr, 0.5 * cb.plan_table[6] * np.exp(-0.02), rtol=1e-6)
 
 
 def test_planner_raising_keeps_current_plan(backend):
