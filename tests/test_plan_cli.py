@@ -222,3 +222,16 @@ def test_plot_without_matplotlib_names_the_extra(files, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import now fails
     with pytest.raises(ImportError, match=r"pip install 'keras-lode\[plot\]'"):
         plot_plan(p, tmp_path / "x.png")
+
+
+def test_through_the_keras_lode_entry_point(files, capsys):
+    from keras_lode import cli as cli_main
+
+    try:
+        cli_main.build_parser()
+    except ModuleNotFoundError as e:  # another subcommand not written yet
+        pytest.skip(f"keras-lode parser incomplete: {e}")
+    argv = ["plan", str(files["model"]), str(files["run"]), "--at", "35", "--seed", "3", *WIDE]
+    assert cli_main.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "31/31 futures accepted" in out and "seed 3" in out
