@@ -572,13 +572,14 @@ class _FieldKernel:
             dst = bufs[i + 1][:, :-1]
             np.matmul(bufs[i], aug[i], out=dst)
             if self.safe:
-                # min(log1p(exp(x)), max(x, 20)) is torch's thresholded softplus to
-                # within 2e-9 and never overflows to inf.
+                # max(log1p(exp(min(x, 20))), x) is torch's thresholded softplus to
+                # within 2e-9 (softplus(x) > x for every x). exp never sees a large
+                # argument: overflowing inputs also send NumPy's exp down a slow path.
                 scr = self.scratch[i]
-                np.maximum(dst, 20, out=scr)
-                np.exp(dst, out=dst)
-                np.log1p(dst, out=dst)
-                np.minimum(dst, scr, out=dst)
+                np.minimum(dst, 20, out=scr)
+                np.exp(scr, out=scr)
+                np.log1p(scr, out=scr)
+                np.maximum(dst, scr, out=dst)
             else:
                 # Plain log1p(exp(x)): two ufuncs. It overflows only for x > ~88 (float32)
                 # or ~709 (float64); the caller then reruns with `safe`.
@@ -588,6 +589,12 @@ class _FieldKernel:
         np.tanh(out, out=out)
 
     def integrate(self, h0, grid):
+        """RK4 over `grid` from `h0`; returns `(states, overflowed)`.
+
+        `overflowed` says a floating-point overflow or invalid operation happened. In
+        the fast form that means exp() overflowed in a softplus; the result may then be
+        wrong even where finite (tanh squashes an inf to +-1), so the caller reruns.
+        """
         states = np.empty((len(grid),) + h0.shape, dtype=self.dtype)
         states[0] = h0
         x = self.bufs[0][:, :-1]
@@ -595,7 +602,16 @@ class _FieldKernel:
         dts = np.diff(grid)
         third = self.dtype(_ONE_THIRD)
         y = h0
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        flags = []
+        # NumPy checks the FP status after every ufunc anyway: the callback costs nothing
+        # unless something overflowed.
+        with np.errstate(
+            over="call",
+            invalid="call",
+            under="ignore",
+            divide="ignore",
+            call=lambda kind, flag: flags.append(kind),
+        ):
             for i, dt in enumerate(dts):
                 c = dt * self.scale
                 x[...] = y
@@ -622,7 +638,7 @@ class _FieldKernel:
                 nxt *= c * self.dtype(0.125)
                 nxt += y
                 y = nxt
-        return states
+        return states, bool(flags)
 
 
 _ONE_THIRD = 1 / 3
@@ -858,12 +874,12 @@ class LatentODE:
             if len(self._kernels) > 8:  # bounded cache: a few batch sizes are typical
                 self._kernels.clear()
             self._kernels[s] = kernel
-        states = kernel.integrate(h0, grid)
-        if not kernel.safe and not np.all(np.isfinite(states)):
+        states, overflowed = kernel.integrate(h0, grid)
+        if overflowed and not kernel.safe:
             # The two-ufunc softplus overflowed (huge pre-activations): redo it safely,
             # and stay safe for this model (its dynamics reach that range).
             kernel.safe = True
-            states = kernel.integrate(h0, grid)
+            states, _ = kernel.integrate(h0, grid)
         if len(ts) == 1:
             return states[:1]
         return integrate.interpolate(states, grid, ts)
