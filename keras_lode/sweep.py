@@ -319,7 +319,9 @@ def split_data(data) -> dict[str, tuple | None]:
 
 
 # ---------------------------------------------------------------------- one trial
-_DATA_CACHE: dict[int, dict] = {}
+# The arrays of the last task loaded in this process (local trials and reused Ray actors
+# run many trials of one task). The task itself is kept so its id cannot be reused.
+_DATA_CACHE: dict[str, Any] = {"task": None, "data": None}
 
 
 def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResult:
@@ -347,11 +349,12 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
         from keras_lode.recorder import RunRecorder, ValidationProbe
         from keras_lode.schedules import make_schedule
 
-        data = _DATA_CACHE.get(id(task))
-        if data is None:
+        if _DATA_CACHE["task"] is task:
+            data = _DATA_CACHE["data"]
+        else:
+            _DATA_CACHE.update(task=None, data=None)  # one task's arrays at a time
             data = split_data(task.load_data())
-            _DATA_CACHE.clear()  # one task's arrays at a time
-            _DATA_CACHE[id(task)] = data
+            _DATA_CACHE.update(task=task, data=data)
         x, y = data["train"]
         n = len(y)
         steps_per_epoch = -(-n // task.batch_size)
@@ -718,7 +721,8 @@ def _run_ray(task, resolved, trials, out_dir, address, workers, scale, cpus, gpu
     except ImportError as e:
         raise ImportError("The ray engine needs Ray Tune: pip install 'keras_lode[ray]'") from e
 
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         import keras
 
         # Workers must train on the same Keras backend as this process.
@@ -774,6 +778,8 @@ def _run_ray(task, resolved, trials, out_dir, address, workers, scale, cpus, gpu
         import shutil
 
         shutil.rmtree(storage, ignore_errors=True)
+        if started:  # leave no Ray processes behind that this call started
+            ray.shutdown()
     out = {}
     for rid, t in by_id.items():
         path = out_dir / f"{rid}{SUFFIX}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
@@ -22,12 +21,10 @@ def tasks():
 
 
 def cli_sweep(argv, capsys):
-    """Runs the `keras-lode sweep` subcommand (its own parser, as cli.py builds it)."""
-    from keras_lode.commands import sweep as command
+    """Runs `keras-lode sweep ARGV` through the command line's entry point."""
+    from keras_lode.cli import main
 
-    parser = argparse.ArgumentParser(prog="keras-lode sweep")
-    command.add_arguments(parser)
-    code = command.run(parser.parse_args(argv))
+    code = main(["sweep", *argv])
     return code, capsys.readouterr().out
 
 
