@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import math
 import os
 import tempfile
@@ -41,6 +42,8 @@ import zipfile
 import numpy as np
 
 from keras_lode import integrate
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -174,8 +177,8 @@ def default_config(
             "horizon": int(horizon),
         },
         "planner": planner_cfg,
-        "training": dict(training or {}),
-        "metadata": dict(metadata or {}),
+        "training": json_clean(dict(training or {}), "training"),
+        "metadata": json_clean(dict(metadata or {}), "metadata"),
     }
     # Fail here, where the caller can see what they passed, not later at load time.
     validate_config(config)
@@ -335,6 +338,58 @@ def validate_config(config, path="<config>"):
     for key in ("training", "metadata"):
         if not isinstance(config[key], dict):
             ck.fail(key, "a JSON object", type(config[key]).__name__)
+        _check_json(config[key], key, ck)
+
+
+def _check_json(value, key, ck):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                ck.fail(f"{key}.{k!r}", "string keys", type(k).__name__)
+            _check_json(v, f"{key}.{k}", ck)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_json(v, f"{key}[{i}]", ck)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            ck.fail(key, "a finite number or null (JSON has no NaN/inf)", repr(value))
+    elif value is not None and not isinstance(value, str | int | bool):
+        ck.fail(
+            key, "a JSON value (object, list, string, number, bool, null)", type(value).__name__
+        )
+
+
+def json_clean(value, key="value"):
+    """Turns NumPy scalars/arrays and tuples into plain JSON values, NaN/inf into null.
+
+    Used for the free-form `training` and `metadata` sections so that an export at the
+    end of a long training never fails on a NaN error figure or a `np.float32`: a
+    non-finite number becomes `null` (logged, so nothing is lost silently).
+
+    Raises:
+        TypeError: a value that has no JSON form, naming its key.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_clean(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_clean(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return json_clean(value.tolist(), key)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | str | int) or value is None:
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        logger.warning(
+            "keras_lode model file: %s is %r; stored as null (JSON has no NaN)", key, value
+        )
+        return None
+    raise TypeError(
+        f"`{key}` must be JSON data (dict, list, str, number, bool, None). "
+        f"Received type {type(value).__name__}: {value!r}"
+    )
 
 
 def validate(config, weights, path="<memory>"):

@@ -324,3 +324,35 @@ def test_save_refuses_invalid_weights_and_leaves_no_file(tmp_path, model):
 
 def test_file_format_constants():
     assert ode.FORMAT == "keras_lode.lode" and ode.FORMAT_VERSION.startswith("1.")
+
+
+def test_training_summary_nan_becomes_null_and_is_logged(tmp_path, model, caplog):
+    config = default_config(
+        hidden=5,
+        latent=4,
+        state=6,
+        width=7,
+        depth=2,
+        step_size=0.5,
+        horizon=40,
+        mean=[1.0, -5.0, 0.5],
+        std=[0.5, 1.0, 0.2],
+        training={"val_mse": float("nan"), "runs": np.int64(12), "errs": np.array([0.5, 1.0])},
+    )
+    assert config["training"] == {"val_mse": None, "runs": 12, "errs": [0.5, 1.0]}
+    assert "training.val_mse" in caplog.text
+    save_model(tmp_path / "m.npz", config, model.weights)
+    assert load_model(tmp_path / "m.npz").config["training"]["runs"] == 12
+
+
+def test_metadata_without_json_form_raises_naming_key():
+    with pytest.raises(TypeError, match="`metadata.owner`"):
+        default_config(metadata={"owner": object()})
+
+
+def test_nan_literal_in_config_json(tmp_path, model):
+    text = json.dumps(model.config).replace('"mean": [1.0', '"mean": [NaN')
+    assert "NaN" in text
+    arrays = {**_arrays(model), "config": np.frombuffer(text.encode(), dtype=np.uint8)}
+    with pytest.raises(ValueError, match=r"channels\.mean\[0\].*finite"):
+        load_model(_write_raw(tmp_path / "m.npz", arrays))
