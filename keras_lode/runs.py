@@ -110,7 +110,10 @@ class Run:
     def __init__(self, step, epoch, lr, loss, metric, meta: Mapping[str, Any] | None = None):
         columns = {}
         for name, values in zip(COLUMNS, (step, epoch, lr, loss, metric), strict=True):
-            arr = np.asarray(values if values is not None else [], dtype=np.float64)
+            try:
+                arr = np.asarray(values if values is not None else [], dtype=np.float64)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"Run column `{name}` must hold numbers ({e}).") from None
             if arr.ndim != 1:
                 raise ValueError(
                     f"Run column `{name}` must be 1-D. Received an array of shape {arr.shape}."

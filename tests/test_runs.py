@@ -143,6 +143,8 @@ def test_duplicate_steps_raise_naming_the_step():
         Run([10, 20, 20], [0.1, 0.2, 0.3], [1.0] * 3, [1.0] * 3, [0.0] * 3)
     with pytest.raises(ValueError, match="decreasing step 5"):
         Run([10, 20, 5], [0.1, 0.2, 0.3], [1.0] * 3, [1.0] * 3, [0.0] * 3)
+    with pytest.raises(ValueError, match="column `loss` must hold numbers"):
+        Run([1], [0.1], [1.0], ["high"], [0.0])
     with pytest.raises(ValueError, match="integers.*2.5"):
         Run([1, 2.5], [0.1, 0.2], [1.0] * 2, [1.0] * 2, [0.0] * 2)
 

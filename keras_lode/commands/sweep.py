@@ -82,7 +82,7 @@ def run(args) -> int:
     if not spec:
         print("keras-lode sweep: give the task (--task module:attr or an example-task name).")
         return 2
-    families = args.families.split(",") if args.families else None
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
     try:
         lrs = _floats(args.lrs, "lrs")
         seeds = _ints(args.seeds, "seeds")
