@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -783,6 +784,8 @@ class LatentODE:
         self._field = self._layers("field", a["depth"])
         self._scale = w["field.scale"]
         self._kernels = {}
+        self._lock = threading.Lock()
+        self._safe = False
         self.decode_method = "fast"
 
     def _layers(self, prefix, depth):
@@ -923,18 +926,27 @@ class LatentODE:
     def _integrate_fast(self, h0, ts):
         grid = integrate.make_grid(ts, self.step_size)
         s = h0.shape[0]
-        kernel = self._kernels.get(s)
-        if kernel is None:
-            kernel = _FieldKernel(self._field, self._scale, s, self.dtype)
-            if len(self._kernels) > 8:  # bounded cache: a few batch sizes are typical
-                self._kernels.clear()
-            self._kernels[s] = kernel
-        states, overflowed = kernel.integrate(h0, grid)
-        if overflowed and not kernel.safe:
-            # The two-ufunc softplus overflowed (huge pre-activations): redo it safely,
-            # and stay safe for this model (its dynamics reach that range).
-            kernel.safe = True
-            states, _ = kernel.integrate(h0, grid)
+        # The kernel's buffers are shared state: a decode running in another thread
+        # gets a private kernel instead of racing on them.
+        owned = self._lock.acquire(blocking=False)
+        try:
+            kernel = self._kernels.get(s) if owned else None
+            if kernel is None:
+                kernel = _FieldKernel(self._field, self._scale, s, self.dtype)
+                if owned:
+                    if len(self._kernels) > 8:  # bounded: a few batch sizes are typical
+                        self._kernels.clear()
+                    self._kernels[s] = kernel
+            kernel.safe = self._safe
+            states, overflowed = kernel.integrate(h0, grid)
+            if overflowed and not kernel.safe:
+                # The two-ufunc softplus overflowed (huge pre-activations): redo it
+                # safely, and stay safe for this model (its dynamics reach that range).
+                self._safe = kernel.safe = True
+                states, _ = kernel.integrate(h0, grid)
+        finally:
+            if owned:
+                self._lock.release()
         if len(ts) == 1:
             return states[:1]
         return integrate.interpolate(states, grid, ts)
@@ -1003,6 +1015,18 @@ class LatentODE:
         if single:
             y, states = y[0], states[0]
         return (y, states) if return_states else y
+
+    # Copies and pickles (deepcopy, multiprocessing, Ray) carry the weights and config;
+    # the lock and the scratch buffers are rebuilt.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_kernels"] = {}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     # -- file ------------------------------------------------------------------------------
 

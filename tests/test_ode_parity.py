@@ -224,6 +224,23 @@ def test_fast_decode_survives_softplus_overflow():
     z = np.random.default_rng(0).normal(size=(4, 3))
     with np.errstate(all="raise"):  # nothing leaks out as a floating-point error
         fast = model.decode(t, z)
-    assert model._kernels[4].safe
+    assert model._safe
     assert np.isfinite(fast).all()
     np.testing.assert_allclose(fast, model.decode(t, z, method="reference"), rtol=0, atol=1e-9)
+
+
+def test_decode_is_thread_safe_and_model_copyable():
+    import copy
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = load_model(os.path.join(GOLDEN, "case_mid_h07.npz"))
+    t = np.arange(0.0, 80.0)
+    zs = [np.random.default_rng(i).normal(size=(5, model.latent)) for i in range(8)]
+    expected = [model.decode(t, z) for z in zs]  # one thread; same ops -> same bits
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda z: model.decode(t, z), zs * 3))
+    for i, y in enumerate(got):
+        np.testing.assert_array_equal(y, expected[i % 8])
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(clone.decode(t, zs[0]), model.decode(t, zs[0]))
