@@ -235,3 +235,16 @@ def test_mlflow_global_steps_align_metric_and_fill_lr(mlflow_store):
     assert np.all(np.isnan(run.metric[0::2]))  # not measured there: NaN, not copied
     np.testing.assert_array_equal(run.lr, [1e-3] * 4 + [2e-4] * 4)
     assert "lr_filled" in run.flags
+
+
+def test_mlflow_run_selection_and_test_metric(mlflow_store):
+    uri, logged = mlflow_store
+    rid = logged["no_lr"][0]
+    (run,) = from_mlflow("sweep", tracking_uri=uri, run_ids=[rid], test_metric_key="val_accuracy")
+    assert run.run_id == rid and run.meta["test_metric"] == 0.5  # the last logged value
+    (run,) = from_mlflow("sweep", tracking_uri=uri, filter_string="params.seed = '1'")
+    assert run.meta["mlflow"]["run_name"] == "full"
+    with pytest.raises(ValueError, match="run_ids.*'nope'"):
+        from_mlflow("sweep", tracking_uri=uri, run_ids=["nope"])
+    with pytest.raises(ValueError, match="step_unit.*'batch'"):
+        from_mlflow("sweep", tracking_uri=uri, step_unit="batch")
