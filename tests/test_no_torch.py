@@ -78,3 +78,17 @@ def test_importing_the_torch_module_directly_gives_the_hint():
     result = _run(code, "tensorflow")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pip install 'keras-lode[train]'" in result.stdout
+
+
+def test_train_fit_stays_the_function_after_importing_the_submodule():
+    pytest.importorskip("torch")
+    pytest.importorskip("torchdiffeq")
+    code = """
+        import keras_lode.train.fit  # binds the package attribute `fit` to the module...
+        from keras_lode.train import LatentODE, fit
+        print("FIT", callable(fit), type(fit).__name__)
+        print("MODEL", LatentODE.__name__)
+    """
+    result = _run(code, "tensorflow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "FIT True function" in result.stdout and "MODEL LatentODE" in result.stdout
