@@ -158,9 +158,14 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
         f: {"peak_lr": v[0], "val": v[1], "n": v[2]} for f, v in best.items()
     }
     ordered = best_first(payload["runs_dir"])
+    top = max(best, key=lambda f: best[f][1])
+    payload["lode_warmup"] = f"{top}@{best[top][0]:g}"
     methods = [compare.Method(f, peak_lr=best[f][0], label=f) for f in FAMILIES if f in best]
     methods += [
-        compare.Method("lode", model=model_path, peak_lr=None, label="lode"),
+        # Until its first plan (W log points) the LODE follows the best family at its best
+        # peak LR, so its windows look like the sweep runs it learned from.
+        compare.Method("lode", model=model_path, peak_lr=best[top][0], label="lode",
+                       options={"warmup_family": top}),
         compare.Method("replay", runs=ordered[:1], label="replay"),
         compare.Method("retrieval", runs=ordered, label="retrieval"),
     ]
