@@ -389,12 +389,13 @@ def main(argv=None) -> int:
     if args.stage in ("all", "evaluate"):
         runs = load_runs(runs_dir)
         payload["sweep_runs"] = len(runs)
-        if not model_path.is_file():
+        needs_model = not args.methods or "lode" in args.methods.split(",")
+        if needs_model and not model_path.is_file():
             raise FileNotFoundError(f"LODE model {model_path} not found: run the train stage.")
-        from keras_lode import load_model
+        if model_path.is_file():
+            from keras_lode import load_model
 
-        lode = load_model(model_path)
-        payload["model_training"] = lode.config.get("training", {})
+            payload["model_training"] = load_model(model_path).config.get("training", {})
         t0 = time.perf_counter()
         stage_evaluate(spec, runs, str(model_path), eval_seeds, args.methods, out_path, payload)
         payload["timing_s"]["evaluate"] = payload["timing_s"].get("evaluate", 0) + (
