@@ -61,6 +61,11 @@ def run(args) -> int:
         methods = parse_methods(f"lode@{peak or '1e-3'},{args.baseline}", model, None,
                                 lode_warmup=family)
         overrides = {"epochs": args.epochs} if args.epochs else {}
+        if args.quick:
+            # Enough steps per epoch for the model's P log points; the LODE will not get
+            # to plan in one short epoch: this checks the plumbing, not the schedule.
+            overrides.update(points_per_epoch=10,
+                             data_args=dict(n_train=1280, n_val=256, n_test=256))
         spec = get_task("fmnist_cnn", scale="quick" if args.quick else "cpu", **overrides)
     except (ValueError, FileNotFoundError) as e:
         print(f"keras-lode demo: error: {e}", file=sys.stderr)
