@@ -246,7 +246,8 @@ def write_card(task, spec, payload, model_path, runs, note=""):
         f"{spec.optimizer} (weight decay {spec.weight_decay}), data {json.dumps(spec.data_args)}, "
         f"model {json.dumps(spec.model_args) if spec.model_args else 'defaults'}.",
         f"- Channels [loss, ln lr, {spec.metric_name}]; the validation metric was measured on a "
-        "fixed 1024-example validation subset at every log point (`RunRecorder`).",
+        f"fixed subset of {min(1024, spec.data_args.get('n_val') or 1024)} validation examples "
+        "at every log point (`RunRecorder`).",
         f"- LR range of the training runs: {tr['lr_range'][0]:.3g} .. {tr['lr_range'][1]:.3g} "
         "(the planner's clip range).",
     ]
