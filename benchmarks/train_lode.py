@@ -14,7 +14,7 @@ Writes `benchmarks/results/train_lode.json`. Timings on shared machines are nois
 the load average before and after is recorded next to them.
 
 Usage:
-    python benchmarks/train_lode.py [--max-steps 1500] [--step-size 0.25] [--out PATH]
+    python benchmarks/train_lode.py [--max-steps 1500] [--step-size 0.5] [--out PATH]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--points", type=int, default=600)
     parser.add_argument("--max-steps", type=int, default=1500)
-    parser.add_argument("--step-size", type=float, default=0.25)
+    parser.add_argument("--step-size", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--window", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)

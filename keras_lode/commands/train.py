@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=20, help="MLP width")
     parser.add_argument("--depth", type=int, default=2, help="MLP hidden layers")
     parser.add_argument(
-        "--step-size", type=float, default=0.25, help="RK4 step (a run spans 10 time units)"
+        "--step-size", type=float, default=0.5, help="RK4 step (a run spans 10 time units)"
     )
     parser.add_argument("--alpha", type=float, default=0.01, help="weight of the path length")
     parser.add_argument("--max-steps", type=int, default=1500, help="optimizer steps at most")

@@ -112,6 +112,11 @@ def prepare_runs(runs, *, window: int) -> RunSet:
             "Training runs must share one time unit, but they mix points_per_epoch values "
             f"{_describe(ps)} (value: number of runs). Record or resample them with one P."
         )
+    if None in ps:
+        raise ValueError(
+            f"{ps[None]} training run(s) have no points_per_epoch: set meta['points_per_epoch'] "
+            "or record an epoch column it can be inferred from."
+        )
     ks = Counter(a.shape[0] for a in arrays)
     if len(ks) > 1:
         raise ValueError(

@@ -129,7 +129,7 @@ def fit(
     state: int = 20,
     width: int = 20,
     depth: int = 2,
-    step_size: float = 0.25,
+    step_size: float = 0.5,
     time_scale: float | None = None,
     alpha: float = 0.01,
     max_steps: int = 1500,
@@ -154,7 +154,7 @@ def fit(
         window: context window W in log points (the planner's window too).
         hidden, latent, state, width, depth: architecture sizes (DESIGN.md 3.2).
         step_size: RK4 step in model time. A run spans 10 model-time units
-            (`time_scale = 10 / K` by default), so 0.25 is 40 steps per run
+            (`time_scale = 10 / K` by default), so 0.5 is 20 steps per run
             whatever K is.
         time_scale: log-point index -> model time; default `10 / K`.
         alpha: weight of the latent path-length term.
