@@ -8,6 +8,8 @@ naive predictors. Everything else uses tiny data or stops before training.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -257,6 +259,20 @@ def test_cli_train_exports_a_model_that_numpy_decodes_like_torch(tmp_path, capsy
         dec_t = torch_model.decode(torch.as_tensor(t), z_t).numpy()
     np.testing.assert_allclose(z_np, z_t.numpy(), rtol=0, atol=1e-9)
     assert np.max(np.abs(np_model.decode(t, z_np) - dec_t)) <= 1e-6
+
+    # Anyone can rerun the stored evaluation on the model file (NumPy model).
+    val = [r for r in runs[:12] if r.run_id in tr["val_run_ids"]]
+    train = [r for r in runs[:12] if r.run_id not in tr["val_run_ids"]]
+    again = extrapolation_errors(np_model, val, train)
+    assert again["window"] == 6 and again["n_runs"] == tr["n_val"]
+    for cut, table in tr["extrapolation"]["by_fraction"].items():
+        for name, errs in table.items():
+            for ch, v in errs.items():
+                assert math.isclose(again["by_fraction"][cut][name][ch], v, rel_tol=1e-6), (
+                    cut,
+                    name,
+                    ch,
+                )
 
 
 def test_cli_train_errors_are_clear(tmp_path, capsys):
