@@ -177,6 +177,7 @@ class LODECallback(LogPointObserver):
         self.plans: dict[int, object] = {}  # log point -> Plan of this fit
         self.last_plan = None
         self.plan_seconds = 0.0
+        self._pending = None
 
     @staticmethod
     def _int_arg(name, value) -> int:
@@ -187,7 +188,8 @@ class LODECallback(LogPointObserver):
     # ------------------------------------------------------------------ set-up
     def _fit_begin(self) -> None:
         optimizer = self.model.optimizer
-        lr = getattr(optimizer, "_learning_rate", None)
+        # A LossScaleOptimizer (mixed precision) holds the LR in its inner optimizer.
+        lr = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
         if isinstance(lr, LODESchedule):
             self.mode = "schedule"
             self.schedule = lr
@@ -217,6 +219,7 @@ class LODECallback(LogPointObserver):
         self._applied = None
         self._dirty = False
         self._last_lr = None
+        self._pending = None
         self._apply_table(0)
 
     def _point_steps(self) -> np.ndarray:
@@ -248,7 +251,7 @@ class LODECallback(LogPointObserver):
             )
         return values
 
-    def _apply_table(self, next_point: int) -> None:
+    def _apply_table(self, next_point: int, now: bool = True) -> None:
         """Makes the optimizer follow `self._table` from log point `next_point` on."""
         if self.mode == "schedule":
             if self._applied is None:
@@ -267,9 +270,26 @@ class LODECallback(LogPointObserver):
             return
         value = float(self._table[next_point])
         if self._applied != value:
-            # Through self.model: on JAX this syncs the state, and fit re-reads it.
-            self.model.optimizer.learning_rate = value
-            self._applied = value
+            if now:
+                self._assign_lr(value)
+            else:
+                # Assigned at the next batch begin, so that every callback's batch end
+                # (e.g. a RunRecorder after this one) still sees the LR that was in effect.
+                self._pending = value
+
+    def _assign_lr(self, value: float) -> None:
+        # Through self.model: on JAX this syncs the state, and fit re-reads it before the
+        # next step.
+        self.model.optimizer.learning_rate = value
+        self._applied = value
+        self._pending = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        super().on_train_batch_begin(batch, logs)  # may reach a log point and replan
+        if self._pending is not None:
+            t0 = time.perf_counter()
+            self._assign_lr(self._pending)
+            self.seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ resume
     def _epoch_begin(self, epoch: int) -> None:
@@ -369,7 +389,7 @@ class LODECallback(LogPointObserver):
             and n not in self._replans
         ):
             self._replan(n)
-        self._apply_table(n + 1)
+        self._apply_table(n + 1, now=False)
         self._save_state()
 
     def _replan(self, n: int) -> None:
@@ -439,6 +459,7 @@ class LODECallback(LogPointObserver):
             logger.warning("LODECallback could not plot the plan at point %d: %s", n, e)
 
     def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)  # the epoch's last log point
         if logs is not None:
             # The LR of the epoch's last step (a float-LR optimizer already holds the next).
             last = getattr(self, "_last_lr", None)

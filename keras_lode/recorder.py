@@ -146,6 +146,7 @@ def current_learning_rate(optimizer) -> float:
     """
     from keras_lode.lode_schedule import LODESchedule
 
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
     lr = getattr(optimizer, "_learning_rate", None)
     try:
         iterations = int(keras.ops.convert_to_numpy(optimizer.iterations))
@@ -209,6 +210,7 @@ class LogPointObserver(keras.callbacks.Callback):
             else (metric if isinstance(metric, str) else getattr(metric, "__name__", "metric"))
         )
         self.seconds = 0.0  # time spent inside this callback during the last fit
+        self._warned_no_tracker = False
 
     # -- geometry -------------------------------------------------------------------
     def _setup_geometry(self) -> None:
@@ -259,18 +261,29 @@ class LogPointObserver(keras.callbacks.Callback):
         self._epoch = int(epoch)
         self._next = 0  # index into self.boundaries
         self._base = (0.0, 0.0)  # loss tracker (total, count) at the previous point
-        self._base_running = (0.0, 0)  # fallback: (running mean, steps) at previous point
+        self._base_steps = 0  # steps completed in this epoch at the previous point
         self._epoch_begin(int(epoch))
         self.seconds += time.perf_counter() - t0
 
-    def on_train_batch_end(self, batch, logs=None):
-        done = int(batch) + 1
+    # Log points are found at batch *begin* (and the epoch's last one at epoch end), never
+    # in on_train_batch_end: overriding that hook turns off Keras's asynchronous callback
+    # dispatch for the whole fit on JAX. The state after `b` steps is the same at the begin
+    # of batch b as at the end of batch b - 1, and the loss comes from the loss tracker.
+    def on_train_batch_begin(self, batch, logs=None):
+        done = int(batch)  # steps completed in this epoch
         if self._next >= len(self.boundaries) or done < self.boundaries[self._next]:
             return
+        self._observe(done, None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._next < len(self.boundaries):
+            self._observe(self.steps_per_epoch, logs if logs is not None else {})
+
+    def _observe(self, done: int, epoch_logs: dict | None) -> None:
         t0 = time.perf_counter()
-        logs = logs if logs is not None else {}
+        logs = epoch_logs if epoch_logs is not None else {}
         model = self.model  # syncs the JAX state once for everything below
-        loss = self._interval_loss(model, logs, done)
+        loss = self._interval_loss(model, epoch_logs, done)
         metric = self._measure(model)
         lr = current_learning_rate(model.optimizer)
         while self._next < len(self.boundaries) and done >= self.boundaries[self._next]:
@@ -300,20 +313,36 @@ class LogPointObserver(keras.callbacks.Callback):
             )
             return math.nan
 
-    def _interval_loss(self, model, logs: Mapping[str, Any], done: int) -> float:
+    def _interval_loss(self, model, epoch_logs: Mapping[str, Any] | None, done: int) -> float:
         state = self._tracker_state(model)
-        if state is not None:
+        prev_total, prev_count = self._base
+        prev_steps = self._base_steps
+        self._base_steps = done
+        evaluated = epoch_logs is not None and any(k.startswith("val_") for k in epoch_logs)
+        if state is not None and not evaluated:
             total, count = state
-            d_total, d_count = total - self._base[0], count - self._base[1]
             self._base = (total, count)
-            if d_count > 0:
-                return d_total / d_count
-        # No loss tracker (custom train_step): difference the running means by steps.
-        running = float(logs.get("loss", math.nan))
-        prev_mean, prev_steps = self._base_running
-        self._base_running = (running, done)
-        steps = done - prev_steps
-        return (running * done - prev_mean * prev_steps) / steps if steps > 0 else math.nan
+            if count - prev_count > 0:
+                return (total - prev_total) / (count - prev_count)
+            return math.nan
+        # At epoch end after fit's own validation, `evaluate` has reset the loss tracker:
+        # use the epoch mean from the logs, with the epoch's sample count extrapolated
+        # from the previous point (exact when all batches have the same size).
+        if epoch_logs is not None and "loss" in epoch_logs:
+            mean = float(epoch_logs["loss"])
+            if prev_steps == 0:
+                return mean
+            n_epoch = prev_count * self.steps_per_epoch / prev_steps
+            if n_epoch > prev_count:
+                return (mean * n_epoch - prev_total) / (n_epoch - prev_count)
+        if state is None and not self._warned_no_tracker:
+            self._warned_no_tracker = True
+            logger.warning(
+                "%s: the model has no loss tracker (custom train_step?); the interval "
+                "loss is NaN except at epoch ends.",
+                type(self).__name__,
+            )
+        return math.nan
 
     # -- subclass hooks ---------------------------------------------------------------
     def _fit_begin(self) -> None:
@@ -396,6 +425,7 @@ class RunRecorder(LogPointObserver):
         logs["learning_rate"] = point["lr"]
 
     def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
         t0 = time.perf_counter()
         if logs is not None and self._rows:
             logs["learning_rate"] = self._rows[-1][2]
