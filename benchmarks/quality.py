@@ -304,6 +304,13 @@ def write_card(task, spec, payload, model_path, runs, note=""):
             compare.format_table(payload["results"], "lode"),
             "```",
             "",
+            "Baselines at their best sweep peak LR (mean best validation over the sweep seeds): "
+            + ", ".join(f"{f}@{v['peak_lr']:g}" for f, v in payload["best_peak_lr"].items())
+            + f"; the LODE warms up on {payload.get('lode_warmup')} until its first plan; "
+            f"replay follows the best sweep run ({payload.get('replay_run')}). The paired "
+            "difference compares the LODE with the method of highest mean test accuracy "
+            "(chosen on the test set itself, which favors the baseline), seed by seed.",
+            "",
             f"Raw numbers: `benchmarks/results/quality_{task}_{spec.scale}.json`.",
         ]
     else:
