@@ -298,7 +298,8 @@ def write_card(task, spec, payload, model_path, runs, note=""):
 
         lines += [
             f"`benchmarks/quality.py` on seeds the sweep never used "
-            f"({', '.join(map(str, payload['eval_seeds']))}); test {spec.metric_name} in %:",
+            f"({', '.join(map(str, sorted({r['seed'] for r in payload['results']})))}; `n` "
+            f"per method in the table); test {spec.metric_name} in %:",
             "",
             "```",
             compare.format_table(payload["results"], "lode"),
@@ -325,6 +326,13 @@ def write_card(task, spec, payload, model_path, runs, note=""):
     base = " ".join([cmd, *extra])
     targs = payload.get("train_args", "")
     train_cmd = f"{base} --stage train" + (f' --train-args "{targs}"' if targs else "")
+    evals = [f"{base} --stage evaluate  # skip for a sweep-only model"]
+    merged = payload.get("merged_commands") or {}
+    if merged:
+        own = [c for c in payload.get("history", []) if "--stage evaluate" in c]
+        evals = own + [c for c in merged.values()] + [
+            f"{base} --stage report --merge " + " ".join(merged)
+        ]
     lines += [
         "",
         "## Reproduce",
@@ -332,7 +340,7 @@ def write_card(task, spec, payload, model_path, runs, note=""):
         "```bash",
         f"{base} --stage sweep     # runs -> bench_work/{task}_{spec.scale}/runs",
         train_cmd,
-        f"{base} --stage evaluate  # skip for a sweep-only model",
+        *evals,
         f"{base} --stage card      # copies the model here and writes this card",
         "```",
         "",
@@ -378,6 +386,7 @@ def main(argv=None) -> int:
         "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
     })
     payload.setdefault("timing_s", {})
+    payload.setdefault("history", []).append(payload["command"])
     for extra in args.merge:
         other = json.loads(Path(extra).read_text())
         have = {(r["method"], r["seed"]) for r in payload["results"]}
@@ -387,6 +396,7 @@ def main(argv=None) -> int:
                   "sweep_runs"):
             payload.setdefault(k, other.get(k))
         payload.setdefault("merged_timing_s", {})[extra] = other.get("timing_s")
+        payload.setdefault("merged_commands", {})[extra] = other.get("command")
     if args.stage in ("all", "sweep"):
         payload["timing_s"]["sweep"] = stage_sweep(spec, runs_dir, lrs, sweep_seeds,
                                                    args.sweep_engine)
