@@ -352,6 +352,9 @@ def _lode_callback(method: Method, spec, data, total_steps, seed, verbose):
     family = options.pop("warmup_family", "constant")
     peak = float(method.peak_lr or 1e-3)
     warmup = make_schedule(family, peak, total_steps)
+    # The run records the task's P log points per epoch; a model trained with another P
+    # (or horizon) is mapped by fraction of training, with the callback's warning.
+    options.setdefault("points_per_epoch", spec.points_per_epoch)
     cb = LODECallback(
         method.model, validation_data=(data.x_val, data.y_val), warmup=warmup, seed=seed,
         verbose=verbose, **options,

@@ -212,3 +212,13 @@ def test_demo_quick_writes_table_json_and_plot(tmp_path, capsys):
     assert (lode["method"], base["method"]) == ("lode", "cosine@1e-02")
     np.testing.assert_allclose(lode["points"]["lr"], base["points"]["lr"], rtol=1e-5)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def test_cnn_example_quick_with_shipped_lode(tmp_path):
+    # One quick epoch has 4 log points, fewer than the model's window: the callback warns
+    # that it will never replan and the run follows its warm-up (constant at --peak-lr).
+    with pytest.warns(UserWarning, match="never replan"):
+        r = _run_example("fashion_mnist_cnn", tmp_path, "--schedule", "lode", "--peak-lr", "2e-3")
+    assert r["kind"] == "lode"
+    np.testing.assert_allclose(r["points"]["lr"], [2e-3] * 4, rtol=1e-6)
+    assert r["test_at_end"] > 0.2
