@@ -39,10 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Sweep grid per scale: peak LRs are log-spaced around each family's usual optimum.
 GRIDS = {
-    "cpu": {"lrs": (1e-3, 3e-3, 1e-2), "sweep_seeds": (0, 1),
-            "eval_seeds": tuple(range(100, 105))},
-    "full": {"lrs": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "sweep_seeds": (0, 1, 2, 3, 4),
-             "eval_seeds": tuple(range(100, 110))},
+    "cpu": {"lrs": (1e-3, 3e-3, 1e-2), "sweep_seeds": (0, 1), "eval_seeds": tuple(range(100, 105))},
+    "full": {
+        "lrs": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+        "sweep_seeds": (0, 1, 2, 3, 4),
+        "eval_seeds": tuple(range(100, 110)),
+    },
 }
 FAMILIES = ("cosine", "onecycle", "constant", "step")
 
@@ -51,26 +53,44 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", default="fmnist_cnn")
     p.add_argument("--scale", choices=("cpu", "full"), default="cpu")
-    p.add_argument("--work", default=None,
-                   help="working directory for runs and models (default bench_work/<task>_<scale>)")
-    p.add_argument("--stage", choices=("all", "sweep", "train", "evaluate", "report", "card"),
-                   default="all",
-                   help="report: only merge --merge files into --out and summarize; card: "
-                        "copy the model to models/<task>.npz and write its card models/<task>.md")
-    p.add_argument("--card-note", default="",
-                   help="extra paragraph for the model card (card stage)")
-    p.add_argument("--merge", nargs="*", default=(),
-                   help="result JSONs of other evaluation processes to merge into --out "
-                        "(e.g. methods evaluated in parallel with --methods and --out)")
+    p.add_argument(
+        "--work",
+        default=None,
+        help="working directory for runs and models (default bench_work/<task>_<scale>)",
+    )
+    p.add_argument(
+        "--stage",
+        choices=("all", "sweep", "train", "evaluate", "report", "card"),
+        default="all",
+        help="report: only merge --merge files into --out and summarize; card: "
+        "copy the model to models/<task>.npz and write its card models/<task>.md",
+    )
+    p.add_argument(
+        "--card-note", default="", help="extra paragraph for the model card (card stage)"
+    )
+    p.add_argument(
+        "--merge",
+        nargs="*",
+        default=(),
+        help="result JSONs of other evaluation processes to merge into --out "
+        "(e.g. methods evaluated in parallel with --methods and --out)",
+    )
     p.add_argument("--model", default=None, help="use this LODE file instead of training one")
     p.add_argument("--lrs", default=None, help="override the sweep's peak LRs (comma-separated)")
     p.add_argument("--sweep-seeds", default=None, help="override the sweep seeds")
     p.add_argument("--eval-seeds", default=None, help="override the evaluation seeds")
-    p.add_argument("--methods", default=None,
-                   help="evaluate only these (labels: cosine, onecycle, constant, step, lode, "
-                        "replay, retrieval)")
-    p.add_argument("--sweep-engine", choices=("builtin", "cli"), default="builtin",
-                   help="builtin: train the grid in this process; cli: `keras-lode sweep`")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="evaluate only these (labels: cosine, onecycle, constant, step, lode, "
+        "replay, retrieval)",
+    )
+    p.add_argument(
+        "--sweep-engine",
+        choices=("builtin", "cli"),
+        default="builtin",
+        help="builtin: train the grid in this process; cli: `keras-lode sweep`",
+    )
     p.add_argument("--train-args", default="", help="extra arguments for `keras-lode train`")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/...)")
     return p.parse_args(argv)
@@ -98,9 +118,19 @@ def stage_sweep(spec, runs_dir, lrs, seeds, engine):
     """
     t0 = time.perf_counter()
     if engine == "cli":
-        _cli("sweep", "--task", f"keras_lode.tasks:{spec.name}:{spec.scale}", "--out",
-             runs_dir, "--schedules", ",".join(FAMILIES), "--lrs", ",".join(map(str, lrs)),
-             "--seeds", ",".join(map(str, seeds)))
+        _cli(
+            "sweep",
+            "--task",
+            f"keras_lode.tasks:{spec.name}:{spec.scale}",
+            "--out",
+            runs_dir,
+            "--schedules",
+            ",".join(FAMILIES),
+            "--lrs",
+            ",".join(map(str, lrs)),
+            "--seeds",
+            ",".join(map(str, seeds)),
+        )
         return time.perf_counter() - t0
     from keras_lode import compare
     from keras_lode.runs import run_name
@@ -111,18 +141,32 @@ def stage_sweep(spec, runs_dir, lrs, seeds, engine):
     for i, (fam, lr, seed) in enumerate(grid, 1):
         if (runs_dir / f"{run_name(fam, lr, seed)}.run.csv").is_file():
             continue
-        r = compare.train_one(spec, compare.Method(fam, peak_lr=lr), seed=seed, data=data,
-                              record_to=runs_dir)
-        print(f"  sweep {i}/{len(grid)} {fam}@{lr:g} seed {seed}: best val "
-              f"{100 * r['best_val']:.2f} ({r['wall_s']:.0f} s)", flush=True)
+        r = compare.train_one(
+            spec, compare.Method(fam, peak_lr=lr), seed=seed, data=data, record_to=runs_dir
+        )
+        print(
+            f"  sweep {i}/{len(grid)} {fam}@{lr:g} seed {seed}: best val "
+            f"{100 * r['best_val']:.2f} ({r['wall_s']:.0f} s)",
+            flush=True,
+        )
     return time.perf_counter() - t0
 
 
 def stage_train(task, runs_dir, model_path, extra):
     t0 = time.perf_counter()
     report = Path(model_path).with_suffix(".train.json")
-    _cli("train", runs_dir, "-o", model_path, "--task", task, "--report", report,
-         "--no-progress", *extra.split())
+    _cli(
+        "train",
+        runs_dir,
+        "-o",
+        model_path,
+        "--task",
+        task,
+        "--report",
+        report,
+        "--no-progress",
+        *extra.split(),
+    )
     return time.perf_counter() - t0
 
 
@@ -164,8 +208,13 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
     methods += [
         # Until its first plan (W log points) the LODE follows the best family at its best
         # peak LR, so its windows look like the sweep runs it learned from.
-        compare.Method("lode", model=model_path, peak_lr=best[top][0], label="lode",
-                       options={"warmup_family": top}),
+        compare.Method(
+            "lode",
+            model=model_path,
+            peak_lr=best[top][0],
+            label="lode",
+            options={"warmup_family": top},
+        ),
         compare.Method("replay", runs=ordered[:1], label="replay"),
         compare.Method("retrieval", runs=ordered, label="retrieval"),
     ]
@@ -182,8 +231,11 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
             r = compare.train_one(spec, m, seed=seed, data=data)
             r.pop("points", None) if m.kind in FAMILIES and seed != seeds[0] else None
             payload["results"].append(r)
-            print(f"  {m.label:<10} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
-                  f"  test@end {100 * r['test_at_end']:.2f}  ({r['wall_s']:.0f} s)", flush=True)
+            print(
+                f"  {m.label:<10} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
+                f"  test@end {100 * r['test_at_end']:.2f}  ({r['wall_s']:.0f} s)",
+                flush=True,
+            )
             _finish(payload, out_path)
 
 
@@ -252,10 +304,12 @@ def write_card(task, spec, payload, model_path, runs, note=""):
         "(the planner's clip range).",
     ]
     if payload.get("sweep_validation"):
-        lines += ["- Sweep validation (mean over seeds of each run's best validation "
-                  f"{spec.metric_name}): "
-                  + ", ".join(f"{k} {100 * v:.2f}%" for k, v in payload["sweep_validation"].items())
-                  + "."]
+        lines += [
+            "- Sweep validation (mean over seeds of each run's best validation "
+            f"{spec.metric_name}): "
+            + ", ".join(f"{k} {100 * v:.2f}%" for k, v in payload["sweep_validation"].items())
+            + "."
+        ]
     lines += [
         "",
         "## Hardware",
@@ -289,8 +343,10 @@ def write_card(task, spec, payload, model_path, runs, note=""):
         ]
         for cut, preds in ex.get("by_fraction", {}).items():
             for name, e in preds.items():
-                lines.append(f"| {cut} | {name} | {e['loss']:.3f} | {e['log_lr']:.3f} | "
-                             f"{e['metric']:.3f} | {e['mean']:.3f} |")
+                lines.append(
+                    f"| {cut} | {name} | {e['loss']:.3f} | {e['log_lr']:.3f} | "
+                    f"{e['metric']:.3f} | {e['mean']:.3f} |"
+                )
     lines += ["", "## Benchmark results", ""]
     summ = payload.get("summary")
     if summ and payload.get("results"):
@@ -315,8 +371,10 @@ def write_card(task, spec, payload, model_path, runs, note=""):
             f"Raw numbers: `benchmarks/results/quality_{task}_{spec.scale}.json`.",
         ]
     else:
-        lines += ["Not benchmarked yet: only the sweep and the LODE training ran for this task "
-                  "(see the note above)."]
+        lines += [
+            "Not benchmarked yet: only the sweep and the LODE training ran for this task "
+            "(see the note above)."
+        ]
     cmd = f"python benchmarks/quality.py --task {task} --scale {spec.scale}"
     extra = []
     if tuple(payload["lrs"]) != GRIDS[spec.scale]["lrs"]:
@@ -330,9 +388,11 @@ def write_card(task, spec, payload, model_path, runs, note=""):
     merged = payload.get("merged_commands") or {}
     if merged:
         own = [c for c in payload.get("history", []) if "--stage evaluate" in c]
-        evals = own + [c for c in merged.values()] + [
-            f"{base} --stage report --merge " + " ".join(merged)
-        ]
+        evals = (
+            own
+            + [c for c in merged.values()]
+            + [f"{base} --stage report --merge " + " ".join(merged)]
+        )
     lines += [
         "",
         "## Reproduce",
@@ -371,39 +431,50 @@ def main(argv=None) -> int:
     work = Path(args.work or ROOT / "bench_work" / f"{args.task}_{args.scale}")
     runs_dir = work / "runs"
     model_path = Path(args.model) if args.model else work / f"{args.task}.npz"
-    out_path = Path(args.out or ROOT / "benchmarks" / "results" /
-                    f"quality_{args.task}_{args.scale}.json")
+    out_path = Path(
+        args.out or ROOT / "benchmarks" / "results" / f"quality_{args.task}_{args.scale}.json"
+    )
     payload = {"results": []}
     if out_path.is_file():
         payload = json.loads(out_path.read_text())
-    payload.update({
-        "benchmark": "quality (BENCHMARKS.md Q1)", "task": args.task, "scale": args.scale,
-        "epochs": spec.epochs, "points_per_epoch": spec.points_per_epoch,
-        "data": spec.data_args, "families": FAMILIES, "lrs": lrs,
-        "sweep_seeds": sweep_seeds, "eval_seeds": eval_seeds, "runs_dir": str(runs_dir),
-        "model": str(model_path), "backend": keras.backend.backend(),
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
-        "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
-    })
+    payload.update(
+        {
+            "benchmark": "quality (BENCHMARKS.md Q1)",
+            "task": args.task,
+            "scale": args.scale,
+            "epochs": spec.epochs,
+            "points_per_epoch": spec.points_per_epoch,
+            "data": spec.data_args,
+            "families": FAMILIES,
+            "lrs": lrs,
+            "sweep_seeds": sweep_seeds,
+            "eval_seeds": eval_seeds,
+            "runs_dir": str(runs_dir),
+            "model": str(model_path),
+            "backend": keras.backend.backend(),
+            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
+            "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
+        }
+    )
     payload.setdefault("timing_s", {})
     payload.setdefault("history", []).append(payload["command"])
     for extra in args.merge:
         other = json.loads(Path(extra).read_text())
         have = {(r["method"], r["seed"]) for r in payload["results"]}
-        payload["results"] += [r for r in other.get("results", [])
-                               if (r["method"], r["seed"]) not in have]
-        for k in ("sweep_validation", "best_peak_lr", "replay_run", "model_training",
-                  "sweep_runs"):
+        payload["results"] += [
+            r for r in other.get("results", []) if (r["method"], r["seed"]) not in have
+        ]
+        for k in ("sweep_validation", "best_peak_lr", "replay_run", "model_training", "sweep_runs"):
             payload.setdefault(k, other.get(k))
         payload.setdefault("merged_timing_s", {})[extra] = other.get("timing_s")
         payload.setdefault("merged_commands", {})[extra] = other.get("command")
     if args.stage in ("all", "sweep"):
-        payload["timing_s"]["sweep"] = stage_sweep(spec, runs_dir, lrs, sweep_seeds,
-                                                   args.sweep_engine)
+        payload["timing_s"]["sweep"] = stage_sweep(
+            spec, runs_dir, lrs, sweep_seeds, args.sweep_engine
+        )
     if args.stage in ("all", "train") and not args.model:
         payload["train_args"] = args.train_args
-        payload["timing_s"]["train"] = stage_train(args.task, runs_dir, model_path,
-                                                   args.train_args)
+        payload["timing_s"]["train"] = stage_train(args.task, runs_dir, model_path, args.train_args)
     if args.stage in ("all", "evaluate"):
         runs = load_runs(runs_dir)
         payload["sweep_runs"] = len(runs)
@@ -417,7 +488,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         stage_evaluate(spec, runs, str(model_path), eval_seeds, args.methods, out_path, payload)
         payload["timing_s"]["evaluate"] = payload["timing_s"].get("evaluate", 0) + (
-            time.perf_counter() - t0)
+            time.perf_counter() - t0
+        )
     _finish(payload, out_path)
     if args.stage == "card":
         if payload.get("sweep_validation") is None and runs_dir.is_dir():

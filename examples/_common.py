@@ -12,16 +12,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def parser(description: str, default_model: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--schedule", choices=SCHEDULES, default="lode",
-                   help="LR schedule: the LODE or a parametric baseline (default: lode)")
-    p.add_argument("--peak-lr", type=float, default=3e-3,
-                   help="peak LR of a baseline; warm-start LR of the LODE (default: 3e-3)")
-    p.add_argument("--model", default=str(ROOT / default_model),
-                   help=f"LODE model file for --schedule lode (default: {default_model})")
-    p.add_argument("--warmup", choices=SCHEDULES[1:], default="constant",
-                   help="schedule (at --peak-lr) the LODE follows until its first plan")
-    p.add_argument("--quick", action="store_true",
-                   help="seconds-long smoke run: tiny subset, 1 epoch")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="lode",
+        help="LR schedule: the LODE or a parametric baseline (default: lode)",
+    )
+    p.add_argument(
+        "--peak-lr",
+        type=float,
+        default=3e-3,
+        help="peak LR of a baseline; warm-start LR of the LODE (default: 3e-3)",
+    )
+    p.add_argument(
+        "--model",
+        default=str(ROOT / default_model),
+        help=f"LODE model file for --schedule lode (default: {default_model})",
+    )
+    p.add_argument(
+        "--warmup",
+        choices=SCHEDULES[1:],
+        default="constant",
+        help="schedule (at --peak-lr) the LODE follows until its first plan",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="seconds-long smoke run: tiny subset, 1 epoch"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the task's epochs")
     p.add_argument("--json", default=None, help="write the run's measurements to this JSON file")
@@ -35,21 +51,28 @@ def run(task: str, args, verbose: int = 2) -> dict:
     overrides = {"epochs": args.epochs} if args.epochs else {}
     spec = get_task(task, scale="quick" if args.quick else "cpu", **overrides)
     if args.schedule == "lode":
-        method = compare.Method("lode", peak_lr=args.peak_lr, model=args.model,
-                                options={"warmup_family": args.warmup})
+        method = compare.Method(
+            "lode", peak_lr=args.peak_lr, model=args.model, options={"warmup_family": args.warmup}
+        )
     else:
         method = compare.Method(args.schedule, peak_lr=args.peak_lr)
     import keras
 
-    print(f"{task}: schedule={method.label} backend={keras.backend.backend()} "
-          f"scale={spec.scale} epochs={spec.epochs}")
+    print(
+        f"{task}: schedule={method.label} backend={keras.backend.backend()} "
+        f"scale={spec.scale} epochs={spec.epochs}"
+    )
     result = compare.train_one(spec, method, seed=args.seed, verbose=0 if args.quick else verbose)
     for e in result["epochs"]:
-        print(f"Epoch {e['epoch']}: train loss {e['train_loss']:.4f}  "
-              f"val {spec.metric_name} {e['val_metric']:.4f}  test {e['test_metric']:.4f}")
-    print(f"test {spec.metric_name} at best validation epoch ({result['best_epoch']}): "
-          f"{result['test_at_best_val']:.4f}; at the end: {result['test_at_end']:.4f}; "
-          f"{result['wall_s']:.1f} s")
+        print(
+            f"Epoch {e['epoch']}: train loss {e['train_loss']:.4f}  "
+            f"val {spec.metric_name} {e['val_metric']:.4f}  test {e['test_metric']:.4f}"
+        )
+    print(
+        f"test {spec.metric_name} at best validation epoch ({result['best_epoch']}): "
+        f"{result['test_at_best_val']:.4f}; at the end: {result['test_at_end']:.4f}; "
+        f"{result['wall_s']:.1f} s"
+    )
     if args.json:
         compare.write_json(args.json, result)
     return result

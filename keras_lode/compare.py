@@ -72,9 +72,7 @@ class Method:
                 f"Argument `kind` must be one of {METHOD_KINDS}. Received: kind={self.kind!r}"
             )
         if self.kind in FAMILIES:
-            if self.peak_lr is None or not (
-                math.isfinite(self.peak_lr) and self.peak_lr > 0
-            ):
+            if self.peak_lr is None or not (math.isfinite(self.peak_lr) and self.peak_lr > 0):
                 raise ValueError(
                     f"Method {self.kind!r} needs a finite `peak_lr` > 0. "
                     f"Received: peak_lr={self.peak_lr!r}"
@@ -135,10 +133,31 @@ def predict_accuracy(model, x, y, batch_size: int = 512) -> float:
 def _t_quantile_975(df: int) -> float:
     # Two-sided 95% Student-t quantiles; a table keeps scipy out of the dependencies.
     table = {
-        1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
-        16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042,
-        40: 2.021, 60: 2.000, 120: 1.980,
+        1: 12.706,
+        2: 4.303,
+        3: 3.182,
+        4: 2.776,
+        5: 2.571,
+        6: 2.447,
+        7: 2.365,
+        8: 2.306,
+        9: 2.262,
+        10: 2.228,
+        11: 2.201,
+        12: 2.179,
+        13: 2.160,
+        14: 2.145,
+        15: 2.131,
+        16: 2.120,
+        17: 2.110,
+        18: 2.101,
+        19: 2.093,
+        20: 2.086,
+        25: 2.060,
+        30: 2.042,
+        40: 2.021,
+        60: 2.000,
+        120: 1.980,
     }
     if df <= 0:
         return float("nan")
@@ -181,8 +200,9 @@ def _observer_class():
         `self.model.optimizer`, which is live on every backend) at each log point.
         """
 
-        def __init__(self, spec, data, steps_per_epoch, schedule=None, controller=None,
-                     val_points=None):
+        def __init__(
+            self, spec, data, steps_per_epoch, schedule=None, controller=None, val_points=None
+        ):
             super().__init__()
             self.spec = spec
             self.data = data
@@ -243,12 +263,14 @@ def _observer_class():
             logs = logs or {}
             val = predict_accuracy(self.model, self.data.x_val, self.data.y_val)
             test = predict_accuracy(self.model, self.data.x_test, self.data.y_test)
-            self.epochs.append({
-                "epoch": epoch + 1,
-                "train_loss": float(logs.get("loss", float("nan"))),
-                "val_metric": val,
-                "test_metric": test,
-            })
+            self.epochs.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": float(logs.get("loss", float("nan"))),
+                    "val_metric": val,
+                    "test_metric": test,
+                }
+            )
 
     return Observer
 
@@ -356,14 +378,25 @@ def _lode_callback(method: Method, spec, data, total_steps, seed, verbose):
     # (or horizon) is mapped by fraction of training, with the callback's warning.
     options.setdefault("points_per_epoch", spec.points_per_epoch)
     cb = LODECallback(
-        method.model, validation_data=(data.x_val, data.y_val), warmup=warmup, seed=seed,
-        verbose=verbose, **options,
+        method.model,
+        validation_data=(data.x_val, data.y_val),
+        warmup=warmup,
+        seed=seed,
+        verbose=verbose,
+        **options,
     )
     return cb, peak
 
 
-def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
-              measure_points: bool = False, record_to=None) -> dict:
+def train_one(
+    spec,
+    method: Method,
+    seed: int = 0,
+    data=None,
+    verbose: int = 0,
+    measure_points: bool = False,
+    record_to=None,
+) -> dict:
     """Trains `spec`'s model once with `method` and returns its measurements.
 
     Args:
@@ -411,7 +444,11 @@ def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
         n = min(len(data.x_val), 1024)
         val_points = (data.x_val[:n], data.y_val[:n])
     observer = _observer_class()(
-        spec, data, steps_per_epoch, schedule=schedule, controller=controller,
+        spec,
+        data,
+        steps_per_epoch,
+        schedule=schedule,
+        controller=controller,
         val_points=val_points,
     )
     # The observer goes after the LODE callback so that it reads the LR just set.
@@ -421,11 +458,20 @@ def train_one(spec, method: Method, seed: int = 0, data=None, verbose: int = 0,
         from keras_lode import RunRecorder
 
         recorder = RunRecorder(
-            None, points_per_epoch=spec.points_per_epoch,
-            validation_data=(data.x_val, data.y_val), validation_samples=1024,
-            meta={"task": spec.name, "model": model.name, "schedule": method.kind,
-                  "schedule_args": {}, "peak_lr": method.peak_lr, "seed": int(seed),
-                  "metric_name": spec.metric_name, "scale": spec.scale},
+            None,
+            points_per_epoch=spec.points_per_epoch,
+            validation_data=(data.x_val, data.y_val),
+            validation_samples=1024,
+            meta={
+                "task": spec.name,
+                "model": model.name,
+                "schedule": method.kind,
+                "schedule_args": {},
+                "peak_lr": method.peak_lr,
+                "seed": int(seed),
+                "metric_name": spec.metric_name,
+                "scale": spec.scale,
+            },
         )
         callbacks.append(recorder)
     t0 = time.perf_counter()
@@ -489,12 +535,14 @@ def summarize(results: list[dict], reference: str | None = None, key="test_at_be
     rows = []
     for m, per_seed in by_method.items():
         v = np.array(list(per_seed.values()), dtype=float)
-        rows.append({
-            "method": m,
-            "n": len(v),
-            "mean": float(v.mean()),
-            "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
-        })
+        rows.append(
+            {
+                "method": m,
+                "n": len(v),
+                "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+            }
+        )
     rows.sort(key=lambda r: -r["mean"])
     paired = None
     if reference is not None and reference in by_method:

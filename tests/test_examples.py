@@ -44,9 +44,7 @@ def test_cnn_example_quick_learns_and_follows_schedule(tmp_path):
     # 4 log points per epoch at the quick scale, ending on the last step of the epoch.
     assert len(r["points"]["step"]) == 4
     assert r["points"]["step"][-1] == r["steps_per_epoch"]
-    np.testing.assert_allclose(
-        r["points"]["lr"], _expected_lrs(r, "cosine", 3e-3), rtol=1e-5
-    )
+    np.testing.assert_allclose(r["points"]["lr"], _expected_lrs(r, "cosine", 3e-3), rtol=1e-5)
     # 512 images, one epoch: far above the 10% of chance (measured ~30-35%).
     assert r["test_at_end"] > 0.2
     assert all(math.isfinite(v) for v in r["points"]["loss"])
@@ -135,8 +133,9 @@ def test_summarize_picks_best_other_method_as_baseline():
     res = []
     for seed, (a, b, c) in enumerate([(0.9, 0.8, 0.85), (0.92, 0.81, 0.86)]):
         for m, v in (("lode", a), ("cosine", b), ("onecycle", c)):
-            res.append({"method": m, "seed": seed, "test_at_best_val": v, "test_at_end": v,
-                        "wall_s": 1.0})
+            res.append(
+                {"method": m, "seed": seed, "test_at_best_val": v, "test_at_end": v, "wall_s": 1.0}
+            )
     s = compare.summarize(res, "lode")
     assert [r["method"] for r in s["rows"]] == ["lode", "onecycle", "cosine"]
     assert s["paired"]["baseline"] == "onecycle"
@@ -158,7 +157,8 @@ def test_compare_method_parsing_errors():
     with pytest.raises(ValueError, match="--seeds"):
         parse_seeds("1,1")
     assert [m.label for m in parse_methods("cosine@3e-3,step@1e-2", None, None)] == [
-        "cosine@3e-03", "step@1e-02"
+        "cosine@3e-03",
+        "step@1e-02",
     ]
 
 
@@ -166,10 +166,22 @@ def _const_run(lr, loss, metric, steps, total):
     from keras_lode import Run
 
     k = len(steps)
-    return Run(step=steps, epoch=[s / total for s in steps], lr=[lr] * k, loss=[loss] * k,
-               metric=[metric] * k,
-               meta={"task": "fmnist_cnn", "schedule": "constant", "peak_lr": lr, "seed": 0,
-                     "total_steps": total, "points_per_epoch": k, "status": "complete"})
+    return Run(
+        step=steps,
+        epoch=[s / total for s in steps],
+        lr=[lr] * k,
+        loss=[loss] * k,
+        metric=[metric] * k,
+        meta={
+            "task": "fmnist_cnn",
+            "schedule": "constant",
+            "peak_lr": lr,
+            "seed": 0,
+            "total_steps": total,
+            "points_per_epoch": k,
+            "status": "complete",
+        },
+    )
 
 
 def test_replay_and_retrieval_set_the_optimizer_lr():
@@ -186,8 +198,9 @@ def test_replay_and_retrieval_set_the_optimizer_lr():
     # switches to A's LR.
     run_b = _const_run(1e-2, 100.0, 0.0, steps, total)
     run_a = _const_run(1e-4, 2.2, 0.25, steps, total)
-    r = compare.train_one(spec, compare.Method("retrieval", runs=[run_b, run_a],
-                                               options={"window": 2}), data=data)
+    r = compare.train_one(
+        spec, compare.Method("retrieval", runs=[run_b, run_a], options={"window": 2}), data=data
+    )
     np.testing.assert_allclose(r["points"]["lr"], [1e-2, 1e-2, 1e-4, 1e-4], rtol=1e-6)
     assert all(0.0 <= m <= 1.0 for m in r["points"]["metric"])  # measured at every point
     r = compare.train_one(spec, compare.Method("replay", runs=[run_a]), data=data)
@@ -202,8 +215,16 @@ def test_demo_quick_writes_table_json_and_plot(tmp_path, capsys):
     # One short epoch is shorter than the LODE's window: it warns that it will never
     # replan, and follows its warm-up, which is the baseline's own schedule.
     with pytest.warns(UserWarning, match="never replan"):
-        rc = main(["demo", "--quick", "--model", str(ROOT / "models" / "fmnist_cnn.npz"),
-                   "--out", str(tmp_path)])
+        rc = main(
+            [
+                "demo",
+                "--quick",
+                "--model",
+                str(ROOT / "models" / "fmnist_cnn.npz"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
     assert rc == 0
     out = capsys.readouterr().out
     assert "paired lode - cosine@1e-02" in out

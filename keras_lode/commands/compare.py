@@ -6,27 +6,43 @@ HELP = "train a task with the LODE and baseline schedules over seeds; print a ta
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--task", default="fmnist_cnn",
-                        help="task name (fmnist_cnn, fmnist_resnet, cifar10_resnet, "
-                             "cifar100_resnet, text_gpt); default fmnist_cnn")
-    parser.add_argument("--scale", default="cpu", choices=("quick", "cpu", "full"),
-                        help="task scale (default cpu)")
-    parser.add_argument("--methods", default="lode,onecycle@3e-3,cosine@3e-3",
-                        help="comma-separated methods: lode[@WARMUP_LR], FAMILY@PEAK_LR "
-                             "(cosine, onecycle, step, constant), replay, retrieval "
-                             "(default: lode,onecycle@3e-3,cosine@3e-3)")
-    parser.add_argument("--model", default=None,
-                        help="LODE model file (default: the task's shipped model in models/)")
-    parser.add_argument("--lode-warmup", default="constant",
-                        help="schedule family the LODE follows (at its @LR) until its first plan "
-                             "(default constant)")
-    parser.add_argument("--runs", default=None,
-                        help="directory of sweep runs for the replay/retrieval methods")
-    parser.add_argument("--seeds", default="100,101,102",
-                        help="comma-separated seeds (default 100,101,102)")
+    parser.add_argument(
+        "--task",
+        default="fmnist_cnn",
+        help="task name (fmnist_cnn, fmnist_resnet, cifar10_resnet, "
+        "cifar100_resnet, text_gpt); default fmnist_cnn",
+    )
+    parser.add_argument(
+        "--scale", default="cpu", choices=("quick", "cpu", "full"), help="task scale (default cpu)"
+    )
+    parser.add_argument(
+        "--methods",
+        default="lode,onecycle@3e-3,cosine@3e-3",
+        help="comma-separated methods: lode[@WARMUP_LR], FAMILY@PEAK_LR "
+        "(cosine, onecycle, step, constant), replay, retrieval "
+        "(default: lode,onecycle@3e-3,cosine@3e-3)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="LODE model file (default: the task's shipped model in models/)",
+    )
+    parser.add_argument(
+        "--lode-warmup",
+        default="constant",
+        help="schedule family the LODE follows (at its @LR) until its first plan "
+        "(default constant)",
+    )
+    parser.add_argument(
+        "--runs", default=None, help="directory of sweep runs for the replay/retrieval methods"
+    )
+    parser.add_argument(
+        "--seeds", default="100,101,102", help="comma-separated seeds (default 100,101,102)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override the task's epochs")
-    parser.add_argument("--out", default="compare_out",
-                        help="output directory for results.json and compare.png")
+    parser.add_argument(
+        "--out", default="compare_out", help="output directory for results.json and compare.png"
+    )
     parser.add_argument("--verbose", type=int, default=0, help="model.fit verbosity")
 
 
@@ -43,8 +59,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_methods(text: str, model: str | None, runs_dir: str | None,
-                  lode_warmup: str = "constant"):
+def parse_methods(
+    text: str, model: str | None, runs_dir: str | None, lode_warmup: str = "constant"
+):
     """Parses the `--methods` list into `keras_lode.compare.Method`s."""
     from keras_lode import compare
 
@@ -78,8 +95,11 @@ def parse_methods(text: str, model: str | None, runs_dir: str | None,
                     f"Argument `--lode-warmup` must be one of {compare.FAMILIES}. "
                     f"Received: {lode_warmup!r}"
                 )
-            methods.append(compare.Method("lode", peak_lr=peak, model=model,
-                                          options={"warmup_family": lode_warmup}))
+            methods.append(
+                compare.Method(
+                    "lode", peak_lr=peak, model=model, options={"warmup_family": lode_warmup}
+                )
+            )
         else:
             methods.append(compare.Method(kind, peak_lr=peak))
     if not methods:
@@ -140,13 +160,20 @@ def run(args) -> int:
     out = Path(args.out)
     lode = next((m.label for m in methods if m.kind == "lode"), None)
     print(compare.format_table(results, reference=lode))
-    compare.write_json(out / "results.json", {
-        "task": spec.name, "scale": spec.scale, "epochs": spec.epochs, "seeds": seeds,
-        "methods": [m.label for m in methods], "model": model,
-        "summary": compare.summarize(results, lode),
-        "summary_end": compare.summarize(results, lode, "test_at_end"),
-        "results": results,
-    })
+    compare.write_json(
+        out / "results.json",
+        {
+            "task": spec.name,
+            "scale": spec.scale,
+            "epochs": spec.epochs,
+            "seeds": seeds,
+            "methods": [m.label for m in methods],
+            "model": model,
+            "summary": compare.summarize(results, lode),
+            "summary_end": compare.summarize(results, lode, "test_at_end"),
+            "results": results,
+        },
+    )
     png = compare.plot(results, out / "compare.png", title=f"{spec.name} ({spec.scale})")
     print(f"wrote {out / 'results.json'} and {png}")
     return 0
@@ -161,7 +188,10 @@ def run_comparison(spec, methods, seeds, verbose=0) -> list[dict]:
     for seed in seeds:
         for m in methods:
             r = compare.train_one(spec, m, seed=seed, data=data, verbose=verbose)
-            print(f"  {m.label:<20} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
-                  f"  test@end {100 * r['test_at_end']:.2f}  ({r['wall_s']:.0f} s)", flush=True)
+            print(
+                f"  {m.label:<20} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
+                f"  test@end {100 * r['test_at_end']:.2f}  ({r['wall_s']:.0f} s)",
+                flush=True,
+            )
             results.append(r)
     return results

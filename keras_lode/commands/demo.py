@@ -17,19 +17,36 @@ BEST_BASELINE = "cosine@1e-2"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="LODE model file (default: models/fmnist_cnn.npz)")
-    parser.add_argument("--baseline", default=BEST_BASELINE,
-                        help=f"baseline method FAMILY@PEAK_LR (default: {BEST_BASELINE}, the "
-                             "best schedule of the model's sweep)")
-    parser.add_argument("--seeds", default="100",
-                        help="comma-separated seeds, one run per method each (default 100)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="override the epochs (default: the model's training horizon)")
-    parser.add_argument("--quick", action="store_true",
-                        help="seconds-long smoke run on a tiny subset (checks the plumbing only)")
-    parser.add_argument("--out", default="demo_out",
-                        help="output directory for demo.json and demo.png (default demo_out)")
+    parser.add_argument(
+        "--model", default=None, help="LODE model file (default: models/fmnist_cnn.npz)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=BEST_BASELINE,
+        help=f"baseline method FAMILY@PEAK_LR (default: {BEST_BASELINE}, the "
+        "best schedule of the model's sweep)",
+    )
+    parser.add_argument(
+        "--seeds",
+        default="100",
+        help="comma-separated seeds, one run per method each (default 100)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="override the epochs (default: the model's training horizon)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds-long smoke run on a tiny subset (checks the plumbing only)",
+    )
+    parser.add_argument(
+        "--out",
+        default="demo_out",
+        help="output directory for demo.json and demo.png (default demo_out)",
+    )
 
 
 def run(args) -> int:
@@ -58,34 +75,46 @@ def run(args) -> int:
         family, _, peak = args.baseline.partition("@")
         # The LODE warms up on the baseline's own schedule until its first plan, so the
         # two runs differ only in what the LODE plans.
-        methods = parse_methods(f"lode@{peak or '1e-3'},{args.baseline}", model, None,
-                                lode_warmup=family)
+        methods = parse_methods(
+            f"lode@{peak or '1e-3'},{args.baseline}", model, None, lode_warmup=family
+        )
         overrides = {"epochs": args.epochs} if args.epochs else {}
         if args.quick:
             # Enough steps per epoch for the model's P log points; the LODE will not get
             # to plan in one short epoch: this checks the plumbing, not the schedule.
-            overrides.update(points_per_epoch=10,
-                             data_args=dict(n_train=1280, n_val=256, n_test=256))
+            overrides.update(
+                points_per_epoch=10, data_args=dict(n_train=1280, n_val=256, n_test=256)
+            )
         spec = get_task("fmnist_cnn", scale="quick" if args.quick else "cpu", **overrides)
     except (ValueError, FileNotFoundError) as e:
         print(f"keras-lode demo: error: {e}", file=sys.stderr)
         return 2
     import keras
 
-    print(f"keras-lode demo: Fashion-MNIST CNN, {spec.epochs} epochs, "
-          f"{spec.data_args.get('n_train') or 'all'} training images, backend "
-          f"{keras.backend.backend()}, seeds {seeds}; LODE {model} vs {methods[1].label}")
+    print(
+        f"keras-lode demo: Fashion-MNIST CNN, {spec.epochs} epochs, "
+        f"{spec.data_args.get('n_train') or 'all'} training images, backend "
+        f"{keras.backend.backend()}, seeds {seeds}; LODE {model} vs {methods[1].label}"
+    )
     results = run_comparison(spec, methods, seeds)
     print()
     print(compare.format_table(results, reference="lode"))
     out = Path(args.out)
-    compare.write_json(out / "demo.json", {
-        "task": spec.name, "scale": spec.scale, "epochs": spec.epochs, "seeds": seeds,
-        "model": model, "baseline": methods[1].label,
-        "summary": compare.summarize(results, "lode"),
-        "results": results,
-    })
-    png = compare.plot(results, out / "demo.png",
-                       title=f"Fashion-MNIST CNN: LODE vs {methods[1].label}")
+    compare.write_json(
+        out / "demo.json",
+        {
+            "task": spec.name,
+            "scale": spec.scale,
+            "epochs": spec.epochs,
+            "seeds": seeds,
+            "model": model,
+            "baseline": methods[1].label,
+            "summary": compare.summarize(results, "lode"),
+            "results": results,
+        },
+    )
+    png = compare.plot(
+        results, out / "demo.png", title=f"Fashion-MNIST CNN: LODE vs {methods[1].label}"
+    )
     print(f"wrote {out / 'demo.json'} and {png}")
     return 0

@@ -88,9 +88,7 @@ def build_gpt(
     try:
         import keras_hub
     except ImportError as e:
-        raise ImportError(
-            "The GPT example needs KerasHub: pip install 'keras_lode[hub]'"
-        ) from e
+        raise ImportError("The GPT example needs KerasHub: pip install 'keras_lode[hub]'") from e
 
     inputs = keras.Input(shape=(seq_len,), dtype="int32")
     x = keras_hub.layers.TokenAndPositionEmbedding(

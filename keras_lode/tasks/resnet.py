@@ -95,8 +95,7 @@ def _resnet_spec(name, scale, data, input_shape, classes, model_file) -> TaskSpe
             epochs=3,
             batch_size=64,
             points_per_epoch=5,
-            model_args=dict(input_shape=input_shape, classes=classes, width=8,
-                            blocks=(1, 1, 1, 1)),
+            model_args=dict(input_shape=input_shape, classes=classes, width=8, blocks=(1, 1, 1, 1)),
             data_args=dict(n_train=2000, n_val=500, n_test=1000),
             **common,
         )
