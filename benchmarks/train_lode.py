@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from keras_lode.synthetic import synthetic_runs
     from keras_lode.train import LatentODE
     from keras_lode.train.evaluate import extrapolation_errors, format_table
-    from keras_lode.train.fit import export, fit
+    from keras_lode.train.trainer import export, fit
 
     load_before = os.getloadavg()
     runs = synthetic_runs(args.runs, points=args.points, points_per_epoch=10, seed=args.seed)

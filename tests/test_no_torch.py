@@ -80,11 +80,11 @@ def test_importing_the_torch_module_directly_gives_the_hint():
     assert "pip install 'keras-lode[train]'" in result.stdout
 
 
-def test_train_fit_stays_the_function_after_importing_the_submodule():
+def test_train_fit_is_the_function_after_importing_the_trainer_module():
     pytest.importorskip("torch")
     pytest.importorskip("torchdiffeq")
     code = """
-        import keras_lode.train.fit  # binds the package attribute `fit` to the module...
+        import keras_lode.train.trainer  # the module is named apart from the function
         from keras_lode.train import LatentODE, fit
         print("FIT", callable(fit), type(fit).__name__)
         print("MODEL", LatentODE.__name__)

@@ -1,4 +1,4 @@
-"""Tests of the LODE trainer (keras_lode.train.fit/data/evaluate), the synthetic runs and
+"""Tests of the LODE trainer (keras_lode.train.trainer/data/evaluate), the synthetic runs and
 `keras-lode train`.
 
 The extrapolation test trains a small model on synthetic runs (about a minute on
@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchdiffeq")
 
 from keras_lode.train.evaluate import extrapolation_errors, format_table  # noqa: E402
-from keras_lode.train.fit import fit  # noqa: E402
+from keras_lode.train.trainer import fit  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
 # Synthetic runs: the known model behaves as documented

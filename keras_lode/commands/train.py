@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         return _fail(str(e))
     from keras_lode.train.evaluate import format_table
-    from keras_lode.train.fit import export, fit
+    from keras_lode.train.trainer import export, fit
 
     if args.synthetic is not None:
         if args.runs:

@@ -7,12 +7,10 @@ missing torch or torchdiffeq raises an ImportError that says how to install them
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 _LAZY = {
     "LatentODE": "keras_lode.train.model",
-    "fit": "keras_lode.train.fit",
+    "fit": "keras_lode.train.trainer",
 }
 
 __all__ = sorted(_LAZY)
@@ -41,21 +39,3 @@ def __getattr__(name: str):
 
 def __dir__():
     return __all__
-
-
-class _Package(types.ModuleType):
-    """Keeps `keras_lode.train.fit` the function when the submodule `fit` is imported.
-
-    Importing `keras_lode.train.fit` (the module) makes Python set the package attribute
-    `fit` to that module, after which `from keras_lode.train import fit` would return the
-    module, not the function. Binding the function instead keeps the public name right
-    whichever import comes first; `from keras_lode.train.fit import ...` is unaffected.
-    """
-
-    def __setattr__(self, name, value):
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            value = getattr(value, name, value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
