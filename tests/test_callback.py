@@ -18,6 +18,7 @@ import pytest
 
 from keras_lode.callback import LODECallback
 from keras_lode.lode_schedule import LODESchedule
+from keras_lode.recorder import RunRecorder
 
 pytestmark = pytest.mark.backend
 
@@ -152,8 +153,17 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
     weights = _Weights()
     cb = _callback()
     x, y = _data()
+    # A recorder (placed before the callback, see docs/readme/keras.md) sees the LR each
+    # interval ran with.
+    recorder = RunRecorder(points_per_epoch=P, validation_data=(x[:4], y[:4]), metric=_metric)
     history = model.fit(
-        x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[weights, cb]
+        x,
+        y,
+        batch_size=2,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        callbacks=[weights, recorder, cb],
     )
     table = _halving_table()
     np.testing.assert_allclose(cb.plan_table, table, rtol=1e-6)
@@ -171,6 +181,7 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
     np.testing.assert_allclose(history.history["learning_rate"], table[P - 1 :: P], rtol=1e-5)
     # The recorded LR channel is the plan in effect.
     np.testing.assert_allclose(np.exp(cb.history[:, 1]), table, rtol=1e-5)
+    np.testing.assert_allclose(recorder.run.lr, table, rtol=1e-5)
     if backend != "torch":  # torch runs eagerly; TF traces Adam twice (slot creation)
         assert 1 <= traces["n"] <= 2
     run = cb.to_run({"task": "toy"})
@@ -338,3 +349,14 @@ def test_bad_arguments():
     model = _build("sgd", keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5))
     with pytest.raises(ValueError, match="LODESchedule or a float"):
         model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[cb])
+
+
+def test_callback_keeps_async_dispatch():
+    # Log points are found at batch begin: on_train_batch_end is not overridden, so
+    # Keras keeps dispatching batch-end callbacks asynchronously (JAX).
+    from keras.callbacks import CallbackList
+
+    model = _build("sgd", 0.1)
+    plain = CallbackList([], model=model)
+    with_lode = CallbackList([_callback()], model=model)
+    assert with_lode._async_train == plain._async_train

@@ -183,3 +183,42 @@ def test_probe_metrics_by_hand():
     assert ValidationProbe((x, onehot)).measure(Fixed()) == pytest.approx(0.5)
     probe = ValidationProbe((x, y), metric=lambda t, p: float(np.mean(p[:, 1])))
     assert probe.measure(Fixed()) == pytest.approx(np.mean(probs[:, 1]))
+
+
+def test_last_point_of_epoch_with_fit_validation():
+    # fit's own validation runs `evaluate` before on_epoch_end, which resets the loss
+    # tracker; the epoch's last interval then comes from the epoch mean (exact here:
+    # 96 samples, 12 equal batches).
+    x, y, xv, yv = _data()
+    x, y = x[:96], y[:96]
+    model = _model()
+    hand = _BatchLosses(x, y)
+    rec = RunRecorder(points_per_epoch=P, validation_data=(xv, yv))
+    model.fit(
+        x,
+        y,
+        batch_size=BS,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        validation_data=(xv, yv),
+        callbacks=[hand, rec],
+    )
+    spe = 12
+    expected = []
+    for e in range(EPOCHS):
+        for k in range(P):
+            seg = hand.losses[e * spe + k * 4 : e * spe + (k + 1) * 4]
+            expected.append(np.mean([v for v, _ in seg]))
+    np.testing.assert_allclose(rec.run.loss, expected, rtol=1e-5)
+
+
+def test_recorder_keeps_async_dispatch():
+    # Overriding on_train_batch_end would turn off asynchronous callback dispatch (JAX).
+    from keras.callbacks import CallbackList
+
+    _, _, xv, yv = _data()
+    model = _model()
+    plain = CallbackList([], model=model)
+    recorded = CallbackList([RunRecorder(validation_data=(xv, yv))], model=model)
+    assert recorded._async_train == plain._async_train
