@@ -1,0 +1,205 @@
+"""Overhead of LODECallback: `fit` with it vs the same fit with a parametric schedule.
+
+Fashion-MNIST CNN (a subset), same data, model and seed in both arms:
+
+- baseline: AdamW with Keras's `CosineDecay` schedule, no callback;
+- LODE: AdamW with a `LODESchedule`, plus `LODECallback` (a random NumPy LODE of the
+  paper's sizes: hidden 20, latent 20, S=30 samples) measuring the validation metric at
+  every log point and replanning every `--replan-every` points.
+
+The two arms alternate (baseline first in even pairs, LODE first in odd ones); the
+script reports the ratio of wall times per pair and the median over pairs, plus the
+time the callback itself measured (observer + planning). Each backend runs in its own
+subprocess (one Keras backend per process). Results go to
+`benchmarks/results/overhead.json`. This is a benchmark: it asserts nothing.
+
+Run:
+
+```
+python benchmarks/overhead.py --backends tensorflow,jax,torch --pairs 3
+```
+
+Timings on a shared machine are noisy: read the per-pair ratios, not only the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
+
+
+def _worker(args) -> dict:
+    import keras
+    import numpy as np
+
+    from keras_lode.callback import LODECallback
+    from keras_lode.lode_schedule import LODESchedule
+    from keras_lode.ode import random_model
+    from keras_lode.tasks.cnn import build_cnn
+    from keras_lode.tasks.data import load_fashion_mnist
+
+    (x, y), _ = load_fashion_mnist()
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(x))
+    train, val = idx[: args.train], idx[args.train : args.train + args.val]
+    x = (x.astype("float32") / 255.0)[..., None]
+    x_train, y_train = x[train], y[train].astype("int64")
+    x_val, y_val = x[val], y[val].astype("int64")
+    steps = -(-args.train // args.batch_size)
+    total_points = args.epochs * args.points_per_epoch
+    lode = random_model(
+        seed=0,
+        hidden=20,
+        latent=20,
+        points_per_epoch=args.points_per_epoch,
+        horizon=total_points,
+        lr_range=(1e-4, 1e-2),
+    )
+
+    def fit(arm: str) -> dict:
+        keras.utils.set_random_seed(args.seed)
+        model = build_cnn(seed=args.seed)
+        if arm == "baseline":
+            lr = keras.optimizers.schedules.CosineDecay(args.lr, steps * args.epochs)
+            callbacks = []
+        else:
+            lr = LODESchedule(initial_learning_rate=args.lr)
+            callbacks = [
+                LODECallback(
+                    lode,
+                    validation_data=(x_val, y_val),
+                    validation_samples=args.validation_samples,
+                    points_per_epoch=args.points_per_epoch,
+                    window=args.window,
+                    replan_every=args.replan_every,
+                    seed=args.seed,
+                    verbose=0,
+                )
+            ]
+        model.compile(
+            optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-2),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        t0 = time.perf_counter()
+        model.fit(
+            x_train,
+            y_train,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        wall = time.perf_counter() - t0
+        out = {"wall_s": wall}
+        if callbacks:
+            cb = callbacks[0]
+            out.update(
+                callback_s=cb.seconds,
+                plan_s=cb.plan_seconds,
+                replans=len(cb.plans),
+                final_lr=float(cb.plan_table[-1]),
+            )
+        return out
+
+    pairs = []
+    for i in range(args.pairs):
+        order = ("baseline", "lode") if i % 2 == 0 else ("lode", "baseline")
+        result = {arm: fit(arm) for arm in order}
+        result["ratio"] = result["lode"]["wall_s"] / result["baseline"]["wall_s"]
+        pairs.append(result)
+        print(
+            f"[{keras.backend.backend()}] pair {i}: baseline {result['baseline']['wall_s']:.2f}s"
+            f" lode {result['lode']['wall_s']:.2f}s ratio {result['ratio']:.4f} "
+            f"(callback {result['lode']['callback_s']:.2f}s, planning "
+            f"{result['lode']['plan_s']:.3f}s, {result['lode']['replans']} replans)",
+            file=sys.stderr,
+            flush=True,
+        )
+    ratios = [p["ratio"] for p in pairs]
+    shares = [p["lode"]["callback_s"] / p["lode"]["wall_s"] for p in pairs]
+    return {
+        "backend": keras.backend.backend(),
+        "steps_per_epoch": steps,
+        "pairs": pairs,
+        "median_ratio": statistics.median(ratios),
+        "median_extra_percent": 100 * (statistics.median(ratios) - 1),
+        "median_callback_share_percent": 100 * statistics.median(shares),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--train", type=int, default=12000, help="training images")
+    parser.add_argument("--val", type=int, default=2000, help="validation pool")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--points-per-epoch",
+        type=int,
+        default=2,
+        help="P; 2 on 12k images keeps the paper's ~47 steps per log point (P=10 on 60k)",
+    )
+    parser.add_argument("--validation-samples", type=int, default=1024)
+    parser.add_argument("--window", type=int, default=3)
+    parser.add_argument("--replan-every", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(_worker(args)))
+        return 0
+
+    config = {k: v for k, v in vars(args).items() if k not in ("worker", "output", "backends")}
+    report = {
+        "command": "python benchmarks/overhead.py " + " ".join(argv or sys.argv[1:]),
+        "config": config,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_avg_at_start": os.getloadavg(),
+            "note": "shared machine: other jobs ran at the same time; timings are noisy",
+        },
+        "backends": {},
+    }
+    child_argv = [a for a in (argv or sys.argv[1:])]
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        cmd = [sys.executable, __file__, *child_argv, "--worker", backend]
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            report["backends"][backend] = {"error": f"worker exited with {proc.returncode}"}
+            print(f"{backend}: worker failed ({proc.returncode})", file=sys.stderr)
+            continue
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        report["backends"][backend] = result
+        print(
+            f"{backend}: median ratio {result['median_ratio']:.4f} "
+            f"({result['median_extra_percent']:+.2f}% wall time), callback's own time "
+            f"{result['median_callback_share_percent']:.2f}% of the fit; ratios "
+            + ", ".join(f"{p['ratio']:.4f}" for p in result["pairs"])
+        )
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
