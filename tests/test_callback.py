@@ -360,3 +360,15 @@ def test_callback_keeps_async_dispatch():
     plain = CallbackList([], model=model)
     with_lode = CallbackList([_callback()], model=model)
     assert with_lode._async_train == plain._async_train
+
+
+def test_verbose_lines_and_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    cb = _callback(verbose=1, plot_dir=tmp_path / "plots")
+    x, y = _data()
+    model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[cb])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "LODE plan at point" in ln]
+    assert len(lines) == 3 and lines[0].startswith("Epoch 1.50: LODE plan at point 2/8")
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert pngs == ["plan_00002.png", "plan_00004.png", "plan_00006.png"]
