@@ -32,7 +32,11 @@ from keras_lode.ode import random_model  # noqa: E402
 
 
 def naive_loop(model, t, z):
-    """A plain Python-loop RK4: one vector-field call per stage, new arrays each time."""
+    """A plain Python-loop RK4: one vector-field call per stage, new arrays each time.
+
+    Outputs the grid points only, so it matches the other paths only at step 1 in log
+    points (`--step-size 1 --time-scale 1`, the default).
+    """
     h = model.initial_state(z)
     ts = t * model.time_scale
     grid = np.arange(ts[0], ts[-1] + 1e-9, model.step_size)
@@ -65,6 +69,12 @@ def main(argv=None):
         "1,200 points, as a trained model's are; 1.0 (torch's init) drives them past "
         "the fast softplus range, so `fast` runs its safe (slower) form",
     )
+    parser.add_argument(
+        "--step-size", type=float, default=1.0,
+        help="RK4 step in model time (1.0 with --time-scale 1: one step per log point, the "
+        "reference's setting; `keras-lode train` models use 0.5 at time scale 10/K)",
+    )
+    parser.add_argument("--time-scale", type=float, default=1.0, help="model time per log point")
     parser.add_argument("--out", default=None, help="write the raw numbers here (JSON)")
     args = parser.parse_args(argv)
 
@@ -73,6 +83,8 @@ def main(argv=None):
         horizon=args.points // 2,
         dtype=np.dtype(args.dtype).type,
         field_scale=args.field_scale,
+        step_size=args.step_size,
+        time_scale=args.time_scale,
     )
     rng = np.random.default_rng(0)
     window = np.stack(
@@ -157,6 +169,8 @@ def main(argv=None):
                     "dtype": args.dtype,
                     "rounds": args.rounds,
                     "field_scale": args.field_scale,
+                    "step_size": args.step_size,
+                    "time_scale": args.time_scale,
                     "median_s": medians,
                     "times_s": times,
                     **extra,

@@ -65,7 +65,7 @@ print(json.dumps({{"first_call_s": t2 - t0, "import_and_load_s": t1 - t0,
 """
 
 
-def make_model_and_window(total, position, window_len, seed=0):
+def make_model_and_window(total, position, window_len, seed=0, step_size=0.5, time_scale=None):
     from keras_lode.ode import random_model
 
     # Channel statistics of a typical run and a gentle field (scale 0.3), as a trained model
@@ -78,6 +78,8 @@ def make_model_and_window(total, position, window_len, seed=0):
         mean=[1.0, math.log(1e-2), 0.5],
         std=[0.5, 1.0, 0.2],
         field_scale=0.3,
+        step_size=step_size,
+        time_scale=(10.0 / total) if time_scale is None else time_scale,
         **SIZES,
     )
     # A trajectory of the model itself: encode a plausible window, decode from time 0, and
@@ -104,6 +106,16 @@ def main(argv=None) -> int:
         default=None,
         help="LatentODE.decode_method to use (e.g. fast, jax); default the model's",
     )
+    ap.add_argument(
+        "--step-size", type=float, default=0.5,
+        help="RK4 step in model time (default 0.5, the `keras-lode train` default)",
+    )
+    ap.add_argument(
+        "--time-scale", type=float, default=None,
+        help="model time per log point (default 10 / K, the `keras-lode train` default: a "
+        "run spans 10 units, so the planner's 2K horizon is 40 RK4 steps at step 0.5); "
+        "--time-scale 1 --step-size 1 is one RK4 step per log point",
+    )
     ap.add_argument("--out", default="benchmarks/results/plan_latency.json")
     args = ap.parse_args(argv)
     if args.repeats < 20:
@@ -111,7 +123,10 @@ def main(argv=None) -> int:
 
     import keras_lode
 
-    model, window = make_model_and_window(args.total_points, args.position, args.window)
+    model, window = make_model_and_window(
+        args.total_points, args.position, args.window,
+        step_size=args.step_size, time_scale=args.time_scale,
+    )  # fmt: skip
     if args.decode_method is not None:
         model.decode_method = args.decode_method
     method = getattr(model, "decode_method", "default")
@@ -170,6 +185,9 @@ def main(argv=None) -> int:
             "dtype": np.dtype(getattr(model, "dtype", np.float64)).name,
             "repeats": args.repeats,
             "decode_method": method,
+            "step_size": model.step_size,
+            "time_scale": model.time_scale,
+            "rk4_steps": math.ceil(decoded_points * model.time_scale / model.step_size),
         },
         "warm": {
             "median_ms": med * 1e3,
@@ -188,7 +206,8 @@ def main(argv=None) -> int:
 
     print(
         f"plan(): {args.samples + 1} latents x {decoded_points} points, K={args.total_points}, "
-        f"n={args.position}, sizes {SIZES}, decode method {method}"
+        f"n={args.position}, sizes {SIZES}, decode method {method}, RK4 step {model.step_size} "
+        f"at time scale {model.time_scale:.4g} per log point"
     )
     print(
         f"warm: median {med * 1e3:.2f} ms (IQR {q1 * 1e3:.2f}-{q3 * 1e3:.2f}) over "
