@@ -254,31 +254,12 @@ def _as_task(obj, spec: str) -> Task:
     if isinstance(obj, Task):
         return obj
     if hasattr(obj, "as_sweep_task"):
-        try:
-            return _as_task(obj.as_sweep_task(), spec)
-        except ModuleNotFoundError:
-            return _task_from_spec(obj)
+        return _as_task(obj.as_sweep_task(), spec)
     if callable(obj):
         return _as_task(obj(), spec)
     raise ValueError(
         f"Task spec {spec!r} resolved to a {type(obj).__name__}, expected a keras_lode.sweep."
         "Task, a factory returning one, or an object with as_sweep_task()."
-    )
-
-
-def _task_from_spec(spec) -> Task:
-    """A `Task` from a `keras_lode.tasks.TaskSpec`-like object (duck-typed)."""
-    return Task(
-        name=spec.name,
-        build_model=spec.build_model,
-        load_data=spec.load_data,
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        points_per_epoch=spec.points_per_epoch,
-        make_optimizer=spec.make_optimizer,
-        metric=getattr(spec, "metric_name", "accuracy"),
-        peak_lrs=tuple(getattr(spec, "lr_grid", Task.peak_lrs)),
-        meta={"scale": getattr(spec, "scale", None)},
     )
 
 
@@ -396,9 +377,9 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
             callbacks=[recorder, watch],
         )
         run = recorder.run
-        if watch.stopped_at is not None and run.status == "complete":
-            # The loss went non-finite between two log points: the recorded points may
-            # all be finite, but the run diverged.
+        if watch.stopped_at is not None:
+            # Stopped on a non-finite loss. If that happened between two log points the
+            # recorded points may all be finite, but the run diverged all the same.
             run.status = "diverged"
             run.add_flag("terminated_on_nan")
             run.meta["diverged_at_step"] = watch.stopped_at
