@@ -69,6 +69,8 @@ PLANNER_DEFAULTS = {
     "samples": 30,
     "sigma": 0.15,
     "tol": 2.0,
+    # Absolute floor on the loss band's half-width: the std of three nearly equal losses
+    # can be ~0, which would make the band a single point that no decoded path hits.
     "loss_floor": 1e-3,
     "top_k": 3,
     "replan_every": 10,

@@ -39,21 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from keras_lode.ode import PLANNER_DEFAULTS
+
 __all__ = ["DEFAULTS", "Plan", "derive_seed", "plan"]
 
 #: Defaults of DESIGN.md 3.4 (the paper's), used where neither the call nor the model's
 #: `planner_defaults` sets a value.
-DEFAULTS: dict[str, Any] = {
-    "window": 30,
-    "samples": 30,
-    "sigma": 0.15,
-    "tol": 2.0,
-    # Absolute floor on the loss band's half-width: the std of three nearly equal losses
-    # can be ~0, which would make the band a single point that no decoded path hits.
-    "loss_floor": 1e-3,
-    "top_k": 3,
-    "anchor": "max_lr",
-}
+#: One table for both sides: the model file's planner section starts from the same values.
+DEFAULTS: dict[str, Any] = {k: v for k, v in PLANNER_DEFAULTS.items() if k != "replan_every"}
 
 ANCHOR_RULES = ("max_lr", "nearest")
 CHANNELS = ("loss", "log_lr", "metric")
