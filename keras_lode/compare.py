@@ -190,20 +190,44 @@ def paired_difference(a, b) -> dict:
 # ----------------------------------------------------------------------------- callbacks
 
 
-def _observer_class():
-    import keras
+def _argmax_accuracy(y_true, y_pred) -> float:
+    """Top-1 accuracy (per position for sequence outputs), as `predict_accuracy` computes it."""
+    y_true = np.asarray(y_true)
+    correct = int(np.sum(np.argmax(np.asarray(y_pred), axis=-1) == y_true))
+    return correct / max(y_true.size, 1)
 
-    class Observer(keras.callbacks.Callback):
+
+def _observer_class():
+    from keras_lode.recorder import LogPointObserver
+
+    class Observer(LogPointObserver):
         """Records the LR and interval loss at P points per epoch, and val/test per epoch.
 
+        The log points come from `keras_lode.recorder.LogPointObserver` (the observer of
+        `RunRecorder` and `LODECallback`): they are found at batch begin and epoch end, so
+        this callback does not override `on_train_batch_end` and Keras keeps its
+        asynchronous callback dispatch (JAX). At each point it records the global step, the
+        LR the interval's last step applied, the interval's mean training loss (from the
+        loss tracker) and, with `val_points`, the accuracy on that subset.
+
         For `replay` and `retrieval` it also sets the LR (float-LR optimizer, assigned through
-        `self.model.optimizer`, which is live on every backend) at each log point.
+        `self.model.optimizer`, which is live on every backend) at each log point; a point
+        is observed before the first step of the next interval, so that step uses the new
+        LR. Another callback that reads the LR at log points (a `RunRecorder`, a float-LR
+        `LODECallback`) must come before this one in the callback list to see the LR the
+        interval ran with.
         """
 
         def __init__(
             self, spec, data, steps_per_epoch, schedule=None, controller=None, val_points=None
         ):
-            super().__init__()
+            # The subset is measured whole (samples = its size), in the order given.
+            super().__init__(
+                spec.points_per_epoch,
+                validation_data=val_points,
+                validation_samples=len(val_points[1]) if val_points is not None else 1024,
+                metric=_argmax_accuracy,
+            )
             self.spec = spec
             self.data = data
             self.steps_per_epoch = steps_per_epoch
@@ -211,59 +235,29 @@ def _observer_class():
             self.schedule = schedule
             self.controller = controller
             self.val_points = val_points  # (x, y) subset measured at every log point, or None
-            P = spec.points_per_epoch
-            ends = np.round(np.linspace(0, steps_per_epoch, P + 1)[1:]).astype(int)
-            self.point_ends = sorted(set(int(e) for e in ends if e > 0))
-            self.step = 0
             self.points = {"step": [], "lr": [], "loss": [], "metric": []}
-            self.epochs = []
-            self._prev_sum = 0.0
-            self._prev_batches = 0
+            self.per_epoch = []  # (self.epochs is the run's epoch count)
 
-        def _current_lr(self):
-            # The LR the optimizer applied on its last step, read back from the optimizer
-            # (through `self.model`, which syncs JAX state) rather than from our own plan.
-            from keras_lode.recorder import current_learning_rate
-
-            return current_learning_rate(self.model.optimizer)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._prev_sum = 0.0
-            self._prev_batches = 0
-
-        def on_train_begin(self, logs=None):
+        def _fit_begin(self):
             if self.controller is not None:
                 self.model.optimizer.learning_rate = self.controller.lr_at(0)
 
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-            b = batch + 1
-            if b not in self.point_ends:
-                return
-            logs = logs or {}
-            # Batch logs hold the running mean since the epoch start: the interval mean is
-            # the difference of running sums.
-            loss = float(logs.get("loss", float("nan")))
-            run_sum = loss * b
-            interval = (run_sum - self._prev_sum) / max(b - self._prev_batches, 1)
-            self._prev_sum, self._prev_batches = run_sum, b
-            metric = float("nan")
-            if self.val_points is not None:
-                metric = predict_accuracy(self.model, *self.val_points)
-            lr = self._current_lr()
-            self.points["step"].append(self.step)
-            self.points["lr"].append(lr)
-            self.points["loss"].append(interval)
-            self.points["metric"].append(metric)
+        def on_log_point(self, point, logs):
+            for key, values in self.points.items():
+                values.append(point[key])
             if self.controller is not None:
-                new_lr = self.controller.observe(self.points, self.step, self.total_steps)
+                new_lr = self.controller.observe(self.points, point["step"], self.total_steps)
+                # Through self.model: on JAX this syncs the state and fit re-reads it before
+                # the next step (the one at whose begin this point was found, or the next
+                # epoch's first).
                 self.model.optimizer.learning_rate = new_lr
 
         def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)  # the epoch's last log point
             logs = logs or {}
             val = predict_accuracy(self.model, self.data.x_val, self.data.y_val)
             test = predict_accuracy(self.model, self.data.x_test, self.data.y_test)
-            self.epochs.append(
+            self.per_epoch.append(
                 {
                     "epoch": epoch + 1,
                     "train_loss": float(logs.get("loss", float("nan"))),
@@ -422,15 +416,14 @@ def train_one(
     steps_per_epoch = spec.steps_per_epoch(len(data.x_train))
     total_steps = steps_per_epoch * spec.epochs
     model = spec.build_model(seed=seed)
-    callbacks = []
+    lode_cb = None
     schedule = None
     controller = None
     if method.kind in FAMILIES:
         schedule = make_schedule(method.kind, method.peak_lr, total_steps)
         lr = schedule
     elif method.kind == "lode":
-        cb, lr = _lode_callback(method, spec, data, total_steps, seed, verbose)
-        callbacks.append(cb)
+        lode_cb, lr = _lode_callback(method, spec, data, total_steps, seed, verbose)
     elif method.kind == "replay":
         controller = _TableController(*_run_table(method.runs[0]))
         lr = controller.current_lr
@@ -451,8 +444,6 @@ def train_one(
         controller=controller,
         val_points=val_points,
     )
-    # The observer goes after the LODE callback so that it reads the LR just set.
-    callbacks.append(observer)
     recorder = None
     if record_to is not None:
         from keras_lode import RunRecorder
@@ -473,7 +464,10 @@ def train_one(
                 "scale": spec.scale,
             },
         )
-        callbacks.append(recorder)
+    # Log points are observed at batch begin, where a float-LR LODECallback (and the
+    # observer itself, for replay/retrieval) assigns the next interval's LR: whoever records
+    # the LR an interval ran with goes before whoever sets it.
+    callbacks = [cb for cb in (recorder, observer, lode_cb) if cb is not None]
     t0 = time.perf_counter()
     model.fit(
         data.x_train,
@@ -485,7 +479,7 @@ def train_one(
         verbose=verbose,
     )
     wall = time.perf_counter() - t0
-    epochs = observer.epochs
+    epochs = observer.per_epoch
     vals = [e["val_metric"] for e in epochs]
     best = int(np.argmax(vals))
     if recorder is not None:

@@ -366,7 +366,7 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
             metric=task.metric,
             meta=meta,
         )
-        watch = _make_divergence_watch(keras)
+        watch = _make_divergence_watch(keras, recorder)  # after the recorder
         model.fit(
             x,
             y,
@@ -378,8 +378,8 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
         )
         run = recorder.run
         if watch.stopped_at is not None:
-            # Stopped on a non-finite loss. If that happened between two log points the
-            # recorded points may all be finite, but the run diverged all the same.
+            # Stopped at the log point whose interval loss went non-finite (the recorder
+            # already calls the run diverged; the flag and step say that fit was stopped).
             run.status = "diverged"
             run.add_flag("terminated_on_nan")
             run.meta["diverged_at_step"] = watch.stopped_at
@@ -415,23 +415,58 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
     )
 
 
-def _make_divergence_watch(keras):
-    """Like `keras.callbacks.TerminateOnNaN`, and remembers the step where it stopped."""
+def _make_divergence_watch(keras, recorder):
+    """Like `keras.callbacks.TerminateOnNaN`, at log points; remembers the step where it stopped.
+
+    It reads the interval loss `recorder` (a `RunRecorder` placed before it in the callback
+    list) measured at each log point, in the same `on_train_batch_begin` / `on_epoch_end`
+    call, instead of the batch loss in `on_train_batch_end`: overriding that hook would turn
+    off Keras's asynchronous callback dispatch for the whole fit (JAX), and reading the loss
+    every batch would wait for every step. A non-finite interval loss counts as a divergence
+    when the loss tracker's running total is non-finite too, or at an epoch end when the
+    epoch's loss is (a model whose `train_step` does not update the tracker has NaN interval
+    losses mid-epoch without diverging). `stopped_at` is the global step of that log point:
+    the loss went non-finite in the interval ending there. The batch whose begin found the
+    point still runs, then fit stops.
+    """
 
     class DivergenceWatch(keras.callbacks.Callback):
-        def __init__(self):
+        def __init__(self, recorder):
             super().__init__()
+            self.recorder = recorder
             self.stopped_at = None
-            self._steps = 0
+            self._seen = 0
 
-        def on_train_batch_end(self, batch, logs=None):
-            self._steps += 1
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                self.stopped_at = self._steps
-                self.model.stop_training = True
+        def on_train_begin(self, logs=None):
+            self.stopped_at = None
+            self._seen = 0
 
-    return DivergenceWatch()
+        def _check(self, epoch_logs=None):
+            rows = self.recorder._rows
+            while self._seen < len(rows) and self.stopped_at is None:
+                step, _, _, loss, _ = rows[self._seen]
+                self._seen += 1
+                if not math.isfinite(loss) and self._diverged(epoch_logs):
+                    self.stopped_at = int(step)
+                    self.model.stop_training = True
+            self._seen = len(rows)
+
+        def _diverged(self, epoch_logs) -> bool:
+            model = self.model
+            state = self.recorder._tracker_state(model)
+            if state is not None and not math.isfinite(state[0]):
+                return True
+            loss = (epoch_logs or {}).get("loss")
+            return loss is not None and not math.isfinite(float(loss))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self._seen < len(self.recorder._rows):  # the recorder just saw a log point
+                self._check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check(logs)
+
+    return DivergenceWatch(recorder)
 
 
 def _failed_run(recorder, meta: dict, error: str, tb: str, t0: float) -> Run:

@@ -243,3 +243,55 @@ def test_cnn_example_quick_with_shipped_lode(tmp_path):
     assert r["kind"] == "lode"
     np.testing.assert_allclose(r["points"]["lr"], [2e-3] * 4, rtol=1e-6)
     assert r["test_at_end"] > 0.2
+
+
+@pytest.mark.backend
+def test_compare_observer_keeps_async_dispatch_and_the_next_step_uses_the_set_lr():
+    # The observer finds log points at batch begin / epoch end (LogPointObserver), so it does
+    # not override on_train_batch_end (that would turn off Keras's asynchronous callback
+    # dispatch on JAX), and the LR it sets for replay at a point is applied from the very
+    # next step on: checked from the weights, which move by exactly the LR per step here.
+    import types
+
+    import keras
+    from keras.callbacks import CallbackList
+
+    from keras_lode import RunRecorder
+    from keras_lode.compare import _observer_class, _TableController
+
+    Observer = _observer_class()
+    assert Observer.on_train_batch_end is keras.callbacks.Callback.on_train_batch_end
+
+    n, bs = 64, 8  # 8 steps per epoch, 2 epochs, P = 2: points at steps 4, 8, 12, 16
+    x = np.ones((n, 3), "float32")
+    y = np.zeros((n, 1), "float32")
+    data = types.SimpleNamespace(x_val=x[:16], y_val=y[:16, 0], x_test=x[:16], y_test=y[:16, 0])
+    spec = types.SimpleNamespace(points_per_epoch=2, epochs=2)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
+
+    def mean_output(y_true, y_pred):  # d loss / d kernel = mean(x) = 1 for every weight
+        return keras.ops.mean(y_pred, axis=-1)
+
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss=mean_output)
+    w0 = np.array(model.get_weights()[0])
+    controller = _TableController([0.0, 0.25, 0.5, 0.75], [0.1, 0.05, 0.02, 0.01])
+    observer = Observer(spec, data, n // bs, controller=controller, val_points=(x[:16], y[:16, 0]))
+    plain = CallbackList([], model=model)
+    assert CallbackList([observer], model=model)._async_train == plain._async_train
+
+    recorder = RunRecorder(points_per_epoch=2)  # before the observer: sees each interval's LR
+    model.fit(
+        x, y, batch_size=bs, epochs=2, shuffle=False, verbose=0, callbacks=[recorder, observer]
+    )
+    p = observer.points
+    assert p["step"] == [4, 8, 12, 16]
+    # lr_at(0) for the first interval, then the table at the fraction each point ends.
+    lrs = [0.1, 0.05, 0.02, 0.01]
+    np.testing.assert_allclose(p["lr"], lrs, rtol=1e-6)
+    np.testing.assert_allclose(recorder.run.lr, lrs, rtol=1e-6)
+    np.testing.assert_allclose(p["loss"], recorder.run.loss, rtol=1e-6)
+    assert p["metric"] == [1.0] * 4, p["metric"]  # argmax of one unit == label 0
+    # Each LR ran exactly 4 steps: one step late would move the weights by 0.09 less.
+    np.testing.assert_allclose(w0 - model.get_weights()[0], 4 * sum(lrs), rtol=1e-5)
+    assert [e["epoch"] for e in observer.per_epoch] == [1, 2]

@@ -89,6 +89,9 @@ def test_diverged_and_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path)
     assert bad.status == "diverged" and "terminated_on_nan" in bad.flags
     assert 0 < bad.meta["diverged_at_step"] < 16  # stopped early, not after 4 epochs
     assert len(bad) < 8
+    # Seen at a log point: the first recorded point with a non-finite interval loss.
+    first_bad = int(np.argmax(~np.isfinite(bad.loss)))
+    assert bad.meta["diverged_at_step"] == bad.step[first_bad]
     good = read_run(tmp_path / "reg" / "constant-lr0.01-seed0.run.csv")
     assert np.all(good.metric <= 0)  # the callable metric (negative MSE) was measured
 
@@ -102,6 +105,62 @@ def test_diverged_and_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path)
     assert [(r.status, r.skipped) for r in again] == [("complete", True), ("failed", False)]
     again = sweep(flaky, tmp_path / "flaky", retry_failed=False, progress=False)
     assert [(r.status, r.skipped) for r in again] == [("complete", True), ("failed", True)]
+
+
+@pytest.mark.backend
+def test_divergence_watch_stops_at_the_next_log_point_and_keeps_async_dispatch():
+    # The watch reads the interval loss the recorder measured at each log point (found at
+    # batch begin / epoch end), so it does not override on_train_batch_end, which would turn
+    # off Keras's asynchronous callback dispatch for the whole fit (JAX).
+    import keras
+    from keras.callbacks import CallbackList
+
+    from keras_lode.recorder import RunRecorder
+    from keras_lode.sweep import _make_divergence_watch
+
+    def fit(nan_rows, epochs=4):
+        x = np.ones((128, 8), "float32")
+        x[nan_rows] = np.nan
+        y = np.zeros((128, 1), "float32")
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+        # 4 steps of 32 samples per epoch, no shuffle; P = 2: points at steps 2 and 4.
+        model.fit(
+            x,
+            y,
+            batch_size=32,
+            epochs=epochs,
+            shuffle=False,
+            verbose=0,
+            callbacks=[recorder, watch],
+        )
+        return model
+
+    recorder = RunRecorder(points_per_epoch=2)
+    watch = _make_divergence_watch(keras, recorder)
+    assert type(watch).on_train_batch_end is keras.callbacks.Callback.on_train_batch_end
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    plain = CallbackList([], model=model)
+    assert CallbackList([recorder, watch], model=model)._async_train == plain._async_train
+
+    # A NaN in step 1: seen at the point after step 2, at the begin of step 3; that batch
+    # still runs, then fit stops (the epoch's end records its last point) after 3 steps.
+    model = fit(slice(0, 4))
+    assert watch.stopped_at == 2
+    np.testing.assert_array_equal(recorder.run.step, [2, 4])
+    assert np.isnan(recorder.run.loss).all() and recorder.run.status == "diverged"
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 3
+    # A NaN in step 4, the epoch's last: seen at the epoch end point; epoch 2 never starts.
+    model = fit(slice(96, 100))
+    assert watch.stopped_at == 4
+    np.testing.assert_array_equal(recorder.run.step, [2, 4])
+    assert np.isfinite(recorder.run.loss[0]) and np.isnan(recorder.run.loss[1])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
+
+    # A finite run is never stopped; a rerun of the same callbacks starts afresh.
+    fit([], epochs=2)
+    assert watch.stopped_at is None and recorder.run.status == "complete"
 
 
 def test_truncated_or_unreadable_run_file_is_rerun(tmp_path):
