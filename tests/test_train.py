@@ -244,6 +244,8 @@ def test_cli_train_exports_a_model_that_numpy_decodes_like_torch(tmp_path, capsy
     assert set(tr["extrapolation"]["overall"]) == {"lode", "hold_last", "family_mean"}
     assert cfg["metadata"]["task"] == "unit-test"
     assert cfg["planner"]["window"] == 6
+    # K = 30, W = 6, P = 10: once per epoch would be only 2 replans after the window.
+    assert cfg["planner"]["replan_every"] == 8
     lo, hi = cfg["planner"]["lr_range"]
     train_ids = set(r.run_id for r in runs[:12]) - set(tr["val_run_ids"])
     train_lrs = np.concatenate([r.lr for r in runs[:12] if r.run_id in train_ids])
@@ -328,3 +330,12 @@ def test_lode_extrapolates_better_than_naive_predictors():
         # Late in training hold-last is strong (curves flatten): better, with less margin.
         margin = 0.8 if float(cut) <= 0.5 else 1.0
         assert table["lode"]["mean"] < margin * naive, (cut, table)
+
+
+def test_replan_every_is_once_per_epoch_but_at_least_three_replans():
+    from keras_lode.train.trainer import replan_every
+
+    assert replan_every(10, 600, 30) == 10  # long run: once per epoch
+    assert replan_every(10, 50, 10) == 10
+    assert replan_every(5, 15, 5) == 3  # short run: (15 - 5) // 3
+    assert replan_every(10, 12, 11) == 1  # never 0

@@ -312,6 +312,11 @@ def fit(
     return model, report
 
 
+def replan_every(points_per_epoch: int, horizon: int, window: int) -> int:
+    """Replan once per epoch, but at least 3 times after the first W points of a short run."""
+    return max(1, min(points_per_epoch, (horizon - window) // 3))
+
+
 def export(model: LatentODE, report: FitReport, path, *, metadata: dict | None = None):
     """Writes the model file with the training summary; returns the NumPy model.
 
@@ -328,7 +333,13 @@ def export(model: LatentODE, report: FitReport, path, *, metadata: dict | None =
         path,
         points_per_epoch=t["points_per_epoch"],
         horizon=t["horizon"],
-        planner={"window": t["hyperparameters"]["window"], "lr_range": t["lr_range"]},
+        planner={
+            "window": t["hyperparameters"]["window"],
+            "lr_range": t["lr_range"],
+            "replan_every": replan_every(
+                t["points_per_epoch"], t["horizon"], t["hyperparameters"]["window"]
+            ),
+        },
         training=t,
         **meta,
     )
