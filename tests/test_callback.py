@@ -153,7 +153,7 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
     weights = _Weights()
     cb = _callback()
     x, y = _data()
-    # A recorder (placed before the callback, see docs/readme/keras.md) sees the LR each
+    # A recorder (placed before the callback, see README "Using keras_lode in model.fit") sees the LR each
     # interval ran with.
     recorder = RunRecorder(points_per_epoch=P, validation_data=(x[:4], y[:4]), metric=_metric)
     history = model.fit(
