@@ -5,12 +5,17 @@ Fashion-MNIST CNN (a subset), same data, model and seed in both arms:
 - baseline: AdamW with Keras's `CosineDecay` schedule, no callback;
 - LODE: AdamW with a `LODESchedule`, plus `LODECallback` (a random NumPy LODE of the
   paper's sizes: hidden 20, latent 20, S=30 samples) measuring the validation metric at
-  every log point and replanning every `--replan-every` points.
+  every log point and replanning every `--replan-every` points;
+- same path: AdamW with a `LODESchedule` holding the LR path the LODE arm followed, fixed
+  in advance, and no callback. The LR a run follows changes the numbers its kernels see
+  (e.g. a cosine decayed to ~0 makes subnormal floats, which are slow on CPU kernels
+  that do not flush them), so LODE / same-path is the cost of the callback itself, and
+  LODE / baseline the cost of the LODE as a user sees it against that schedule.
 
-The two arms alternate (baseline first in even pairs, LODE first in odd ones); the
-script reports the ratio of wall times per pair and the median over pairs, plus the
-time the callback itself measured (observer + planning). Each backend runs in its own
-subprocess (one Keras backend per process). Results go to
+An untimed LODE fit first records the path. The arms then rotate their order in each
+round; the script reports the ratios of wall times per round and their medians over
+rounds, plus the time the callback itself measured (observer + planning). Each backend
+runs in its own subprocess (one Keras backend per process). Results go to
 `benchmarks/results/overhead.json`. This is a benchmark: it asserts nothing.
 
 Run:
@@ -25,6 +30,7 @@ Timings on a shared machine are noisy: read the per-pair ratios, not only the me
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -65,11 +71,19 @@ def _worker(args) -> dict:
         lr_range=(1e-4, 1e-2),
     )
 
+    path = {}
+
     def fit(arm: str) -> dict:
+        gc.collect()  # the previous fits' models are garbage: collect them outside the timing
         keras.utils.set_random_seed(args.seed)
         model = build_cnn(seed=args.seed)
         if arm == "baseline":
             lr = keras.optimizers.schedules.CosineDecay(args.lr, steps * args.epochs)
+            callbacks = []
+        elif arm == "same_path":
+            lr = LODESchedule(
+                path["table"], steps_per_epoch=steps, points_per_epoch=args.points_per_epoch
+            )
             callbacks = []
         else:
             lr = LODESchedule(initial_learning_rate=args.lr)
@@ -109,24 +123,36 @@ def _worker(args) -> dict:
                 plan_s=cb.plan_seconds,
                 replans=len(cb.plans),
                 final_lr=float(cb.plan_table[-1]),
+                plan_table=[float(v) for v in cb.plan_table],
             )
         return out
 
+    # Untimed: the LR path the LODE arm follows (deterministic for the seed), and warm-up.
+    keras.utils.set_random_seed(args.seed)
+    first = fit("lode")
+    path["table"] = first["plan_table"]
+
+    arms = ("baseline", "lode", "same_path")
     pairs = []
     for i in range(args.pairs):
-        order = ("baseline", "lode") if i % 2 == 0 else ("lode", "baseline")
+        order = arms[i % 3 :] + arms[: i % 3]
         result = {arm: fit(arm) for arm in order}
+        result["order"] = list(order)
         result["ratio"] = result["lode"]["wall_s"] / result["baseline"]["wall_s"]
+        result["ratio_same_path"] = result["lode"]["wall_s"] / result["same_path"]["wall_s"]
+        result["lode"].pop("plan_table", None)
         pairs.append(result)
         print(
-            f"[{keras.backend.backend()}] pair {i}: baseline {result['baseline']['wall_s']:.2f}s"
-            f" lode {result['lode']['wall_s']:.2f}s ratio {result['ratio']:.4f} "
-            f"(callback {result['lode']['callback_s']:.2f}s, planning "
+            f"[{keras.backend.backend()}] round {i}: baseline {result['baseline']['wall_s']:.2f}s"
+            f" same-path {result['same_path']['wall_s']:.2f}s lode {result['lode']['wall_s']:.2f}s"
+            f" lode/baseline {result['ratio']:.4f} lode/same-path {result['ratio_same_path']:.4f}"
+            f" (callback {result['lode']['callback_s']:.2f}s, planning "
             f"{result['lode']['plan_s']:.3f}s, {result['lode']['replans']} replans)",
             file=sys.stderr,
             flush=True,
         )
     ratios = [p["ratio"] for p in pairs]
+    same = [p["ratio_same_path"] for p in pairs]
     shares = [p["lode"]["callback_s"] / p["lode"]["wall_s"] for p in pairs]
     return {
         "backend": keras.backend.backend(),
@@ -134,6 +160,8 @@ def _worker(args) -> dict:
         "pairs": pairs,
         "median_ratio": statistics.median(ratios),
         "median_extra_percent": 100 * (statistics.median(ratios) - 1),
+        "median_ratio_same_path": statistics.median(same),
+        "median_extra_percent_same_path": 100 * (statistics.median(same) - 1),
         "median_callback_share_percent": 100 * statistics.median(shares),
     }
 
@@ -173,7 +201,7 @@ def main(argv=None) -> int:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "load_avg_at_start": os.getloadavg(),
-            "note": "shared machine: other jobs ran at the same time; timings are noisy",
+            "note": "shared 2-core machine; timings are noisy: read the per-round ratios",
         },
         "backends": {},
     }
@@ -189,10 +217,11 @@ def main(argv=None) -> int:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         report["backends"][backend] = result
         print(
-            f"{backend}: median ratio {result['median_ratio']:.4f} "
-            f"({result['median_extra_percent']:+.2f}% wall time), callback's own time "
-            f"{result['median_callback_share_percent']:.2f}% of the fit; ratios "
+            f"{backend}: LODE vs same LR path {result['median_extra_percent_same_path']:+.2f}% "
+            f"(ratios " + ", ".join(f"{p['ratio_same_path']:.4f}" for p in result["pairs"])
+            + f"); LODE vs cosine {result['median_extra_percent']:+.2f}% (ratios "
             + ", ".join(f"{p['ratio']:.4f}" for p in result["pairs"])
+            + f"); callback's own time {result['median_callback_share_percent']:.2f}% of the fit"
         )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
