@@ -33,3 +33,11 @@ def backend() -> str:
     import keras
 
     return keras.backend.backend()
+
+
+# Shared test helpers (e.g. lr_probe.py) live beside the tests; with --import-mode=importlib
+# the folder is not on sys.path by itself.
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -15,6 +15,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from lr_probe import applied_lr, count_traces
 
 from keras_lode.callback import LODECallback
 from keras_lode.lode_schedule import LODESchedule
@@ -112,26 +113,6 @@ class _Weights(keras.callbacks.Callback):
         self.values.append(self._kernel())
 
 
-def _applied_lr(weights, optimizer_name):
-    w = np.asarray(weights, np.float64)
-    dw = w[:-1] - w[1:]
-    if optimizer_name == "adamw":
-        return dw / (1.0 + 0.5 * w[:-1])
-    return dw
-
-
-def _count_traces(model):
-    counter = {"n": 0}
-    original = model.train_step
-
-    def train_step(*args, **kwargs):
-        counter["n"] += 1
-        return original(*args, **kwargs)
-
-    model.train_step = train_step
-    return counter
-
-
 def _callback(lode=None, **kwargs):
     x, y = _data()
     kwargs = {**OVERRIDES, **kwargs}
@@ -149,12 +130,12 @@ def _callback(lode=None, **kwargs):
 def test_applied_lr_equals_plan(optimizer_name, mode, backend):
     lr = LODESchedule(initial_learning_rate=0.1) if mode == "schedule" else 0.1
     model = _build(optimizer_name, lr)
-    traces = _count_traces(model)
+    traces = count_traces(model)
     weights = _Weights()
     cb = _callback()
     x, y = _data()
-    # A recorder (placed before the callback, see README "Using keras_lode in model.fit") sees the LR each
-    # interval ran with.
+    # A recorder placed before the callback (README, "Using keras_lode in model.fit") sees
+    # the LR each interval ran with.
     recorder = RunRecorder(points_per_epoch=P, validation_data=(x[:4], y[:4]), metric=_metric)
     history = model.fit(
         x,
@@ -168,7 +149,7 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
     table = _halving_table()
     np.testing.assert_allclose(cb.plan_table, table, rtol=1e-6)
     assert sorted(cb.plans) == [2, 4, 6]
-    applied = _applied_lr(weights.values, optimizer_name)
+    applied = applied_lr(weights.values, optimizer_name)
     steps = np.arange(EPOCHS * SPE)
     if mode == "schedule":
         expected = _expected_schedule(table, steps)  # interpolated between log points
@@ -219,7 +200,7 @@ def test_real_planner_with_random_model():
     # Each replan draws its own noise, reproducible from the callback's seed.
     assert [cb.plans[n].seed for n in (2, 4, 6)] == [derive_seed(3, n) for n in (2, 4, 6)]
     assert len({cb.plans[n].seed for n in (2, 4, 6)}) == 3
-    applied = _applied_lr(weights.values, "sgd")
+    applied = applied_lr(weights.values, "sgd")
     np.testing.assert_allclose(
         applied, _expected_schedule(table, np.arange(EPOCHS * SPE)), rtol=2e-4
     )
@@ -251,7 +232,7 @@ def test_planner_raising_keeps_current_plan(backend):
     assert len([r for r in record if "boom" in str(r.message)]) == 3  # one per replan
     assert len(history.history["loss"]) == EPOCHS
     np.testing.assert_allclose(cb.plan_table, 0.1)
-    np.testing.assert_allclose(_applied_lr(weights.values, "sgd"), 0.1, rtol=2e-4)
+    np.testing.assert_allclose(applied_lr(weights.values, "sgd"), 0.1, rtol=2e-4)
 
 
 def test_nan_loss_skips_replan_and_lr_stays_finite():
@@ -328,8 +309,8 @@ def test_kill_and_resume_continues_the_same_plan(tmp_path):
     # BackupAndRestore restarts epoch 2 from its end-of-epoch-1 backup (step 8).
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == EPOCHS * SPE
     np.testing.assert_allclose(cb_resumed.plan_table, cb_full.plan_table, rtol=1e-9)
-    full = _applied_lr(w_full.values, "adam")
-    resumed = _applied_lr(w_resumed.values, "adam")
+    full = applied_lr(w_full.values, "adam")
+    resumed = applied_lr(w_resumed.values, "adam")
     assert len(resumed) == (EPOCHS - 2) * SPE
     np.testing.assert_allclose(resumed, full[2 * SPE :], rtol=2e-4)
     assert json.loads(state.read_text())["finished"]

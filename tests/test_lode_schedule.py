@@ -12,6 +12,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from lr_probe import applied_lr, count_traces
 
 from keras_lode.lode_schedule import LODESchedule
 
@@ -70,27 +71,6 @@ class _Weights(keras.callbacks.Callback):
         self.values.append(self._kernel())
         if self.hook is not None:
             self.hook(len(self.values) - 1)
-
-
-def _applied_lr(weights, optimizer_name):
-    w = np.asarray(weights, np.float64)
-    dw = w[:-1] - w[1:]  # positive: the weight goes down
-    if optimizer_name == "adamw":
-        # AdamW first decays w by lr * wd * w, then takes the Adam step lr * 1.
-        return dw / (1.0 + 0.5 * w[:-1])
-    return dw
-
-
-def _count_traces(model):
-    counter = {"n": 0}
-    original = model.train_step
-
-    def train_step(*args, **kwargs):
-        counter["n"] += 1
-        return original(*args, **kwargs)
-
-    model.train_step = train_step
-    return counter
 
 
 def test_values_eager_match_formula():
@@ -157,7 +137,7 @@ def test_set_plan_validates():
 def test_applied_lr_follows_plan_and_replan_without_retrace(optimizer_name, backend):
     sched = LODESchedule(TABLE, steps_per_epoch=SPE, points_per_epoch=P)
     model = _build(optimizer_name, sched)
-    traces = _count_traces(model)
+    traces = count_traces(model)
     new_tail = [1e-3, 2e-3, 3e-3]
 
     seen = {}
@@ -170,7 +150,7 @@ def test_applied_lr_follows_plan_and_replan_without_retrace(optimizer_name, back
     rec = _Weights(hook=replan)
     x, y = _data(SPE * 2)
     model.fit(x, y, batch_size=2, epochs=3, shuffle=False, verbose=0, callbacks=[rec])
-    applied = _applied_lr(rec.values, optimizer_name)
+    applied = applied_lr(rec.values, optimizer_name)
     before = _expected(TABLE, np.arange(6))
     after = _expected(TABLE[:3] + new_tail, np.arange(6, 12))
     np.testing.assert_allclose(applied[:6], before, rtol=2e-4)
@@ -201,6 +181,6 @@ def test_save_load_fit_continues_with_same_lr(tmp_path):
     loaded.fit(
         x, y, batch_size=2, initial_epoch=1, epochs=3, shuffle=False, verbose=0, callbacks=[rec]
     )
-    applied = _applied_lr(rec.values, "sgd")
+    applied = applied_lr(rec.values, "sgd")
     expected = _expected([0.1, 0.2, 0.05, 0.04, 0.03, 0.02], np.arange(SPE, 3 * SPE))
     np.testing.assert_allclose(applied, expected, rtol=2e-4)
