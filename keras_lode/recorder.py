@@ -437,6 +437,11 @@ class RunRecorder(LogPointObserver):
             )
         self.seconds += time.perf_counter() - t0
 
+    @property
+    def rows(self) -> list[tuple]:
+        """The points recorded so far, `(step, epoch, lr, loss, metric)` each; do not modify."""
+        return self._rows
+
     def on_train_end(self, logs=None):
         from keras_lode.runs import Run
 

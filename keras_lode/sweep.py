@@ -442,7 +442,7 @@ def _make_divergence_watch(keras, recorder):
             self._seen = 0
 
         def _check(self, epoch_logs=None):
-            rows = self.recorder._rows
+            rows = self.recorder.rows
             while self._seen < len(rows) and self.stopped_at is None:
                 step, _, _, loss, _ = rows[self._seen]
                 self._seen += 1
@@ -460,7 +460,7 @@ def _make_divergence_watch(keras, recorder):
             return loss is not None and not math.isfinite(float(loss))
 
         def on_train_batch_begin(self, batch, logs=None):
-            if self._seen < len(self.recorder._rows):  # the recorder just saw a log point
+            if self._seen < len(self.recorder.rows):  # the recorder just saw a log point
                 self._check()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -470,7 +470,7 @@ def _make_divergence_watch(keras, recorder):
 
 
 def _failed_run(recorder, meta: dict, error: str, tb: str, t0: float) -> Run:
-    rows = list(getattr(recorder, "_rows", None) or [])
+    rows = list(recorder.rows) if recorder is not None else []  # None: failed before fit
     cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]
     meta = dict(meta, status="failed", error=error, traceback=tb[-4000:])
     meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
