@@ -92,6 +92,7 @@ def _worker(args) -> dict:
                     lode,
                     validation_data=(x_val, y_val),
                     validation_samples=args.validation_samples,
+                    validation_batch_size=args.validation_batch_size,
                     points_per_epoch=args.points_per_epoch,
                     window=args.window,
                     replan_every=args.replan_every,
@@ -122,6 +123,7 @@ def _worker(args) -> dict:
                 callback_s=cb.seconds,
                 plan_s=cb.plan_seconds,
                 replans=len(cb.plans),
+                validation_batch_size=cb.probe.chunk,
                 final_lr=float(cb.plan_table[-1]),
                 plan_table=[float(v) for v in cb.plan_table],
             )
@@ -181,6 +183,12 @@ def main(argv=None) -> int:
         help="P; 2 on 12k images keeps the paper's ~47 steps per log point (P=10 on 60k)",
     )
     parser.add_argument("--validation-samples", type=int, default=1024)
+    parser.add_argument(
+        "--validation-batch-size",
+        type=int,
+        default=None,
+        help="predict batch of the measurement (default: the callback's, per backend)",
+    )
     parser.add_argument("--window", type=int, default=3)
     parser.add_argument("--replan-every", type=int, default=1)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -218,7 +226,8 @@ def main(argv=None) -> int:
         report["backends"][backend] = result
         print(
             f"{backend}: LODE vs same LR path {result['median_extra_percent_same_path']:+.2f}% "
-            f"(ratios " + ", ".join(f"{p['ratio_same_path']:.4f}" for p in result["pairs"])
+            f"(ratios "
+            + ", ".join(f"{p['ratio_same_path']:.4f}" for p in result["pairs"])
             + f"); LODE vs cosine {result['median_extra_percent']:+.2f}% (ratios "
             + ", ".join(f"{p['ratio']:.4f}" for p in result["pairs"])
             + f"); callback's own time {result['median_callback_share_percent']:.2f}% of the fit"

@@ -91,7 +91,11 @@ class LODECallback(LogPointObserver):
             so a rerun or a resumed fit replans identically. None draws one.
         state_path: JSON file for the callback's state (for `BackupAndRestore`).
         plot_dir: directory for a figure of each replan (needs matplotlib).
-        validation_samples: size of the fixed validation subset.
+        validation_samples: size of the fixed validation subset, measured at every log
+            point; the callback's main cost (linear in it, see the README's overhead
+            table).
+        validation_batch_size: predict batch of that measurement; None picks the
+            backend's cheapest (128 on PyTorch, else the whole subset up to 1024).
         metric: `"accuracy"` or a callable `metric(y_true, y_pred) -> float`; must be
             the metric the LODE was trained on.
         verbose: 1 prints one summary line per replan.
@@ -117,6 +121,7 @@ class LODECallback(LogPointObserver):
         state_path=None,
         plot_dir=None,
         validation_samples: int = 1024,
+        validation_batch_size: int | None = None,
         metric: str | Callable = "accuracy",
         verbose: int = 1,
         **planner_overrides,
@@ -139,7 +144,9 @@ class LODECallback(LogPointObserver):
                 "Argument `validation_data` is required: the LODE plans from the validation "
                 "metric at each log point. Received: validation_data=None"
             )
-        super().__init__(points_per_epoch, validation_data, validation_samples, metric)
+        super().__init__(
+            points_per_epoch, validation_data, validation_samples, metric, validation_batch_size
+        )
         from keras_lode.planner import DEFAULTS
 
         if window is None:

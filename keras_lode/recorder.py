@@ -33,8 +33,19 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 _METRICS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
-# Largest predict batch: big batches are cheapest per sample; fixed so it traces once.
-_CHUNK = 1024
+# Predict batch of the validation probe when none is given: the cheapest per sample on
+# each backend's CPU kernels for the example tasks (`benchmarks/validation_cost.py`).
+# PyTorch runs Keras's channels-last layers through layout copies whose cost grows
+# out of cache with the batch, so 128-sample chunks take about half the time of one
+# 1024 batch there; TensorFlow and JAX are fastest with one large batch. Every chunk
+# has the same shape, so the predict function traces once.
+_DEFAULT_CHUNK = {"torch": 128}
+_MAX_CHUNK = 1024
+
+
+def default_validation_batch_size(backend: str | None = None) -> int:
+    """The predict batch `ValidationProbe` uses when `batch_size` is None."""
+    return _DEFAULT_CHUNK.get(backend or keras.backend.backend(), _MAX_CHUNK)
 
 
 # ---------------------------------------------------------------------- validation metric
@@ -65,13 +76,19 @@ class ValidationProbe:
         metric: `"accuracy"` (also `"sparse_categorical_accuracy"`,
             `"categorical_accuracy"`, `"binary_accuracy"`) or a callable
             `metric(y_true, y_pred) -> float` on NumPy arrays.
+        batch_size: samples per `predict_on_batch` call; None picks the backend's
+            cheapest (`default_validation_batch_size()`: 128 on PyTorch, else up to
+            1024). It changes the cost, not the value measured.
 
     Raises:
         ValueError: if `validation_data` is not an `(x, y)` pair of equal lengths,
-            `samples` is not a positive int, or `metric` is an unknown name.
+            `samples` or `batch_size` is not a positive int, or `metric` is an
+            unknown name.
     """
 
-    def __init__(self, validation_data, samples: int = 1024, metric="accuracy"):
+    def __init__(
+        self, validation_data, samples: int = 1024, metric="accuracy", batch_size: int | None = None
+    ):
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise ValueError(
                 "Argument `validation_data` must be a tuple `(x, y)` of arrays. "
@@ -80,6 +97,13 @@ class ValidationProbe:
         if isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
             raise ValueError(
                 f"Argument `validation_samples` must be a positive int. Received: {samples!r}"
+            )
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
+        ):
+            raise ValueError(
+                "Argument `validation_batch_size` must be a positive int or None. "
+                f"Received: {batch_size!r}"
             )
         if not callable(metric) and metric not in _METRICS:
             raise ValueError(
@@ -106,7 +130,7 @@ class ValidationProbe:
             metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
         )
         self.samples = take
-        self.chunk = min(_CHUNK, take)
+        self.chunk = min(batch_size or default_validation_batch_size(), take)
         self._cached = None
 
     def _chunks(self) -> list:
@@ -186,6 +210,8 @@ class LogPointObserver(keras.callbacks.Callback):
         validation_data: `(x, y)` for the validation metric, or None.
         validation_samples: size of the fixed validation subset.
         metric: metric name or callable, see `ValidationProbe`.
+        validation_batch_size: predict batch of the validation measurement; None
+            picks the backend's cheapest (see `ValidationProbe`).
     """
 
     def __init__(
@@ -194,13 +220,14 @@ class LogPointObserver(keras.callbacks.Callback):
         validation_data=None,
         validation_samples: int = 1024,
         metric: str | Callable = "accuracy",
+        validation_batch_size: int | None = None,
     ):
         super().__init__()
         if points_per_epoch is not None:
             points_per_epoch = _positive_int_arg("points_per_epoch", points_per_epoch)
         self.points_per_epoch = points_per_epoch
         self.probe = (
-            ValidationProbe(validation_data, validation_samples, metric)
+            ValidationProbe(validation_data, validation_samples, metric, validation_batch_size)
             if validation_data is not None
             else None
         )
@@ -386,6 +413,8 @@ class RunRecorder(LogPointObserver):
         validation_data: `(x, y)` arrays for the validation metric (None: metric NaN).
         validation_samples: size of the fixed validation subset.
         metric: `"accuracy"` (or another name of `ValidationProbe`) or a callable.
+        validation_batch_size: predict batch of the validation measurement; None
+            picks the backend's cheapest (see `ValidationProbe`).
         meta: metadata for the run (task, schedule, peak_lr, seed, ...).
         verbose: 1 prints one line per epoch with the last log point.
 
@@ -401,10 +430,13 @@ class RunRecorder(LogPointObserver):
         validation_data=None,
         validation_samples: int = 1024,
         metric: str | Callable = "accuracy",
+        validation_batch_size: int | None = None,
         meta: Mapping[str, Any] | None = None,
         verbose: int = 0,
     ):
-        super().__init__(points_per_epoch, validation_data, validation_samples, metric)
+        super().__init__(
+            points_per_epoch, validation_data, validation_samples, metric, validation_batch_size
+        )
         if meta is not None and not isinstance(meta, Mapping):
             raise TypeError(f"Argument `meta` must be a dict. Received: meta={meta!r}")
         self.path = Path(path) if path is not None else None

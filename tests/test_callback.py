@@ -326,6 +326,12 @@ def test_bad_arguments():
         LODECallback(object(), validation_data=(x, y))
     with pytest.raises(ValueError, match="window"):
         LODECallback(HalvingLODE(), validation_data=(x, y), window=0)
+    with pytest.raises(ValueError, match="validation_batch_size"):
+        LODECallback(HalvingLODE(), validation_data=(x, y), validation_batch_size=0)
+    assert (
+        LODECallback(HalvingLODE(), validation_data=(x, y), validation_batch_size=3).probe.chunk
+        == 3
+    )
     cb = _callback()
     model = _build("sgd", keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5))
     with pytest.raises(ValueError, match="LODESchedule or a float"):

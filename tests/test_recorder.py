@@ -160,6 +160,9 @@ def test_bad_arguments_are_named():
         RunRecorder(validation_data=(xv, yv), metric="f1")
     with pytest.raises(ValueError, match="same, non-zero number"):
         ValidationProbe((xv, yv[:10]))
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match="validation_batch_size"):
+            RunRecorder(validation_data=(xv, yv), validation_batch_size=bad)
     with pytest.raises(ValueError, match="points_per_epoch=0"):
         RunRecorder(points_per_epoch=0)
     with pytest.raises(TypeError, match="meta"):
@@ -183,6 +186,39 @@ def test_probe_metrics_by_hand():
     assert ValidationProbe((x, onehot)).measure(Fixed()) == pytest.approx(0.5)
     probe = ValidationProbe((x, y), metric=lambda t, p: float(np.mean(p[:, 1])))
     assert probe.measure(Fixed()) == pytest.approx(np.mean(probs[:, 1]))
+
+
+def test_probe_chunks_change_the_cost_not_the_value():
+    # 37 samples in chunks of 8: 5 calls of the same shape, the last one padded by
+    # wrapping around; the padding must not count. Same value as one 37-sample call.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(37, 4)).astype("float32")
+    y = rng.integers(0, 3, size=37)
+    w = rng.normal(size=(4, 3)).astype("float32")
+
+    class Linear:
+        shapes = []
+
+        def predict_on_batch(self, xb):
+            xb = np.asarray(keras.ops.convert_to_numpy(xb))
+            self.shapes.append(xb.shape)
+            return xb @ w
+
+    exact = float(np.mean(np.argmax(x @ w, axis=-1) == y))
+    model = Linear()
+    chunked = ValidationProbe((x, y), samples=37, batch_size=8)
+    assert chunked.measure(model) == pytest.approx(exact)
+    assert model.shapes == [(8, 4)] * 5
+    model.shapes = []
+    assert ValidationProbe((x, y), samples=37, batch_size=64).measure(model) == exact
+    assert model.shapes == [(37, 4)]
+    # The default follows the backend: 128 on torch (its layout copies), else 1024.
+    from keras_lode.recorder import default_validation_batch_size
+
+    assert default_validation_batch_size("torch") == 128
+    assert default_validation_batch_size("jax") == default_validation_batch_size("tensorflow")
+    assert default_validation_batch_size("jax") == 1024
+    assert ValidationProbe((x, y)).chunk == min(37, default_validation_batch_size())
 
 
 def test_last_point_of_epoch_with_fit_validation():
