@@ -92,6 +92,12 @@ def parse_args(argv=None):
         help="builtin: train the grid in this process; cli: `keras-lode sweep`",
     )
     p.add_argument("--train-args", default="", help="extra arguments for `keras-lode train`")
+    p.add_argument(
+        "--lode-validation-samples",
+        type=int,
+        default=None,
+        help="the LODE callback's validation subset (default: the callback's, 1024)",
+    )
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/...)")
     return p.parse_args(argv)
 
@@ -213,7 +219,12 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
             model=model_path,
             peak_lr=best[top][0],
             label="lode",
-            options={"warmup_family": top},
+            options={"warmup_family": top}
+            | (
+                {"validation_samples": payload["lode_validation_samples"]}
+                if payload.get("lode_validation_samples")
+                else {}
+            ),
         ),
         compare.Method("replay", runs=ordered[:1], label="replay"),
         compare.Method("retrieval", runs=ordered, label="retrieval"),
@@ -451,6 +462,7 @@ def main(argv=None) -> int:
             "eval_seeds": eval_seeds,
             "runs_dir": str(runs_dir),
             "model": str(model_path),
+            "lode_validation_samples": args.lode_validation_samples,
             "backend": keras.backend.backend(),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
             "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
