@@ -91,7 +91,11 @@ def _worker(args) -> dict:
                 LODECallback(
                     lode,
                     validation_data=(x_val, y_val),
-                    validation_samples=args.validation_samples,
+                    **(
+                        {"validation_samples": args.validation_samples}
+                        if args.validation_samples
+                        else {}
+                    ),
                     validation_batch_size=args.validation_batch_size,
                     points_per_epoch=args.points_per_epoch,
                     window=args.window,
@@ -123,6 +127,7 @@ def _worker(args) -> dict:
                 callback_s=cb.seconds,
                 plan_s=cb.plan_seconds,
                 replans=len(cb.plans),
+                validation_samples=cb.probe.samples,
                 validation_batch_size=cb.probe.chunk,
                 final_lr=float(cb.plan_table[-1]),
                 plan_table=[float(v) for v in cb.plan_table],
@@ -182,7 +187,12 @@ def main(argv=None) -> int:
         default=2,
         help="P; 2 on 12k images keeps the paper's ~47 steps per log point (P=10 on 60k)",
     )
-    parser.add_argument("--validation-samples", type=int, default=1024)
+    parser.add_argument(
+        "--validation-samples",
+        type=int,
+        default=None,
+        help="the callback's validation subset (default: the callback's, 256)",
+    )
     parser.add_argument(
         "--validation-batch-size",
         type=int,
