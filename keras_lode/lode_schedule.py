@@ -234,15 +234,18 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
             value = step.value if isinstance(step, keras.Variable) else step
             if isinstance(value, jax.core.Tracer):
                 return self._jax_host_lookup(value)
+        # Few ops on purpose: optimizers evaluate the schedule once per weight-decayed
+        # variable, so on TensorFlow every op here is traced many times per train step.
         with keras.name_scope(self.name):
             table = self._table
-            n = ops.shape(table)[0]
-            u = (ops.cast(step, "float32") + 1.0) * self._points_per_step - 1.0
-            u = ops.clip(u, 0.0, float(n - 1))
-            i0 = ops.cast(ops.floor(u), "int32")
-            i1 = ops.minimum(i0 + 1, n - 1)
-            w = u - ops.cast(i0, "float32")
-            return ops.take(table, i0) * (1.0 - w) + ops.take(table, i1) * w
+            last = int(self._table_np.shape[0]) - 1  # the variable's static length - 1
+            pps = self._points_per_step
+            # u = (step + 1) * pps - 1, the run's log-point coordinate of this step.
+            u = ops.clip(ops.cast(step, "float32") * pps + (pps - 1.0), 0.0, float(last))
+            i0 = ops.cast(u, "int32")  # floor, as u >= 0
+            lo = ops.take(table, i0)
+            hi = ops.take(table, ops.minimum(i0 + 1, last))
+            return lo + (u - ops.cast(i0, "float32")) * (hi - lo)
 
     def _jax_host_lookup(self, step):
         import jax
