@@ -257,6 +257,8 @@ class LogPointObserver(keras.callbacks.Callback):
             )
         self.steps_per_epoch = int(spe)
         self.epochs = int(params.get("epochs") or 1)
+        # Steps run per train-function call (and per batch-begin hook).
+        self._per_call = max(int(getattr(self.model, "steps_per_execution", 1) or 1), 1)
         self.total_points = self.epochs * p
         # Steps completed within an epoch at each log point (last one = epoch end).
         self.boundaries = [int(round((k + 1) * spe / p)) for k in range(p)]
@@ -289,6 +291,7 @@ class LogPointObserver(keras.callbacks.Callback):
         self._next = 0  # index into self.boundaries
         self._base = (0.0, 0.0)  # loss tracker (total, count) at the previous point
         self._base_steps = 0  # steps completed in this epoch at the previous point
+        self._started = 0  # steps of this epoch begun so far (all complete at epoch end)
         self._epoch_begin(int(epoch))
         self.seconds += time.perf_counter() - t0
 
@@ -298,21 +301,48 @@ class LogPointObserver(keras.callbacks.Callback):
     # of batch b as at the end of batch b - 1, and the loss comes from the loss tracker.
     def on_train_batch_begin(self, batch, logs=None):
         done = int(batch)  # steps completed in this epoch
+        self._started = min(done + self._per_call, self.steps_per_epoch)
         if self._next >= len(self.boundaries) or done < self.boundaries[self._next]:
             return
         self._observe(done, None)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._next < len(self.boundaries):
-            self._observe(self.steps_per_epoch, logs if logs is not None else {})
+        logs = logs if logs is not None else {}
+        done = self._started
+        if done >= self.steps_per_epoch:
+            if self._next < len(self.boundaries):
+                self._observe(self.steps_per_epoch, logs)
+            return
+        # The epoch stopped early (`model.stop_training` set mid-epoch, e.g. by
+        # TerminateOnNaN, or data that ran out): record the points its steps reached,
+        # then the steps after the last of them as one partial point, never points for
+        # steps that did not run.
+        if self._next < len(self.boundaries) and done >= self.boundaries[self._next]:
+            self._observe(done, logs)
+        if done > self._base_steps:
+            self._observe(done, logs, partial=True)
 
-    def _observe(self, done: int, epoch_logs: dict | None) -> None:
+    def _observe(self, done: int, epoch_logs: dict | None, partial: bool = False) -> None:
         t0 = time.perf_counter()
         logs = epoch_logs if epoch_logs is not None else {}
         model = self.model  # syncs the JAX state once for everything below
         loss = self._interval_loss(model, epoch_logs, done)
         metric = self._measure(model)
         lr = current_learning_rate(model.optimizer)
+        if partial:
+            self.on_partial_point(
+                {
+                    "index": self._epoch * self.points_per_epoch + self._next,
+                    "step": self._epoch * self.steps_per_epoch + done,
+                    "epoch": self._epoch + done / self.steps_per_epoch,
+                    "lr": lr,
+                    "loss": loss,
+                    "metric": metric,
+                },
+                logs,
+            )
+            self.seconds += time.perf_counter() - t0
+            return
         while self._next < len(self.boundaries) and done >= self.boundaries[self._next]:
             k = self._next
             self._next += 1
@@ -359,7 +389,7 @@ class LogPointObserver(keras.callbacks.Callback):
             mean = float(epoch_logs["loss"])
             if prev_steps == 0:
                 return mean
-            n_epoch = prev_count * self.steps_per_epoch / prev_steps
+            n_epoch = prev_count * done / prev_steps
             if n_epoch > prev_count:
                 return (mean * n_epoch - prev_total) / (n_epoch - prev_count)
         if state is None and not self._warned_no_tracker:
@@ -380,6 +410,14 @@ class LogPointObserver(keras.callbacks.Callback):
 
     def on_log_point(self, point: dict, logs: dict) -> None:
         """Called at every log point; see the class docstring."""
+
+    def on_partial_point(self, point: dict, logs: dict) -> None:
+        """Called once when an epoch stops early between two log points.
+
+        `point` has the keys of `on_log_point`; its `step` and `epoch` are where the
+        epoch stopped and its `loss` is the mean over the steps since the last log
+        point. It is not one of the P points per epoch (ignored by default).
+        """
 
 
 # ---------------------------------------------------------------------- RunRecorder
@@ -447,6 +485,7 @@ class RunRecorder(LogPointObserver):
 
     def _fit_begin(self) -> None:
         self._rows = []
+        self._partial = False
         self.run = None
         self._t_begin = time.perf_counter()
 
@@ -468,6 +507,12 @@ class RunRecorder(LogPointObserver):
                 f"lr {lr:.4g} interval loss {loss:.4f} {self.metric_name} {metric:.4f}"
             )
         self.seconds += time.perf_counter() - t0
+
+    def on_partial_point(self, point: dict, logs: dict) -> None:
+        # The steps an early stop ran after the last log point (often where the loss
+        # went non-finite): kept as the run's last row and flagged `partial_last_point`.
+        self._partial = True
+        self.on_log_point(point, logs)
 
     @property
     def rows(self) -> list[tuple]:
@@ -502,8 +547,10 @@ class RunRecorder(LogPointObserver):
             }
         )
         flags = list(meta.get("flags") or [])
-        if len(rows) < self.total_points:
+        if len(rows) - self._partial < self.total_points:
             flags.append("stopped_early")
+        if self._partial:
+            flags.append("partial_last_point")
         meta["flags"] = flags
         self.seconds += time.perf_counter() - t0
         meta["recorder_seconds"] = round(self.seconds, 4)

@@ -129,6 +129,59 @@ def test_lr_of_a_schedule_is_the_one_applied():
     np.testing.assert_allclose(rec.run.lr, 0.1 * 0.9 ** (rec.run.step - 1), rtol=1e-5)
 
 
+class _StopAfter(keras.callbacks.Callback):
+    """Stops fit at the end of global step `stop_after` (1-based), like TerminateOnNaN."""
+
+    def __init__(self, stop_after):
+        super().__init__()
+        self.stop_after, self.seen = stop_after, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.stop_after:
+            self.model.stop_training = True
+
+
+@pytest.mark.parametrize(
+    "stop_after, steps, partial",
+    [
+        (SPE + 6, [4, 9, 13, SPE + 4, SPE + 6], True),  # between the 2nd epoch's 1st and 2nd
+        (SPE + 9, [4, 9, 13, SPE + 4, SPE + 9], False),  # exactly on a log point
+    ],
+)
+def test_early_stop_records_only_steps_that_ran(tmp_path, stop_after, steps, partial):
+    # A fit stopped mid-epoch must not get points for steps that never ran: the points its
+    # steps reached, then (if any steps follow the last one) one partial point, flagged.
+    x, y, xv, yv = _data()
+    hand = _BatchLosses(x, y)
+    rec = RunRecorder(tmp_path, points_per_epoch=P, validation_data=(xv, yv))
+    _model().fit(
+        x,
+        y,
+        batch_size=BS,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        callbacks=[hand, rec, _StopAfter(stop_after)],
+    )
+    run = rec.run
+    assert run.step.tolist() == steps
+    assert "stopped_early" in run.flags
+    assert ("partial_last_point" in run.flags) == partial
+    # A partial point's epoch fraction is where it stopped; a log point's is nominal k/P.
+    np.testing.assert_allclose(run.epoch[-1], steps[-1] / SPE if partial else 1 + 2 / P)
+    # The last row's loss is the mean over the steps after the previous point (all batches
+    # here are full: no sample weighting needed).
+    last = hand.losses[steps[-2] : steps[-1]]
+    np.testing.assert_allclose(run.loss[-1], np.mean([v for v, _ in last]), rtol=1e-5)
+    again = read_run(next(tmp_path.glob("*.run.csv")))
+    assert again.step.tolist() == steps and again.flags == run.flags
+    if partial:  # the LODE trainer drops the partial row
+        from keras_lode.train.data import prepare_runs
+
+        assert prepare_runs([again, again], window=2).y.shape == (2, len(steps) - 1, 3)
+
+
 def test_diverged_run_is_kept_and_flagged(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(scale=10.0, size=(N, 4)).astype("float32")

@@ -145,10 +145,12 @@ def test_divergence_watch_stops_at_the_next_log_point_and_keeps_async_dispatch()
     assert CallbackList([recorder, watch], model=model)._async_train == plain._async_train
 
     # A NaN in step 1: seen at the point after step 2, at the begin of step 3; that batch
-    # still runs, then fit stops (the epoch's end records its last point) after 3 steps.
+    # still runs, then fit stops after 3 steps: the recorder's last row is that one step,
+    # a partial point at step 3 (no row for step 4, which never ran).
     model = fit(slice(0, 4))
     assert watch.stopped_at == 2
-    np.testing.assert_array_equal(recorder.run.step, [2, 4])
+    np.testing.assert_array_equal(recorder.run.step, [2, 3])
+    assert "partial_last_point" in recorder.run.flags
     assert np.isnan(recorder.run.loss).all() and recorder.run.status == "diverged"
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 3
     # A NaN in step 4, the epoch's last: seen at the epoch end point; epoch 2 never starts.

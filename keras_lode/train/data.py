@@ -94,6 +94,8 @@ def prepare_runs(runs, *, window: int) -> RunSet:
             raise ValueError(
                 f"runs[{i}].channels() must have shape (K, {len(CHANNELS)}). Received: {y.shape}"
             )
+        if "partial_last_point" in (getattr(run, "flags", None) or ()):
+            y = y[:-1]  # an early stop's short last interval is not a log point
         if y.shape[0] < window:
             skipped[f"shorter than the window ({window} log points)"] += 1
             continue
