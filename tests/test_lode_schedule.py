@@ -184,3 +184,25 @@ def test_save_load_fit_continues_with_same_lr(tmp_path):
     applied = applied_lr(rec.values, "sgd")
     expected = _expected([0.1, 0.2, 0.05, 0.04, 0.03, 0.02], np.arange(SPE, 3 * SPE))
     np.testing.assert_allclose(applied, expected, rtol=2e-4)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the host lookup is JAX's path")
+def test_jax_reads_the_host_table_once_per_step():
+    # AdamW evaluates the schedule once per weight-decayed variable; on JAX each
+    # evaluation would be a host round trip. One per step, and still the right LR.
+    schedule = LODESchedule([0.1, 0.05, 0.02], steps_per_epoch=3, points_per_epoch=3)
+    lookups = []
+    plain = schedule.lr_at
+
+    def counting(step):
+        lookups.append(int(np.asarray(step)))
+        return plain(step)
+
+    schedule.lr_at = counting
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(4), keras.layers.Dense(3), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.1), loss="mse")
+    x, y = np.ones((6, 2), "float32"), np.ones((6, 1), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    assert lookups == [0, 1, 2]  # 6 variables decayed, one lookup per step
