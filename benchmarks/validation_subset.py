@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+KEYS = ("test_at_best_val", "test_at_end")
 
 
 def main(argv=None) -> int:
@@ -65,53 +66,50 @@ def main(argv=None) -> int:
         subprocess.run(cmd, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         results = json.loads(out.read_text())["results"]
         per_size[size] = {
-            r["seed"]: r["test_at_best_val"] for r in results if r["method"] == "lode"
+            key: {r["seed"]: r[key] for r in results if r["method"] == "lode"} for key in KEYS
         }
 
     main_results = json.loads(main_json.read_text())
     best_family = main_results["summary"]["paired"]["baseline"]
     family = {
-        r["seed"]: r["test_at_best_val"]
-        for r in main_results["results"]
-        if r["method"] == best_family
+        key: {r["seed"]: r[key] for r in main_results["results"] if r["method"] == best_family}
+        for key in KEYS
     }
     report = {
         "command": "python benchmarks/validation_subset.py " + " ".join(argv or sys.argv[1:]),
         "task": args.task,
         "scale": args.scale,
-        "key": "test_at_best_val",
+        "keys": list(KEYS),
         "sizes": {},
     }
     first = sizes[0]
-    print(f"\ntest accuracy at best validation, {args.task} ({args.scale}), by subset size:")
-    for size in sizes:
-        acc = per_size[size]
-        seeds = sorted(acc)
-        row = {
-            "n": len(seeds),
-            "mean": sum(acc.values()) / len(acc),
-            "per_seed": {str(s): acc[s] for s in seeds},
-        }
-        both = [s for s in seeds if s in per_size[first]]
-        if size != first and both:
-            row[f"vs_{first}"] = paired_difference(
-                [acc[s] for s in both], [per_size[first][s] for s in both]
-            )
-        both = [s for s in seeds if s in family]
-        if both:
-            row[f"vs_{best_family}"] = paired_difference(
-                [acc[s] for s in both], [family[s] for s in both]
-            )
-        report["sizes"][str(size)] = row
-        line = f"  {size:>5}: {100 * row['mean']:.2f}% (n={row['n']})"
-        for key in (f"vs_{first}", f"vs_{best_family}"):
-            if key in row:
-                p = row[key]
+    for key in KEYS:
+        print(f"\n{key}, {args.task} ({args.scale}), LODE by validation subset size:")
+        for size in sizes:
+            acc = per_size[size][key]
+            seeds = sorted(acc)
+            values = [acc[s] for s in seeds]
+            mean = sum(values) / len(values)
+            std = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+            row = {
+                "n": len(seeds),
+                "mean": mean,
+                "std": std,
+                "per_seed": dict(zip(map(str, seeds), values, strict=True)),
+            }
+            line = f"  {size:>5}: {100 * mean:.2f} +/- {100 * std:.2f} (n={len(seeds)})"
+            for label, other in ((str(first), per_size[first][key]), (best_family, family[key])):
+                both = [s for s in seeds if s in other]
+                if (label == str(first) and size == first) or not both:
+                    continue
+                p = paired_difference([acc[s] for s in both], [other[s] for s in both])
+                row[f"vs_{label}"] = p
                 line += (
-                    f"  {key} {100 * p['mean']:+.2f} "
+                    f"  vs {label} {100 * p['mean']:+.2f} "
                     f"[{100 * p['ci95'][0]:+.2f}, {100 * p['ci95'][1]:+.2f}]"
                 )
-        print(line)
+            report["sizes"].setdefault(str(size), {})[key] = row
+            print(line)
     out = Path(
         args.output
         or ROOT / "benchmarks" / "results" / f"validation_subset_{args.task}_{args.scale}.json"
