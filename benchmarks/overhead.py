@@ -87,7 +87,9 @@ def _worker(args) -> dict:
             )
             callbacks = []
         else:
-            lr = LODESchedule(initial_learning_rate=args.lr)
+            # float: the callback assigns the optimizer's LR variable at each log point
+            # (piecewise constant per interval, no per-step schedule evaluation).
+            lr = args.lr if args.lr_mode == "float" else LODESchedule(initial_learning_rate=args.lr)
             callbacks = [
                 LODECallback(
                     lode,
@@ -233,6 +235,13 @@ def main(argv=None) -> int:
         "stalls on this machine happen with and without shuffling)",
     )
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--lr-mode",
+        choices=("schedule", "float"),
+        default="schedule",
+        help="LODE arm's optimizer LR: a LODESchedule (interpolated per step) or a float the "
+        "callback assigns at log points",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(RESULTS))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)

@@ -1,0 +1,138 @@
+"""What does `LODESchedule` cost per training step, against a float LR and `CosineDecay`?
+
+For each backend (one process each), the Fashion-MNIST CNN with AdamW (weight decay, so the
+optimizer evaluates the schedule once per decayed variable) is compiled with each LR kind:
+
+- the first `train_on_batch` in a fresh model (trace + compile; one fresh process per
+  backend, so the figures of later arms share warm caches: compare within a row);
+- the median per-step time of `train_on_batch` over `--rounds` rounds of `--steps` steps,
+  the arms interleaved;
+- on JAX, the number of host lookups `LODESchedule` makes per step.
+
+It asserts nothing; results go to `benchmarks/results/schedule_step.json`.
+
+    python benchmarks/schedule_step.py --backends tensorflow,jax,torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "schedule_step.json"
+KINDS = ("float", "cosine", "lode")
+
+
+def _worker(args) -> dict:
+    import keras
+    import numpy as np
+
+    from keras_lode.lode_schedule import LODESchedule
+    from keras_lode.tasks.cnn import build_cnn
+
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 128)
+    lookups = [0]
+
+    def make(kind):
+        if kind == "float":
+            return 2e-3
+        if kind == "cosine":
+            return keras.optimizers.schedules.CosineDecay(2e-3, 188)
+        schedule = LODESchedule([2e-3, 1e-3, 5e-4, 1e-4], steps_per_epoch=94, points_per_epoch=2)
+        plain = schedule.lr_at
+
+        def counting(step):
+            lookups[0] += 1
+            return plain(step)
+
+        schedule.lr_at = counting  # JAX reads the plan through lr_at on the host
+        return schedule
+
+    models, first = {}, {}
+    for kind in KINDS:
+        keras.utils.set_random_seed(0)
+        model = build_cnn(seed=0)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(make(kind), weight_decay=1e-2),
+            loss="sparse_categorical_crossentropy",
+        )
+        t0 = time.perf_counter()
+        model.train_on_batch(x, y)
+        first[kind] = time.perf_counter() - t0
+        models[kind] = model
+    times = {kind: [] for kind in KINDS}
+    for _ in range(args.rounds):
+        for kind, model in models.items():
+            if kind == "lode":
+                lookups[0] = 0
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                model.train_on_batch(x, y)
+            times[kind].append(1e3 * (time.perf_counter() - t0) / args.steps)
+            if kind == "lode":
+                per_step = lookups[0] / args.steps
+    step_ms = {kind: statistics.median(v) for kind, v in times.items()}
+    return {
+        "backend": keras.backend.backend(),
+        "first_step_s": first,
+        "step_ms": step_ms,
+        "lode_vs_cosine_percent": 100 * (step_ms["lode"] / step_ms["cosine"] - 1),
+        "host_lookups_per_step": per_step if keras.backend.backend() == "jax" else None,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backends", default="tensorflow,jax,torch")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--output", default=str(RESULTS))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(_worker(args)))
+        return 0
+    argv = list(argv if argv is not None else sys.argv[1:])
+    report = {"command": "python benchmarks/schedule_step.py " + " ".join(argv), "backends": {}}
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run(
+            [sys.executable, __file__, *argv, "--worker"],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if proc.returncode != 0:
+            report["backends"][backend] = {"error": f"worker exited with {proc.returncode}"}
+            print(f"{backend}: worker failed ({proc.returncode})", file=sys.stderr)
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        report["backends"][backend] = r
+        steps = ", ".join(f"{k} {v:.1f} ms" for k, v in r["step_ms"].items())
+        firsts = ", ".join(f"{k} {v:.2f} s" for k, v in r["first_step_s"].items())
+        extra = (
+            f"; {r['host_lookups_per_step']:.0f} host lookup(s) per step"
+            if r["host_lookups_per_step"] is not None
+            else ""
+        )
+        print(
+            f"{backend}: step {steps} (LODESchedule vs cosine "
+            f"{r['lode_vs_cosine_percent']:+.1f}%); first step {firsts}{extra}"
+        )
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
