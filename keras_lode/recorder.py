@@ -269,7 +269,12 @@ class LogPointObserver(keras.callbacks.Callback):
                 return m
         return None
 
-    def _tracker_state(self, model) -> tuple[float, float] | None:
+    def loss_tracker_state(self, model) -> tuple[float, float] | None:
+        """`(total, count)` of `model`'s loss tracker now, or None without one.
+
+        The running sum and sample count behind Keras's epoch-mean loss; interval losses
+        are differences of two such states. Reading it waits for the dispatched steps.
+        """
         tracker = self._loss_tracker(model)
         if tracker is None:
             return None
@@ -371,7 +376,7 @@ class LogPointObserver(keras.callbacks.Callback):
             return math.nan
 
     def _interval_loss(self, model, epoch_logs: Mapping[str, Any] | None, done: int) -> float:
-        state = self._tracker_state(model)
+        state = self.loss_tracker_state(model)
         prev_total, prev_count = self._base
         prev_steps = self._base_steps
         self._base_steps = done

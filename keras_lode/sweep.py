@@ -453,7 +453,7 @@ def _make_divergence_watch(keras, recorder):
 
         def _diverged(self, epoch_logs) -> bool:
             model = self.model
-            state = self.recorder._tracker_state(model)
+            state = self.recorder.loss_tracker_state(model)
             if state is not None and not math.isfinite(state[0]):
                 return True
             loss = (epoch_logs or {}).get("loss")
