@@ -35,10 +35,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _backends import run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 ARMS = ("baseline", "lode", "same_path")
@@ -279,22 +280,10 @@ def main(argv=None) -> int:
         },
         "backends": {},
     }
-    child_argv = [a for a in (argv or sys.argv[1:])]
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        cmd = [sys.executable, __file__, *child_argv, "--worker", backend]
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            report["backends"][backend] = {"error": f"worker exited with {proc.returncode}"}
-            print(f"{backend}: worker failed ({proc.returncode})", file=sys.stderr)
-            continue
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        report["backends"][backend] = result
+    child_argv = list(argv if argv is not None else sys.argv[1:])
+    for backend, result in run_workers(__file__, child_argv, args.backends, report):
         _print_summary(backend, result)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_report(report, args.output)
     return 0
 
 

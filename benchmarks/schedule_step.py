@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _backends import run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "schedule_step.json"
 KINDS = ("float", "cosine", "lode")
@@ -95,27 +95,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--output", default=str(RESULTS))
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(_worker(args)))
         return 0
     argv = list(argv if argv is not None else sys.argv[1:])
     report = {"command": "python benchmarks/schedule_step.py " + " ".join(argv), "backends": {}}
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run(
-            [sys.executable, __file__, *argv, "--worker"],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        if proc.returncode != 0:
-            report["backends"][backend] = {"error": f"worker exited with {proc.returncode}"}
-            print(f"{backend}: worker failed ({proc.returncode})", file=sys.stderr)
-            continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        report["backends"][backend] = r
+    for backend, r in run_workers(__file__, argv, args.backends, report):
         steps = ", ".join(f"{k} {v:.1f} ms" for k, v in r["step_ms"].items())
         firsts = ", ".join(f"{k} {v:.2f} s" for k, v in r["first_step_s"].items())
         extra = (
@@ -127,10 +114,7 @@ def main(argv=None) -> int:
             f"{backend}: step {steps} (LODESchedule vs cosine "
             f"{r['lode_vs_cosine_percent']:+.1f}%); first step {firsts}{extra}"
         )
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_report(report, args.output)
     return 0
 
 

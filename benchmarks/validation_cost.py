@@ -23,10 +23,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _backends import run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "validation_cost.json"
 
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-per-point", type=int, default=47)
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--output", default=str(RESULTS))
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(_worker(args)))
@@ -108,20 +109,7 @@ def main(argv=None) -> int:
         },
         "backends": {},
     }
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run(
-            [sys.executable, __file__, *argv, "--worker"],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        if proc.returncode != 0:
-            report["backends"][backend] = {"error": f"worker exited with {proc.returncode}"}
-            print(f"{backend}: worker failed ({proc.returncode})", file=sys.stderr)
-            continue
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        report["backends"][backend] = result
+    for backend, result in run_workers(__file__, argv, args.backends, report):
         print(
             f"{backend}: train step {result['train_step_ms']:.1f} ms, "
             f"{args.steps_per_point}-step interval {result['interval_ms']:.0f} ms"
@@ -133,10 +121,7 @@ def main(argv=None) -> int:
                 f"{row['measure_ms']:7.1f} ms = {row['share_of_interval_percent']:5.2f}% "
                 f"of the interval{mark}"
             )
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_report(report, args.output)
     return 0
 
 

@@ -1,0 +1,48 @@
+"""Shared by the benchmark scripts: one worker process per Keras backend, one JSON report.
+
+Keras fixes its backend at import, so a script that compares backends runs itself once per
+backend with `--worker BACKEND` (and `KERAS_BACKEND` set); the worker prints its result as
+one JSON line, last on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def run_workers(script: str, argv: list[str], backends: str, report: dict) -> Iterator:
+    """Runs `script argv --worker B` for each backend B of the comma list `backends`.
+
+    Stores each worker's result (or `{"error": ...}` if it failed, which is also printed)
+    in `report["backends"][B]`, and yields `(B, result)` for the ones that succeeded.
+    """
+    report.setdefault("backends", {})
+    for backend in [b.strip() for b in backends.split(",") if b.strip()]:
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        proc = subprocess.run(
+            [sys.executable, script, *argv, "--worker", backend],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if proc.returncode != 0:
+            report["backends"][backend] = {"error": f"worker exited with {proc.returncode}"}
+            print(f"{backend}: worker failed ({proc.returncode})", file=sys.stderr)
+            continue
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        report["backends"][backend] = result
+        yield backend, result
+
+
+def write_report(report: dict, output: str | os.PathLike) -> Path:
+    """Writes `report` as indented JSON to `output` (parents created) and says where."""
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
