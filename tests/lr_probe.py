@@ -6,7 +6,29 @@ far target), so each step's LR is the weight update itself.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+
+
+def probe_model(optimizer_name, lr, kernel=1.0):
+    """The one-weight model `applied_lr` reads: `y = kernel * x`, MAE, no bias.
+
+    `optimizer_name` is "sgd", "adam" or "adamw" (weight decay 0.5); `lr` is a float or a
+    schedule. Epsilon 1e-12 makes Adam's step exactly lr for a constant unit gradient.
+    """
+    inp = keras.Input((1,))
+    out = keras.layers.Dense(
+        1, use_bias=False, kernel_initializer=keras.initializers.Constant(kernel)
+    )(inp)
+    model = keras.Model(inp, out)
+    if optimizer_name == "sgd":
+        opt = keras.optimizers.SGD(lr)
+    elif optimizer_name == "adam":
+        opt = keras.optimizers.Adam(lr, epsilon=1e-12)
+    else:
+        opt = keras.optimizers.AdamW(lr, weight_decay=0.5, epsilon=1e-12)
+    model.compile(optimizer=opt, loss="mean_absolute_error")
+    return model
 
 
 def applied_lr(weights, optimizer_name):

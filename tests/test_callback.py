@@ -15,7 +15,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from lr_probe import applied_lr, count_traces
+from lr_probe import applied_lr, count_traces, probe_model
 
 from keras_lode.callback import LODECallback
 from keras_lode.lode_schedule import LODESchedule
@@ -74,19 +74,7 @@ def _expected_schedule(table, steps):
 
 def _build(optimizer_name, lr, kernel=1.0):
     keras.utils.set_random_seed(0)
-    inp = keras.Input((1,))
-    out = keras.layers.Dense(
-        1, use_bias=False, kernel_initializer=keras.initializers.Constant(kernel)
-    )(inp)
-    model = keras.Model(inp, out)
-    if optimizer_name == "sgd":
-        opt = keras.optimizers.SGD(lr)
-    elif optimizer_name == "adam":
-        opt = keras.optimizers.Adam(lr, epsilon=1e-12)
-    else:
-        opt = keras.optimizers.AdamW(lr, weight_decay=0.5, epsilon=1e-12)
-    model.compile(optimizer=opt, loss="mean_absolute_error")
-    return model
+    return probe_model(optimizer_name, lr, kernel)
 
 
 def _data():

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 from lr_probe import applied_lr, count_traces
+from lr_probe import probe_model as _build
 
 from keras_lode.lode_schedule import LODESchedule
 
@@ -29,22 +30,6 @@ def _expected(table, steps, spe=SPE, p=P):
     i1 = np.minimum(i0 + 1, len(table) - 1)
     w = u - i0
     return np.asarray(table)[i0] * (1 - w) + np.asarray(table)[i1] * w
-
-
-def _build(optimizer_name, schedule, kernel=1.0):
-    inp = keras.Input((1,))
-    out = keras.layers.Dense(
-        1, use_bias=False, kernel_initializer=keras.initializers.Constant(kernel)
-    )(inp)
-    model = keras.Model(inp, out)
-    if optimizer_name == "sgd":
-        opt = keras.optimizers.SGD(schedule)
-    elif optimizer_name == "adam":
-        opt = keras.optimizers.Adam(schedule, epsilon=1e-12)
-    else:
-        opt = keras.optimizers.AdamW(schedule, weight_decay=0.5, epsilon=1e-12)
-    model.compile(optimizer=opt, loss="mean_absolute_error")
-    return model
 
 
 def _data(n):
