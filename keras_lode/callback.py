@@ -8,7 +8,8 @@ very next training step uses it:
 
 - optimizer built with a `LODESchedule`: the schedule's plan table is replaced
   (`LODESchedule.set_plan`); the compiled train step reads it live (see
-  `keras_lode.lode_schedule` for how, per backend), so nothing is retraced.
+  `keras_lode.lode_schedule` for how, per backend; on JAX the callback carries the
+  plan in the optimizer's train state during the fit), so nothing is retraced.
 - optimizer built with a float LR: the callback assigns the optimizer's LR variable
   through `self.model.optimizer` at every log point (piecewise constant per interval).
 
@@ -271,7 +272,16 @@ class LODECallback(LogPointObserver):
                 if replaced and keras.backend.backend() == "tensorflow":
                     # A train function traced in an earlier fit read the old variables.
                     self.model.make_train_function(force=True)
+                if keras.backend.backend() == "jax":
+                    # The plan rides in the optimizer's train state for this fit (see
+                    # keras_lode.lode_schedule); detached at the end of the fit.
+                    self.schedule._attach(self.model.optimizer)
             elif self._dirty and next_point < self.total_points:
+                if keras.backend.backend() == "jax":
+                    # Sync the train state to the variables first (the `model` property
+                    # does): the assignment below then reaches the next step, and no
+                    # later sync overwrites it with the state's old plan.
+                    self.model  # noqa: B018
                 self.schedule.set_plan(self._table[next_point:], start=next_point)
             self._applied = True
             self._dirty = False
@@ -478,6 +488,8 @@ class LODECallback(LogPointObserver):
             )
 
     def on_train_end(self, logs=None):
+        if getattr(self, "schedule", None) is not None:
+            self.schedule._detach()
         self._save_state(finished=True)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -347,3 +348,94 @@ def test_verbose_lines_and_plots(tmp_path, capsys):
     assert len(lines) == 3 and lines[0].startswith("Epoch 1.50: LODE plan at point 2/8")
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["plan_00002.png", "plan_00004.png", "plan_00006.png"]
+
+
+class _SaveAt(keras.callbacks.Callback):
+    """Saves the whole model (optimizer included) after a given batch of a given epoch."""
+
+    def __init__(self, path, epoch, batch):
+        super().__init__()
+        self.path, self.epoch, self.batch, self.now = path, epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.now = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.now, batch) == (self.epoch, self.batch):
+            self.model.save(self.path)
+            optimizer = self.model.optimizer
+            self.plan = getattr(optimizer, "inner_optimizer", optimizer)._learning_rate.plan
+            self.iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+
+@pytest.fixture(params=["float32", "mixed_float16"])
+def dtype_policy(request):
+    # mixed_float16 wraps the optimizer in a LossScaleOptimizer, which saves its inner
+    # optimizer's variables with its own.
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(request.param)
+    yield request.param
+    keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("saver_first", [True, False])
+def test_model_saved_mid_fit_loads_with_its_optimizer_state(tmp_path, saver_first, dtype_policy):
+    # On JAX the callback adds the plan to the optimizer's variables during the fit; the
+    # saved optimizer must still match a freshly built one, or Keras skips (with only a
+    # warning) loading all of its state: step count and Adam's moments.
+    model = _build("adam", LODESchedule(initial_learning_rate=0.1))
+    if dtype_policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    model.optimizer.build(model.trainable_variables)
+    n_variables = len(model.optimizer.variables)  # iterations, momentum, velocity (+ scale)
+    cb = _callback()
+    # After step 10: the replan at point 2 is applied; point 4 ends here, its replan
+    # comes at the next batch begin.
+    saver = _SaveAt(tmp_path / "mid.keras", epoch=2, batch=1)
+    x, y = _data()
+    callbacks = [saver, cb] if saver_first else [cb, saver]
+    model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks)
+    assert len(model.optimizer.variables) == n_variables  # detached at the end of the fit
+    assert saver.iterations == 2 * SPE + 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Skipping variable loading for optimizer ..."
+        loaded = keras.saving.load_model(tmp_path / "mid.keras")
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == saver.iterations
+    inner = getattr(loaded.optimizer, "inner_optimizer", loaded.optimizer)
+    np.testing.assert_allclose(inner._learning_rate.plan, saver.plan, rtol=1e-12)
+    np.testing.assert_allclose(saver.plan, _halving_table(skip=(4, 6)), rtol=1e-6)
+    moments = [
+        keras.ops.convert_to_numpy(v)
+        for v in loaded.optimizer.variables
+        if "momentum" in v.path or "velocity" in v.path
+    ]
+    assert moments and all(np.any(m != 0) for m in moments)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX carries the plan in state")
+def test_jax_fit_with_callback_makes_no_host_lookups():
+    schedule = LODESchedule(initial_learning_rate=0.1)
+    traced = []  # the host lookup is built into a trace: count those builds
+    plain = schedule._jax_host_lookup
+
+    def counting(step):
+        traced.append(step)
+        return plain(step)
+
+    schedule._jax_host_lookup = counting
+    model = _build("adamw", schedule)
+    weights = _Weights()
+    cb = _callback()
+    x, y = _data()
+    model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[weights, cb])
+    assert traced == []
+    applied = applied_lr(weights.values, "adamw")
+    np.testing.assert_allclose(
+        applied, _expected_schedule(_halving_table(), np.arange(EPOCHS * SPE)), rtol=2e-4
+    )
+    # Without the callback the same schedule still follows a replan, through the host.
+    schedule.set_plan([0.01] * K)
+    weights = _Weights()
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[weights])
+    assert traced and all(t is traced[0] for t in traced)  # one trace, one step tracer
+    np.testing.assert_allclose(applied_lr(weights.values, "adamw"), 0.01, rtol=2e-4)
