@@ -39,6 +39,24 @@ def run_workers(script: str, argv: list[str], backends: str, report: dict) -> It
         yield backend, result
 
 
+def machine_info() -> dict:
+    """Where a benchmark ran: platform, CPU count, load, and the GPUs `nvidia-smi` lists."""
+    import platform
+    import shutil
+
+    gpus = []
+    if shutil.which("nvidia-smi"):
+        proc = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, text=True)
+        gpus = [line for line in proc.stdout.splitlines() if line.strip()]
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg(),
+        "gpus": gpus,
+        "note": "timings are noisy on shared machines: read the per-round ratios",
+    }
+
+
 def write_report(report: dict, output: str | os.PathLike) -> Path:
     """Writes `report` as indented JSON to `output` (parents created) and says where."""
     out = Path(output)

@@ -32,14 +32,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from _backends import run_workers, write_report
+from _backends import machine_info, run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 ARMS = ("baseline", "lode", "same_path")
@@ -272,12 +270,7 @@ def main(argv=None) -> int:
     report = {
         "command": "python benchmarks/overhead.py " + " ".join(argv or sys.argv[1:]),
         "config": config,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_avg_at_start": os.getloadavg(),
-            "note": "shared 2-core machine; timings are noisy: read the per-round ratios",
-        },
+        "machine": machine_info(),
         "backends": {},
     }
     child_argv = list(argv if argv is not None else sys.argv[1:])

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from _backends import run_workers, write_report
+from _backends import machine_info, run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "validation_cost.json"
 
@@ -102,11 +100,7 @@ def main(argv=None) -> int:
     report = {
         "command": "python benchmarks/validation_cost.py " + " ".join(argv),
         "config": {k: v for k, v in vars(args).items() if k not in ("worker", "output")},
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_avg_at_start": os.getloadavg(),
-        },
+        "machine": machine_info(),
         "backends": {},
     }
     for backend, result in run_workers(__file__, argv, args.backends, report):
