@@ -1,17 +1,22 @@
 """What does `LODESchedule` cost per training step, against a float LR and `CosineDecay`?
 
-For each backend (one process each), the Fashion-MNIST CNN with AdamW (weight decay, so the
-optimizer evaluates the schedule once per decayed variable) is compiled with each LR kind:
+For each backend (one process each), the Fashion-MNIST CNN (`--model cnn`) or a small MLP
+(`--model mlp`: 32 -> 64 -> 64 -> 10, a ~1-ms step on CPU, where per-step costs show as on a
+GPU) with AdamW (weight decay, so the optimizer asks for the LR once per decayed variable and
+once for the update) is compiled with each LR kind:
 
 - the first `train_on_batch` in a fresh model (trace + compile; one fresh process per
   backend, so the figures of later arms share warm caches: compare within a row);
 - the median per-step time of `train_on_batch` over `--rounds` rounds of `--steps` steps,
   the arms interleaved;
-- on JAX, the number of host lookups `LODESchedule` makes per step.
+- on JAX, the number of host lookups `LODESchedule` makes per step; elsewhere, the number of
+  times it evaluates its table per step (eager torch) or in all traces (TensorFlow).
 
 It asserts nothing; results go to `benchmarks/results/schedule_step.json`.
 
     python benchmarks/schedule_step.py --backends tensorflow,jax,torch
+    python benchmarks/schedule_step.py --model mlp \
+        --output benchmarks/results/schedule_step_mlp.json
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from _backends import run_workers, write_report
+from _backends import machine_info, run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "schedule_step.json"
 KINDS = ("float", "cosine", "lode")
@@ -37,9 +42,27 @@ def _worker(args) -> dict:
     from keras_lode.tasks.cnn import build_cnn
 
     rng = np.random.default_rng(0)
-    x = rng.random((128, 28, 28, 1), dtype=np.float32)
+    if args.model == "cnn":
+        x = rng.random((128, 28, 28, 1), dtype=np.float32)
+
+        def build():
+            return build_cnn(seed=0)
+    else:
+        x = rng.random((128, 32), dtype=np.float32)
+
+        def build():
+            return keras.Sequential(
+                [
+                    keras.Input((32,)),
+                    keras.layers.Dense(64, activation="relu"),
+                    keras.layers.Dense(64, activation="relu"),
+                    keras.layers.Dense(10, activation="softmax"),
+                ]
+            )
+
     y = rng.integers(0, 10, 128)
     lookups = [0]
+    evaluations = [0]
 
     def make(kind):
         if kind == "float":
@@ -54,12 +77,19 @@ def _worker(args) -> dict:
             return plain(step)
 
         schedule.lr_at = counting  # JAX reads the plan through lr_at on the host
+        interpolate = schedule._interpolate
+
+        def counting_evaluations(*a):
+            evaluations[0] += 1
+            return interpolate(*a)
+
+        schedule._interpolate = counting_evaluations
         return schedule
 
     models, first = {}, {}
     for kind in KINDS:
         keras.utils.set_random_seed(0)
-        model = build_cnn(seed=0)
+        model = build()
         model.compile(
             optimizer=keras.optimizers.AdamW(make(kind), weight_decay=1e-2),
             loss="sparse_categorical_crossentropy",
@@ -73,12 +103,14 @@ def _worker(args) -> dict:
         for kind, model in models.items():
             if kind == "lode":
                 lookups[0] = 0
+                evaluations_before = evaluations[0]
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 model.train_on_batch(x, y)
             times[kind].append(1e3 * (time.perf_counter() - t0) / args.steps)
             if kind == "lode":
                 per_step = lookups[0] / args.steps
+                evaluations_per_step = (evaluations[0] - evaluations_before) / args.steps
     step_ms = {kind: statistics.median(v) for kind, v in times.items()}
     return {
         "backend": keras.backend.backend(),
@@ -86,12 +118,15 @@ def _worker(args) -> dict:
         "step_ms": step_ms,
         "lode_vs_cosine_percent": 100 * (step_ms["lode"] / step_ms["cosine"] - 1),
         "host_lookups_per_step": per_step if keras.backend.backend() == "jax" else None,
+        "table_evaluations_per_step": evaluations_per_step,
+        "table_evaluations_in_all": evaluations[0],
     }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backends", default="tensorflow,jax,torch")
+    ap.add_argument("--model", choices=("cnn", "mlp"), default="cnn")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--output", default=str(RESULTS))
@@ -101,14 +136,19 @@ def main(argv=None) -> int:
         print(json.dumps(_worker(args)))
         return 0
     argv = list(argv if argv is not None else sys.argv[1:])
-    report = {"command": "python benchmarks/schedule_step.py " + " ".join(argv), "backends": {}}
+    report = {
+        "command": "python benchmarks/schedule_step.py " + " ".join(argv),
+        "machine": machine_info(),
+        "backends": {},
+    }
     for backend, r in run_workers(__file__, argv, args.backends, report):
         steps = ", ".join(f"{k} {v:.1f} ms" for k, v in r["step_ms"].items())
         firsts = ", ".join(f"{k} {v:.2f} s" for k, v in r["first_step_s"].items())
         extra = (
             f"; {r['host_lookups_per_step']:.0f} host lookup(s) per step"
             if r["host_lookups_per_step"] is not None
-            else ""
+            else f"; table evaluated {r['table_evaluations_per_step']:.1f} times per step, "
+            f"{r['table_evaluations_in_all']} in all"
         )
         print(
             f"{backend}: step {steps} (LODESchedule vs cosine "

@@ -191,3 +191,37 @@ def test_jax_reads_the_host_table_once_per_step():
     x, y = np.ones((6, 2), "float32"), np.ones((6, 1), "float32")
     model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0)
     assert lookups == [0, 1, 2]  # 6 variables decayed, one lookup per step
+
+
+def test_one_evaluation_per_step_and_still_the_right_lr():
+    # AdamW asks for the LR once per weight-decayed variable and once for the update. The
+    # schedule evaluates its table once per step (torch) or once per trace (TensorFlow,
+    # JAX), reusing the result for the step's other calls.
+    schedule = LODESchedule([0.1, 0.05, 0.02], steps_per_epoch=3, points_per_epoch=3)
+    evaluations = []
+    plain = schedule._interpolate
+
+    def counting(step, table, pps):
+        evaluations.append(step)
+        return plain(step, table, pps)
+
+    schedule._interpolate = counting
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(4), keras.layers.Dense(3), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.1), loss="mse")
+    traces = count_traces(model)
+    x, y = np.ones((6, 2), "float32"), np.ones((6, 1), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    if keras.backend.backend() == "torch":
+        assert len(evaluations) == 3  # eager: one per step
+    elif keras.backend.backend() == "jax":
+        assert evaluations == []  # no callback attached the plan: the host lookup serves it
+    else:
+        assert 1 <= len(evaluations) == traces["n"] <= 2  # one per trace
+    # Reuse never crosses a replan: the next evaluation at the same step sees the new plan.
+    step = keras.Variable(1, dtype="int32", trainable=False)
+    before = float(keras.ops.convert_to_numpy(schedule(step)))
+    schedule.set_plan([0.3, 0.3, 0.3])
+    after = float(keras.ops.convert_to_numpy(schedule(step)))
+    assert before == pytest.approx(0.05) and after == pytest.approx(0.3)
