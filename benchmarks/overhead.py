@@ -122,6 +122,8 @@ def _worker(args) -> dict:
             metrics=["accuracy"],
         )
         clock = EpochClock()  # every arm, last: the same (tiny) cost in each
+        if args.gc_off:
+            gc.disable()
         t0 = time.perf_counter()
         model.fit(
             x_train,
@@ -133,6 +135,7 @@ def _worker(args) -> dict:
             callbacks=[*callbacks, clock],
         )
         wall = time.perf_counter() - t0
+        gc.enable()
         # After the first epoch: without the one-time costs (compiling the train and the
         # validation-predict functions, the first planning call), which weigh on short fits.
         out = {"wall_s": wall, "after_first_epoch_s": clock.ends[-1] - clock.ends[0]}
@@ -269,6 +272,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="feed batches in order (a check: TensorFlow's intermittent multi-second "
         "stalls on this machine happen with and without shuffling)",
+    )
+    parser.add_argument(
+        "--gc-off",
+        action="store_true",
+        help="disable Python's garbage collector during each timed fit (a check: are the "
+        "intermittent multi-second stalls collections?)",
     )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument(
