@@ -280,7 +280,8 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
         if backend == "torch":
             import torch
 
-            if isinstance(value, torch.Tensor):
+            # Not while torch.compile traces (jit_compile=True): there the graph is built once.
+            if isinstance(value, torch.Tensor) and not torch.compiler.is_compiling():
                 return (value, value._version)
         return None
 

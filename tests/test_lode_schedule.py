@@ -225,3 +225,23 @@ def test_one_evaluation_per_step_and_still_the_right_lr():
     schedule.set_plan([0.3, 0.3, 0.3])
     after = float(keras.ops.convert_to_numpy(schedule(step)))
     assert before == pytest.approx(0.05) and after == pytest.approx(0.3)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch.compile is torch's")
+def test_torch_compiled_train_step_follows_plan_and_replan():
+    # jit_compile=True on torch traces the train step with torch.compile; the per-step
+    # result cache stays out of that trace, and a replan still reaches the next step.
+    schedule = LODESchedule(TABLE[:4], steps_per_epoch=SPE, points_per_epoch=P)
+    model = _build("adamw", schedule)
+    model.compile(optimizer=model.optimizer, loss="mean_absolute_error", jit_compile=True)
+    assert model.jit_compile
+
+    def replan(step):
+        if step == 4:
+            schedule.set_plan([0.05, 0.05], start=2)
+
+    rec = _Weights(hook=replan)
+    x, y = _data(SPE * 2)
+    model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0, callbacks=[rec])
+    expected = _expected([0.1, 0.2, 0.05, 0.05], np.arange(2 * SPE))
+    np.testing.assert_allclose(applied_lr(rec.values, "adamw"), expected, rtol=2e-4)
