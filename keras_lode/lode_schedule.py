@@ -24,6 +24,7 @@ restores an optimizer that continues with the same learning rate.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import keras
@@ -31,6 +32,7 @@ import numpy as np
 from keras import ops
 
 _PACKAGE = "keras_lode"
+logger = logging.getLogger(__name__)
 
 
 def _positive_int(name: str, value) -> int:
@@ -386,6 +388,14 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
         import jax
         import jax.numpy as jnp
         from jax.experimental import io_callback
+
+        if not getattr(self, "_told_host_lookup", False):
+            self._told_host_lookup = True
+            logger.info(
+                "LODESchedule on JAX without LODECallback: the plan is read on the host at "
+                "every step (one host round trip per step; slow on accelerators). "
+                "LODECallback carries it in the train state instead."
+            )
 
         def lookup(s):
             # Reads the host table at run time, so a replan reaches the next step.
