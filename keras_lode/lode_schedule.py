@@ -16,7 +16,7 @@ uses it on every backend, without retracing the compiled train step:
   schedule's config), so a checkpoint written mid-fit loads into a fresh optimizer.
   Without the callback (or under a `keras.distribution`), the schedule reads the plan
   on the host through `jax.experimental.io_callback`: one scalar round trip per step,
-  slower (several % of a small CNN's step on CPU) but still live.
+  still live but slower (1-3% of the Fashion-MNIST CNN's step on CPU, 34-55% on an H200).
 
 The plan is part of `get_config`, so `model.save` -> `keras.saving.load_model`
 restores an optimizer that continues with the same learning rate.
