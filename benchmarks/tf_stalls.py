@@ -8,8 +8,9 @@ sampling profiler would) during the fits.
 
     python benchmarks/tf_stalls.py --fits 8
     python benchmarks/tf_stalls.py --fits 8 --sampler
+    python benchmarks/tf_stalls.py --fits 8 --plain-dataset
 
-It asserts nothing; results go to `benchmarks/results/tf_stalls[_sampler].json`.
+It asserts nothing; results go to `benchmarks/results/tf_stalls[_sampler][_plain_dataset].json`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fits", type=int, default=8)
     ap.add_argument("--sampler", action="store_true")
+    ap.add_argument(
+        "--plain-dataset",
+        action="store_true",
+        help="feed a tf.data.Dataset of batches, no shuffle and no prefetch",
+    )
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
 
@@ -47,6 +53,11 @@ def main(argv=None) -> int:
     (x, y), _ = load_fashion_mnist()
     x = (x[:12000].astype("float32") / 255.0)[..., None]
     y = y[:12000].astype("int64")
+
+    if args.plain_dataset:
+        import tensorflow as tf
+
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(128)
 
     if args.sampler:
         main_id = threading.main_thread().ident
@@ -84,7 +95,10 @@ def main(argv=None) -> int:
         timer = EpochTimes()
         faults = _major_faults()
         t0 = time.perf_counter()
-        model.fit(x, y, batch_size=128, epochs=2, verbose=0, callbacks=[timer])
+        if args.plain_dataset:
+            model.fit(data, epochs=2, verbose=0, callbacks=[timer])
+        else:
+            model.fit(x, y, batch_size=128, epochs=2, verbose=0, callbacks=[timer])
         wall = time.perf_counter() - t0
         fits.append(
             {"wall_s": wall, "epoch_s": timer.times, "major_faults": _major_faults() - faults}
@@ -98,13 +112,18 @@ def main(argv=None) -> int:
     fastest = min(f["wall_s"] for f in fits)
     stalled = sum(f["wall_s"] > 1.3 * fastest for f in fits)
     print(f"{stalled} of {len(fits)} fits stalled (> 1.3 x the fastest, {fastest:.2f} s)")
-    name = "tf_stalls_sampler.json" if args.sampler else "tf_stalls.json"
-    out = args.output or Path(__file__).resolve().parent / "results" / name
+    name = (
+        "tf_stalls"
+        + ("_sampler" if args.sampler else "")
+        + ("_plain_dataset" if args.plain_dataset else "")
+    )
+    out = args.output or Path(__file__).resolve().parent / "results" / f"{name}.json"
     write_report(
         {
             "command": "python benchmarks/tf_stalls.py " + " ".join(argv or sys.argv[1:]),
             "machine": machine_info(),
             "sampler": args.sampler,
+            "plain_dataset": args.plain_dataset,
             "fits": fits,
             "stalled": stalled,
         },
