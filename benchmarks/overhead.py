@@ -72,6 +72,10 @@ def _worker(args) -> dict:
     )
 
     path = {}
+    if args.plain_dataset:
+        import tensorflow as tf
+
+        data = tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(args.batch_size)
 
     class EpochClock(keras.callbacks.Callback):
         """Wall clock at each epoch end (on JAX, epoch end waits for the epoch's steps)."""
@@ -125,15 +129,18 @@ def _worker(args) -> dict:
         if args.gc_off:
             gc.disable()
         t0 = time.perf_counter()
-        model.fit(
-            x_train,
-            y_train,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            shuffle=not args.no_shuffle,
-            verbose=0,
-            callbacks=[*callbacks, clock],
-        )
+        if args.plain_dataset:
+            model.fit(data, epochs=args.epochs, verbose=0, callbacks=[*callbacks, clock])
+        else:
+            model.fit(
+                x_train,
+                y_train,
+                batch_size=args.batch_size,
+                epochs=args.epochs,
+                shuffle=not args.no_shuffle,
+                verbose=0,
+                callbacks=[*callbacks, clock],
+            )
         wall = time.perf_counter() - t0
         gc.enable()
         # After the first epoch: without the one-time costs (compiling the train and the
@@ -272,6 +279,13 @@ def main(argv=None) -> int:
         action="store_true",
         help="feed batches in order (a check: TensorFlow's intermittent multi-second "
         "stalls on this machine happen with and without shuffling)",
+    )
+    parser.add_argument(
+        "--plain-dataset",
+        action="store_true",
+        help="feed every arm a pre-batched tf.data.Dataset (no shuffle, no prefetch) instead "
+        "of NumPy arrays: on this machine TensorFlow's ~2.5-s stalls come with Keras's NumPy "
+        "input pipeline (benchmarks/tf_stalls.py); any backend (tf.data needs TensorFlow)",
     )
     parser.add_argument(
         "--gc-off",
