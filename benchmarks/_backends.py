@@ -57,6 +57,33 @@ def machine_info() -> dict:
     }
 
 
+def report_header(script: str, argv: list[str] | None, **fields) -> dict:
+    """The start of a benchmark's JSON report: the command that ran, the machine, `fields`.
+
+    `argv` is the script's arguments (None: `sys.argv[1:]`).
+    """
+    args = list(argv if argv is not None else sys.argv[1:])
+    return {
+        "command": f"python benchmarks/{Path(script).name} " + " ".join(args),
+        "machine": machine_info(),
+        **fields,
+    }
+
+
+def paper_lode(points_per_epoch: int, horizon: int):
+    """A random NumPy LODE of the paper's sizes (hidden 20, latent 20), LRs 1e-4..1e-2, seed 0."""
+    from keras_lode.ode import random_model
+
+    return random_model(
+        seed=0,
+        hidden=20,
+        latent=20,
+        points_per_epoch=points_per_epoch,
+        horizon=horizon,
+        lr_range=(1e-4, 1e-2),
+    )
+
+
 def write_report(report: dict, output: str | os.PathLike) -> Path:
     """Writes `report` as indented JSON to `output` (parents created) and says where."""
     out = Path(output)

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from _backends import machine_info, write_report
+from _backends import paper_lode, report_header, write_report
 
 KINDS = ("none", "sync", "tracker", "predict", "all", "lode")
 
@@ -52,7 +52,6 @@ def main(argv=None) -> int:
 
     from keras_lode.callback import LODECallback
     from keras_lode.lode_schedule import LODESchedule
-    from keras_lode.ode import random_model
 
     rng = np.random.default_rng(0)
     if args.model == "cnn":
@@ -83,14 +82,7 @@ def main(argv=None) -> int:
     steps = -(-len(x_train) // 128)
     every = max(steps // args.points_per_epoch, 1)
     total = args.epochs * args.points_per_epoch
-    lode = random_model(
-        seed=0,
-        hidden=20,
-        latent=20,
-        points_per_epoch=args.points_per_epoch,
-        horizon=total,
-        lr_range=(1e-4, 1e-2),
-    )
+    lode = paper_lode(args.points_per_epoch, total)
 
     class Probe(keras.callbacks.Callback):
         def __init__(self, kind):
@@ -157,15 +149,15 @@ def main(argv=None) -> int:
         f"{backend} {args.model}: extra wall time vs no probe (median of {args.rounds}): "
         + ", ".join(f"{k} {v:+.1f}%" for k, v in extra.items() if k != "none")
     )
-    report = {
-        "command": "python benchmarks/log_point_cost.py " + " ".join(argv or sys.argv[1:]),
-        "backend": backend,
-        "machine": machine_info(),
-        "config": vars(args),
-        "log_points_per_fit": total,
-        "walls_s": walls,
-        "median_extra_percent": extra,
-    }
+    report = report_header(
+        __file__,
+        argv,
+        backend=backend,
+        config=vars(args),
+        log_points_per_fit=total,
+        walls_s=walls,
+        median_extra_percent=extra,
+    )
     out = args.output or (
         Path(__file__).resolve().parent / "results" / f"log_point_cost_{backend}_{args.model}.json"
     )

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from _backends import machine_info, run_workers, write_report
+from _backends import paper_lode, report_header, run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 ARMS = ("baseline", "lode", "same_path")
@@ -49,7 +49,6 @@ def _worker(args) -> dict:
 
     from keras_lode.callback import LODECallback
     from keras_lode.lode_schedule import LODESchedule
-    from keras_lode.ode import random_model
     from keras_lode.tasks.cnn import build_cnn
     from keras_lode.tasks.data import load_fashion_mnist
 
@@ -62,14 +61,7 @@ def _worker(args) -> dict:
     x_val, y_val = x[val], y[val].astype("int64")
     steps = -(-args.train // args.batch_size)
     total_points = args.epochs * args.points_per_epoch
-    lode = random_model(
-        seed=0,
-        hidden=20,
-        latent=20,
-        points_per_epoch=args.points_per_epoch,
-        horizon=total_points,
-        lr_range=(1e-4, 1e-2),
-    )
+    lode = paper_lode(args.points_per_epoch, total_points)
 
     path = {}
     if args.plain_dataset:
@@ -327,12 +319,7 @@ def main(argv=None) -> int:
         return 0
 
     config = {k: v for k, v in vars(args).items() if k not in ("worker", "output", "backends")}
-    report = {
-        "command": "python benchmarks/overhead.py " + " ".join(argv or sys.argv[1:]),
-        "config": config,
-        "machine": machine_info(),
-        "backends": {},
-    }
+    report = report_header(__file__, argv, config=config, backends={})
     child_argv = list(argv if argv is not None else sys.argv[1:])
     for backend, result in run_workers(__file__, child_argv, args.backends, report):
         _print_summary(backend, result)

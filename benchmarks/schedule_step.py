@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from _backends import machine_info, run_workers, write_report
+from _backends import report_header, run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "schedule_step.json"
 KINDS = ("float", "cosine", "lode")
@@ -136,11 +136,7 @@ def main(argv=None) -> int:
         print(json.dumps(_worker(args)))
         return 0
     argv = list(argv if argv is not None else sys.argv[1:])
-    report = {
-        "command": "python benchmarks/schedule_step.py " + " ".join(argv),
-        "machine": machine_info(),
-        "backends": {},
-    }
+    report = report_header(__file__, argv, backends={})
     for backend, r in run_workers(__file__, argv, args.backends, report):
         steps = ", ".join(f"{k} {v:.1f} ms" for k, v in r["step_ms"].items())
         firsts = ", ".join(f"{k} {v:.2f} s" for k, v in r["first_step_s"].items())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
-from _backends import machine_info, write_report  # noqa: E402
+from _backends import report_header, write_report  # noqa: E402
 
 
 def _major_faults() -> int:
@@ -119,14 +119,14 @@ def main(argv=None) -> int:
     )
     out = args.output or Path(__file__).resolve().parent / "results" / f"{name}.json"
     write_report(
-        {
-            "command": "python benchmarks/tf_stalls.py " + " ".join(argv or sys.argv[1:]),
-            "machine": machine_info(),
-            "sampler": args.sampler,
-            "plain_dataset": args.plain_dataset,
-            "fits": fits,
-            "stalled": stalled,
-        },
+        report_header(
+            __file__,
+            argv,
+            sampler=args.sampler,
+            plain_dataset=args.plain_dataset,
+            fits=fits,
+            stalled=stalled,
+        ),
         out,
     )
     return 0

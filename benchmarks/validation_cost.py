@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from _backends import machine_info, run_workers, write_report
+from _backends import report_header, run_workers, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "validation_cost.json"
 
@@ -97,12 +97,12 @@ def main(argv=None) -> int:
         return 0
 
     argv = list(argv if argv is not None else sys.argv[1:])
-    report = {
-        "command": "python benchmarks/validation_cost.py " + " ".join(argv),
-        "config": {k: v for k, v in vars(args).items() if k not in ("worker", "output")},
-        "machine": machine_info(),
-        "backends": {},
-    }
+    report = report_header(
+        __file__,
+        argv,
+        config={k: v for k, v in vars(args).items() if k not in ("worker", "output")},
+        backends={},
+    )
     for backend, result in run_workers(__file__, argv, args.backends, report):
         print(
             f"{backend}: train step {result['train_step_ms']:.1f} ms, "
