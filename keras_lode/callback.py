@@ -275,7 +275,15 @@ class LODECallback(LogPointObserver):
                 if keras.backend.backend() == "jax":
                     # The plan rides in the optimizer's train state for this fit (see
                     # keras_lode.lode_schedule); detached at the end of the fit.
-                    self.schedule._attach(self.model.optimizer)
+                    try:
+                        self.schedule._attach(self.model.optimizer)
+                    except Exception as e:  # an optimizer unlike Keras's own
+                        warnings.warn(
+                            "LODECallback: could not carry the plan in the optimizer's state "
+                            f"({type(e).__name__}: {e}); the schedule reads it on the host at "
+                            "every step instead (slower, same learning rates).",
+                            stacklevel=2,
+                        )
             elif self._dirty and next_point < self.total_points:
                 if keras.backend.backend() == "jax":
                     # Sync the train state to the variables first (the `model` property

@@ -362,7 +362,13 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
 
             return call
 
-        track()
+        try:
+            track()
+        except Exception:
+            for v in variables:  # leave the optimizer as it was
+                if any(v is w for w in owner.variables):
+                    owner._untrack_variable(v)
+            raise
         wrapped = [optimizer] if owner is optimizer else [optimizer, owner]
         for obj in wrapped:
             for name in ("save_own_variables", "load_own_variables"):

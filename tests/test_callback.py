@@ -439,3 +439,41 @@ def test_jax_fit_with_callback_makes_no_host_lookups():
     model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[weights])
     assert traced and all(t is traced[0] for t in traced)  # one trace, one step tracer
     np.testing.assert_allclose(applied_lr(weights.values, "adamw"), 0.01, rtol=2e-4)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX carries the plan in state")
+def test_jax_attach_failure_falls_back_to_the_host_lookup():
+    # An optimizer that refuses new variables: the fit goes on, warns, and still follows
+    # the plan (through the host lookup), with the optimizer's variables untouched.
+    model = _build("adam", LODESchedule(initial_learning_rate=0.1))
+    model.optimizer.build(model.trainable_variables)
+    before = list(model.optimizer.variables)
+    calls = {"n": 0}
+    plain = model.optimizer._track_variable
+
+    def refuse_second(variable):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("no more variables")
+        return plain(variable)
+
+    model.optimizer._track_variable = refuse_second
+    weights = _Weights()
+    x, y = _data()
+    with pytest.warns(UserWarning, match="could not carry the plan.*no more variables"):
+        model.fit(
+            x,
+            y,
+            batch_size=2,
+            epochs=EPOCHS,
+            shuffle=False,
+            verbose=0,
+            callbacks=[weights, _callback()],
+        )
+    after = model.optimizer.variables
+    assert len(after) == len(before) and all(a is b for a, b in zip(after, before, strict=True))
+    np.testing.assert_allclose(
+        applied_lr(weights.values, "adam"),
+        _expected_schedule(_halving_table(), np.arange(EPOCHS * SPE)),
+        rtol=2e-4,
+    )
