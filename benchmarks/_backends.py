@@ -84,6 +84,41 @@ def paper_lode(points_per_epoch: int, horizon: int):
     )
 
 
+def no_tf_autotune():
+    """`tf.data.Options` with autotuning off.
+
+    On TensorFlow 2.21 (this machine, 2 CPUs) destroying a tf.data iterator sometimes waits
+    out the autotuning model thread's sleep, which doubles up to seconds as a pipeline runs:
+    fits from NumPy arrays stall ~2.5 s at an epoch's start or at the end of `fit`
+    (`benchmarks/tf_stalls.py`). With autotuning off there is no model thread.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+def patch_array_adapter_no_autotune() -> None:
+    """Keras builds the tf.data pipeline of NumPy inputs itself: turn autotuning off in it.
+
+    Benchmarks only (it patches a private Keras class); affects the TensorFlow backend,
+    the only one that feeds NumPy inputs through tf.data.
+    """
+    from keras.src.trainers.data_adapters import array_data_adapter
+
+    cls = array_data_adapter.ArrayDataAdapter
+    if getattr(cls.get_tf_dataset, "_no_autotune", False):
+        return
+    build = cls.get_tf_dataset
+
+    def get_tf_dataset(self):
+        return build(self).with_options(no_tf_autotune())
+
+    get_tf_dataset._no_autotune = True
+    cls.get_tf_dataset = get_tf_dataset
+
+
 def write_report(report: dict, output: str | os.PathLike) -> Path:
     """Writes `report` as indented JSON to `output` (parents created) and says where."""
     out = Path(output)
