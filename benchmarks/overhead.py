@@ -37,7 +37,14 @@ import sys
 import time
 from pathlib import Path
 
-from _backends import paper_lode, report_header, run_workers, write_report
+from _backends import (
+    no_tf_autotune,
+    paper_lode,
+    patch_array_adapter_no_autotune,
+    report_header,
+    run_workers,
+    write_report,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 ARMS = ("baseline", "lode", "same_path")
@@ -68,6 +75,10 @@ def _worker(args) -> dict:
         import tensorflow as tf
 
         data = tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(args.batch_size)
+        if args.no_autotune:
+            data = data.with_options(no_tf_autotune())
+    elif args.no_autotune and keras.backend.backend() == "tensorflow":
+        patch_array_adapter_no_autotune()
 
     class EpochClock(keras.callbacks.Callback):
         """Wall clock at each epoch end (on JAX, epoch end waits for the epoch's steps)."""
@@ -278,6 +289,13 @@ def main(argv=None) -> int:
         help="feed every arm a pre-batched tf.data.Dataset (no shuffle, no prefetch) instead "
         "of NumPy arrays: on this machine TensorFlow's ~2.5-s stalls come with Keras's NumPy "
         "input pipeline (benchmarks/tf_stalls.py); any backend (tf.data needs TensorFlow)",
+    )
+    parser.add_argument(
+        "--no-autotune",
+        action="store_true",
+        help="turn tf.data's autotuning off in every arm's input pipeline (TensorFlow only): "
+        "its model thread causes TensorFlow's ~2.5-s stalls on this machine "
+        "(benchmarks/tf_stalls.py --no-autotune)",
     )
     parser.add_argument(
         "--gc-off",
