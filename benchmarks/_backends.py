@@ -88,9 +88,9 @@ def no_tf_autotune():
     """`tf.data.Options` with autotuning off.
 
     On TensorFlow 2.21 (this machine, 2 CPUs) destroying a tf.data iterator sometimes waits
-    out the autotuning model thread's sleep, which doubles up to seconds as a pipeline runs:
-    fits from NumPy arrays stall ~2.5 s at an epoch's start or at the end of `fit`
-    (`benchmarks/tf_stalls.py`). With autotuning off there is no model thread.
+    for the autotuning model thread to leave a timed wait: fits from NumPy arrays stall
+    ~2.5 s at an epoch's start or at the end of `fit` (`benchmarks/tf_stalls.py`). With
+    autotuning off there is no model thread.
     """
     import tensorflow as tf
 

@@ -228,15 +228,28 @@ def _fastest_fits(result: dict) -> dict:
     }
 
 
+def _median_ci(ratios: list[float], level: float = 0.9, draws: int = 5000) -> list[float]:
+    """Bootstrap interval of the median ratio, in percent extra (resampled rounds, seed 0)."""
+    import numpy as np
+
+    r = np.asarray(ratios, dtype=float)
+    medians = np.median(np.random.default_rng(0).choice(r, (draws, len(r))), axis=1)
+    tail = 100 * (1 - level) / 2
+    return [float(100 * (q - 1)) for q in np.percentile(medians, [tail, 100 - tail])]
+
+
 def _print_summary(backend: str, result: dict) -> None:
     result.update(_fastest_fits(result))
+    result["median_extra_percent_ci90"] = _median_ci([p["ratio"] for p in result["pairs"]])
     print(
         f"{backend}: LODE vs same LR path {result['median_extra_percent_same_path']:+.2f}% "
         "(ratios "
         + ", ".join(f"{p['ratio_same_path']:.4f}" for p in result["pairs"])
         + f"); LODE vs cosine {result['median_extra_percent']:+.2f}% (ratios "
         + ", ".join(f"{p['ratio']:.4f}" for p in result["pairs"])
-        + f"); fastest fits: LODE vs same path {result['fastest_extra_percent_same_path']:+.2f}%"
+        + "), 90% bootstrap interval of that median "
+        + "[{:+.1f}%, {:+.1f}%]".format(*result["median_extra_percent_ci90"])
+        + f"; fastest fits: LODE vs same path {result['fastest_extra_percent_same_path']:+.2f}%"
         f", vs cosine {result['fastest_extra_percent']:+.2f}%"
         f"; callback's own time {result['median_callback_share_percent']:.2f}% of the fit"
     )
