@@ -96,7 +96,7 @@ def _worker(args) -> dict:
             validation_data=(x[val], y[val]),
             points_per_epoch=args.points_per_epoch,
             window=args.window,
-            replan_every=1,
+            replan_every=args.replan_every,
             seed=0,
             verbose=0,
         )
@@ -172,6 +172,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--points-per-epoch", type=int, default=2)
     ap.add_argument("--window", type=int, default=2)
+    ap.add_argument("--replan-every", type=int, default=1)
     ap.add_argument("--output", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -10,7 +10,8 @@
 #   small: the CPU benchmark's config (12k images, 2 epochs, P=2, replanning every point);
 #          on a GPU these fits last about a second, so fixed costs dominate
 #   parts: benchmarks/log_point_cost.py at the full geometry: which part of a log-point
-#          observation (state sync, loss read, validation predict) costs wall time
+#          observation (state sync, loss read, validation predict) costs wall time; and
+#          benchmarks/callback_parts.py: the callback's own time, part by part
 # Usage: bash benchmarks/gpu_overhead.sh OUTDIR [full|small|parts|all]   (default all; needs keras
 # and a GPU build of jax/torch)
 set -u
@@ -41,4 +42,8 @@ if [ "$sizes" = parts ] || [ "$sizes" = all ]; then
     KERAS_BACKEND=$b timeout 200 python3 benchmarks/log_point_cost.py --model cnn --train 58000 \
       --points-per-epoch 10 --epochs 3 --rounds 3 --output "$out/log_point_cost_gpu_$b.json"
   done
+  echo "== parts: callback_parts.py"
+  timeout 150 python3 benchmarks/callback_parts.py --backends jax,torch --fits 2 --train 58000 \
+    --points-per-epoch 10 --epochs 3 --window 5 --replan-every 10 \
+    --output "$out/callback_parts_gpu.json"
 fi
