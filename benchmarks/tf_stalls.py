@@ -37,7 +37,12 @@ from pathlib import Path
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
-from _backends import no_tf_autotune, patch_array_adapter_no_autotune, report_header, write_report  # noqa: E402
+from _backends import (  # noqa: E402
+    no_tf_autotune,
+    patch_array_adapter_no_autotune,
+    report_header,
+    write_report,
+)
 
 
 def _major_faults() -> int:
@@ -117,6 +122,11 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
+    if args.gdb_snapshots:
+        import shutil
+
+        if shutil.which("gdb") is None:
+            ap.error("--gdb-snapshots needs gdb on PATH (apt-get install gdb)")
 
     import keras
 
