@@ -262,6 +262,37 @@ def _print_summary(backend: str, result: dict) -> None:
         )
 
 
+def _summarize(paths: list[Path]) -> None:
+    pooled: dict[str, list[tuple[float, float | None]]] = {}
+    for path in paths:
+        report = json.loads(path.read_text())
+        print(f"{path.name}: {report['command']}")
+        for backend, result in report["backends"].items():
+            if "pairs" in result:
+                _print_summary(backend, result)
+                pooled.setdefault(backend, []).extend(
+                    (p["ratio"], p.get("ratio_after_first_epoch")) for p in result["pairs"]
+                )
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    if len(paths) < 2:
+        return
+    for backend, rounds in pooled.items():
+        ratios = [r for r, _ in rounds]
+        after = [a for _, a in rounds if a is not None]
+        line = (
+            f"{backend}, {len(rounds)} rounds pooled: LODE vs cosine "
+            f"{100 * (statistics.median(ratios) - 1):+.2f}% "
+            "[{:+.1f}%, {:+.1f}%]".format(*_median_ci(ratios))
+        )
+        if after:
+            line += (
+                f"; after the first epoch ({len(after)} rounds) "
+                f"{100 * (statistics.median(after) - 1):+.2f}% "
+                "[{:+.1f}%, {:+.1f}%]".format(*_median_ci(after))
+            )
+        print(line)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
@@ -329,20 +360,16 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--summarize",
+        nargs="+",
         default=None,
         metavar="JSON",
-        help="print the summary of a results file written by this script, and add the "
-        "fastest-fit ratios to it; runs nothing",
+        help="print the summary of results files written by this script (and add the "
+        "fastest-fit ratios and intervals to them); with several files, also the median "
+        "and its interval over all their rounds pooled, per backend; runs nothing",
     )
     args = parser.parse_args(argv)
     if args.summarize:
-        path = Path(args.summarize)
-        report = json.loads(path.read_text())
-        print(report["command"])
-        for backend, result in report["backends"].items():
-            if "pairs" in result:
-                _print_summary(backend, result)
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        _summarize([Path(f) for f in args.summarize])
         return 0
 
     if args.worker:
