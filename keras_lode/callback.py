@@ -94,10 +94,11 @@ class LODECallback(LogPointObserver):
         plot_dir: directory for a figure of each replan (needs matplotlib).
         validation_samples: size of the fixed validation subset, measured at every log
             point. This measurement is nearly all of the callback's cost, linear in the
-            size: 256 (the default) keeps it near 1% of a Fashion-MNIST CNN's training
-            time on CPU, where 1024 costs 4-6% on TensorFlow and PyTorch. On that task
-            256 moved the plans about twice as much as a change of planner seed and did
-            not lower test accuracy (README, "Validation subset").
+            size: 256 (the default) keeps it at 1-2% of a Fashion-MNIST CNN's training
+            time on CPU (README, "Overhead"), where 1024 costs 4-6% on TensorFlow and
+            PyTorch. On that task 256 moved the plans about twice as much as a change of
+            planner seed and did not lower test accuracy (README, "Overhead", "Default
+            subset").
         validation_batch_size: predict batch of that measurement; None picks the
             backend's cheapest (128 on PyTorch, else the whole subset up to 1024).
         metric: `"accuracy"` or a callable `metric(y_true, y_pred) -> float`; must be
