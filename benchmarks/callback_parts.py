@@ -29,7 +29,7 @@ import sys
 import time
 from collections import defaultdict
 
-from _backends import paper_lode, report_header, run_workers, write_report
+from _backends import compile_adamw, paper_lode, report_header, run_workers, write_report
 
 PARTS = {
     # label: (module, owner, attribute)
@@ -83,14 +83,7 @@ def _worker(args) -> dict:
     for i in range(args.fits):
         times.clear()
         keras.utils.set_random_seed(0)
-        model = build_cnn(seed=0)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(
-                LODESchedule(initial_learning_rate=2e-3), weight_decay=1e-2
-            ),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        model = compile_adamw(build_cnn(seed=0), LODESchedule(initial_learning_rate=2e-3))
         callback = LODECallback(
             lode,
             validation_data=(x[val], y[val]),

@@ -17,6 +17,8 @@ import argparse
 import gc
 import time
 
+from _backends import compile_adamw
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -83,13 +85,7 @@ def main(argv=None) -> int:
             middle = []
         else:
             ap.error(f"unknown arm {arm!r}; expected lode, recorder or none")
-        model.compile(
-            optimizer=keras.optimizers.AdamW(
-                LODESchedule(initial_learning_rate=2e-3), weight_decay=1e-2
-            ),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        compile_adamw(model, LODESchedule(initial_learning_rate=2e-3))
         t0 = time.perf_counter()
         model.fit(
             xt, yt, batch_size=128, epochs=2, verbose=0,

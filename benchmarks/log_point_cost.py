@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from _backends import paper_lode, report_header, write_report
+from _backends import compile_adamw, paper_lode, report_header, write_report
 
 KINDS = ("none", "sync", "tracker", "predict", "all", "lode")
 
@@ -117,11 +117,7 @@ def main(argv=None) -> int:
         else:
             lr = keras.optimizers.schedules.CosineDecay(2e-3, steps * args.epochs)
             callbacks = [] if kind == "none" else [Probe(kind)]
-        model.compile(
-            optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-2),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        compile_adamw(model, lr)
         t0 = time.perf_counter()
         model.fit(
             x_train, y_train, batch_size=128, epochs=args.epochs, verbose=0, callbacks=callbacks

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from _backends import (
+    compile_adamw,
     no_tf_autotune,
     paper_lode,
     patch_array_adapter_no_autotune,
@@ -123,11 +124,7 @@ def _worker(args) -> dict:
                     verbose=0,
                 )
             ]
-        model.compile(
-            optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-2),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        compile_adamw(model, lr)
         clock = EpochClock()  # every arm, last: the same (tiny) cost in each
         if args.gc_off:
             gc.disable()

@@ -38,6 +38,7 @@ from pathlib import Path
 os.environ["KERAS_BACKEND"] = "tensorflow"
 
 from _backends import (  # noqa: E402
+    compile_adamw,
     no_tf_autotune,
     patch_array_adapter_no_autotune,
     report_header,
@@ -194,12 +195,7 @@ def main(argv=None) -> int:
     for i in range(args.fits):
         gc.collect()
         keras.utils.set_random_seed(0)
-        model = build_cnn(seed=0)
-        model.compile(
-            optimizer=keras.optimizers.AdamW(2e-3, weight_decay=1e-2),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        model = compile_adamw(build_cnn(seed=0), 2e-3)
         timer = EpochTimes()
         faults = _major_faults()
         c0 = _clocks()
