@@ -72,7 +72,7 @@ def report_header(script: str, argv: list[str] | None, **fields) -> dict:
 
 def paper_lode(points_per_epoch: int, horizon: int):
     """A random NumPy LODE of the paper's sizes (hidden 20, latent 20), LRs 1e-4..1e-2, seed 0."""
-    from keras_lode.ode import random_model
+    from keras_lode.model import random_model
 
     return random_model(
         seed=0,
@@ -102,7 +102,7 @@ def no_tf_autotune():
 
     On TensorFlow 2.21 (this machine, 2 CPUs) destroying a tf.data iterator sometimes waits
     for the autotuning model thread to leave a timed wait: fits from NumPy arrays stall
-    ~2.5 s at an epoch's start or at the end of `fit` (`benchmarks/tf_stalls.py`). With
+    ~2.5 s at an epoch's start or at the end of `fit` (docs/benchmarks.md, "TensorFlow stalls"). With
     autotuning off there is no model thread.
     """
     import tensorflow as tf

@@ -9,7 +9,7 @@ load hits them alike, and the medians are printed and written to JSON.
     python benchmarks/decode.py --rounds 30 --paths fast jax --out out/decode.json
 
 Paths: `fast` (NumPy fused loop, the default), `reference` (NumPy generic
-`keras_lode.integrate.odeint`), `jax` (jitted `lax.scan`, when jax is installed; its
+`keras_lode.model.integrate.odeint`), `jax` (jitted `lax.scan`, when jax is installed; its
 compile time is reported separately), `loop` (a plain Python-loop NumPy RK4, the
 naive baseline the issue quotes), `torch` (torchdiffeq, when installed; training side).
 """
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_lode.ode import random_model  # noqa: E402
+from keras_lode.model import random_model  # noqa: E402
 
 
 def naive_loop(model, t, z):

@@ -9,13 +9,10 @@
 #          predict, the first planning call) that weigh on such short GPU fits
 #   small: the CPU benchmark's config (12k images, 2 epochs, P=2, replanning every point);
 #          on a GPU these fits last about a second, so fixed costs dominate
-#   parts: benchmarks/log_point_cost.py at the full geometry: which part of a log-point
-#          observation (state sync, loss read, validation predict) costs wall time; and
-#          benchmarks/callback_parts.py: the callback's own time, part by part
-# Usage: bash benchmarks/gpu_overhead.sh OUTDIR [full|small|parts|all]   (default all; needs keras
+# Usage: bash benchmarks/gpu_overhead.sh OUTDIR [full|small|all]   (default all; needs keras
 # and a GPU build of jax/torch)
 set -u
-out=${1:?usage: gpu_overhead.sh OUTDIR [full|small|parts|all]}
+out=${1:?usage: gpu_overhead.sh OUTDIR [full|small|all]}
 sizes=${2:-all}
 mkdir -p "$out"
 nvidia-smi -L
@@ -35,15 +32,4 @@ fi
 if [ "$sizes" = small ] || [ "$sizes" = all ]; then
   run 90 small jax --pairs 3 --epochs 2 --window 2
   run 90 small torch --pairs 3 --epochs 2 --window 2
-fi
-if [ "$sizes" = parts ] || [ "$sizes" = all ]; then
-  for b in jax torch; do
-    echo "== parts $b: log_point_cost.py"
-    KERAS_BACKEND=$b timeout 200 python3 benchmarks/log_point_cost.py --model cnn --train 58000 \
-      --points-per-epoch 10 --epochs 3 --rounds 3 --output "$out/log_point_cost_gpu_$b.json"
-  done
-  echo "== parts: callback_parts.py"
-  timeout 150 python3 benchmarks/callback_parts.py --backends jax,torch --fits 2 --train 58000 \
-    --points-per-epoch 10 --epochs 3 --window 5 --replan-every 10 \
-    --output "$out/callback_parts_gpu.json"
 fi

@@ -329,14 +329,14 @@ def main(argv=None) -> int:
         action="store_true",
         help="feed every arm a pre-batched tf.data.Dataset (no shuffle, no prefetch) instead "
         "of NumPy arrays: on this machine TensorFlow's ~2.5-s stalls come with Keras's NumPy "
-        "input pipeline (benchmarks/tf_stalls.py); any backend (tf.data needs TensorFlow)",
+        "input pipeline (docs/benchmarks.md); any backend (tf.data needs TensorFlow)",
     )
     parser.add_argument(
         "--no-autotune",
         action="store_true",
         help="turn tf.data's autotuning off in every arm's input pipeline (TensorFlow only): "
         "its model thread causes TensorFlow's ~2.5-s stalls on this machine "
-        "(benchmarks/tf_stalls.py --no-autotune)",
+        "(docs/benchmarks.md)",
     )
     parser.add_argument(
         "--gc-off",

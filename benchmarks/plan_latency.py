@@ -11,7 +11,7 @@ points: the most a call ever decodes. Reports
   file and plans once (time from before the import to the plan, the whole process's wall
   time including interpreter start-up, and its peak resident memory).
 
-The weights are random (`keras_lode.ode.random_model`, with a trained model's channel
+The weights are random (`keras_lode.model.random_model`, with a trained model's channel
 statistics and a gentle vector field): latency does not depend on what the model learned,
 as long as its futures stay finite (a field that overflows makes the decode redo its
 integration on a slower, overflow-safe path). The window is one of the model's own
@@ -66,7 +66,7 @@ print(json.dumps({{"first_call_s": t2 - t0, "import_and_load_s": t1 - t0,
 
 
 def make_model_and_window(total, position, window_len, seed=0, step_size=0.5, time_scale=None):
-    from keras_lode.ode import random_model
+    from keras_lode.model import random_model
 
     # Channel statistics of a typical run and a gentle field (scale 0.3), as a trained model
     # has: with the default field scale 1, random weights drive the imagined LR to ~1e11 by

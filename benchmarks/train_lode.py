@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     import torch
 
     import keras_lode
-    from keras_lode.synthetic import synthetic_runs
+    from keras_lode.runs.synthetic import synthetic_runs
     from keras_lode.train import LatentODE
     from keras_lode.train.evaluate import extrapolation_errors, format_table
     from keras_lode.train.trainer import export, fit

@@ -14,16 +14,18 @@ import sys
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": "keras_lode.ode",
-    "LatentODE": "keras_lode.ode",
-    "plan": "keras_lode.planner",
-    "Plan": "keras_lode.planner",
+    "load_model": "keras_lode.model",
+    "LatentODE": "keras_lode.model",
+    "plan": "keras_lode.planning",
+    "Plan": "keras_lode.planning",
     "Run": "keras_lode.runs",
     "load_runs": "keras_lode.runs",
-    "RunRecorder": "keras_lode.recorder",
+    "RunRecorder": "keras_lode.runs.recorder",
     "LODESchedule": "keras_lode.lode_schedule",
     "LODECallback": "keras_lode.callback",
     "schedules": "keras_lode.schedules",
+    "importers": "keras_lode.importers",
+    "sweep": "keras_lode.sweep",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

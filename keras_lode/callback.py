@@ -36,7 +36,7 @@ import keras
 import numpy as np
 
 from keras_lode.lode_schedule import LODESchedule
-from keras_lode.recorder import LogPointObserver, current_learning_rate
+from keras_lode.runs.observer import LogPointObserver, current_learning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ _OWN = ("model", "window", "position", "total_points", "current_plan", "seed")
 
 
 def _planner_options() -> tuple[str, ...]:
-    from keras_lode.planner import plan
+    from keras_lode.planning import plan
 
     names = inspect.signature(plan).parameters
     return tuple(n for n in names if n not in _OWN)
@@ -132,7 +132,7 @@ class LODECallback(LogPointObserver):
         **planner_overrides,
     ):
         if isinstance(model, str | os.PathLike):
-            from keras_lode.ode import load_model
+            from keras_lode.model import load_model
 
             model = load_model(model)
         if not (hasattr(model, "encode") and hasattr(model, "decode")):
@@ -152,7 +152,7 @@ class LODECallback(LogPointObserver):
         super().__init__(
             points_per_epoch, validation_data, validation_samples, metric, validation_batch_size
         )
-        from keras_lode.planner import DEFAULTS
+        from keras_lode.planning import DEFAULTS
 
         if window is None:
             window = defaults.get("window") or DEFAULTS["window"]
@@ -422,7 +422,7 @@ class LODECallback(LogPointObserver):
         self._save_state()
 
     def _replan(self, n: int) -> None:
-        from keras_lode.planner import derive_seed, plan
+        from keras_lode.planning import derive_seed, plan
 
         window = self._history[n - self.window + 1 : n + 1]
         cause = None
@@ -479,7 +479,7 @@ class LODECallback(LogPointObserver):
 
     def _plot(self, result, n: int) -> None:
         try:
-            from keras_lode.plotting import plot_plan
+            from keras_lode.planning.plot import plot_plan
 
             self.plot_dir.mkdir(parents=True, exist_ok=True)
             observed = self._history[: n + 1]

@@ -23,8 +23,7 @@ import math
 import keras
 from keras import ops
 
-#: The schedule families of a sweep, in the order a grid enumerates them.
-FAMILIES = ("cosine", "onecycle", "constant", "step")
+from keras_lode.constants import FAMILIES
 
 _ANNEALS = ("cosine", "linear")
 

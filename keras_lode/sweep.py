@@ -327,7 +327,8 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
     try:
         import keras
 
-        from keras_lode.recorder import RunRecorder, ValidationProbe
+        from keras_lode.runs.observer import ValidationProbe
+        from keras_lode.runs.recorder import RunRecorder
         from keras_lode.schedules import make_schedule
 
         if _DATA_CACHE["task"] is task:

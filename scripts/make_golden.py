@@ -68,7 +68,7 @@ def torch_outputs(model, t_window, window, t_decode, z):
 
 def report():
     """Prints the max abs error of the NumPy model vs the stored torch outputs, per case."""
-    from keras_lode.ode import load_model
+    from keras_lode.model import load_model
 
     with np.load(os.path.join(GOLDEN, "parity.npz"), allow_pickle=False) as f:
         golden = {k: f[k] for k in f.files}

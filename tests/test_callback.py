@@ -20,7 +20,7 @@ from lr_probe import applied_lr, count_traces, probe_model
 
 from keras_lode.callback import LODECallback
 from keras_lode.lode_schedule import LODESchedule
-from keras_lode.recorder import RunRecorder
+from keras_lode.runs.recorder import RunRecorder
 
 pytestmark = pytest.mark.backend
 
@@ -161,8 +161,8 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
 
 
 def test_real_planner_with_random_model():
-    from keras_lode.ode import random_model
-    from keras_lode.planner import derive_seed
+    from keras_lode.model import random_model
+    from keras_lode.planning import derive_seed
 
     lode = random_model(seed=0, horizon=K, points_per_epoch=P, lr_range=(1e-3, 1.0))
     model = _build("sgd", LODESchedule(initial_learning_rate=0.1))

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_lode import integrate
-from keras_lode.integrate import make_grid, odeint
+from keras_lode.model import integrate
+from keras_lode.model.integrate import make_grid, odeint
 
 # A registry of problems with exact solutions, torchdiffeq tests/problems.py style:
 # name -> (func, y0, exact(t) -> y).

@@ -13,8 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from keras_lode import ode
-from keras_lode.ode import default_config, load_model, random_model, save_model, validate
+from keras_lode import model as ode
+from keras_lode.model import default_config, load_model, random_model, save_model, validate
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_lode.ode import LatentODE, load_model, random_model
+from keras_lode.model import LatentODE, load_model, random_model
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 # The issue asks for 1e-6 (float64) and 1e-4 (float32). float64 is held to 1e-9 because the

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from keras_lode.planner import DEFAULTS, Plan, derive_seed, plan
+from keras_lode.planning import DEFAULTS, Plan, derive_seed, plan
 
 LOG_LR = math.log(1e-2)
 
@@ -516,18 +516,17 @@ def test_planner_imports_neither_keras_nor_torch():
     import subprocess
 
     code = (
-        "import sys, keras_lode.planner; "
+        "import sys, keras_lode.planning; "
         "print(sorted(m for m in ('keras', 'torch', 'tensorflow', 'jax') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_with_the_numpy_latent_ode_when_available():
-    ode = pytest.importorskip("keras_lode.ode")
-    if not hasattr(ode, "random_model"):
-        pytest.skip("keras_lode.ode.random_model not available yet")
-    model = ode.random_model(seed=0, horizon=60)
+def test_with_the_numpy_latent_ode():
+    from keras_lode.model import random_model
+
+    model = random_model(seed=0, horizon=60)
     w = np.column_stack(
         [np.linspace(2.0, 1.0, 30), np.full(30, math.log(1e-3)), np.linspace(0.1, 0.5, 30)]
     )

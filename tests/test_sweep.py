@@ -115,7 +115,7 @@ def test_divergence_watch_stops_at_the_next_log_point_and_keeps_async_dispatch()
     import keras
     from keras.callbacks import CallbackList
 
-    from keras_lode.recorder import RunRecorder
+    from keras_lode.runs.recorder import RunRecorder
     from keras_lode.sweep import _make_divergence_watch
 
     def fit(nan_rows, epochs=4):

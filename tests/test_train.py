@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_lode.synthetic import FAMILIES, schedule_lr, simulate, synthetic_run, synthetic_runs
+from keras_lode.runs.synthetic import FAMILIES, schedule_lr, simulate, synthetic_run, synthetic_runs
 from keras_lode.train.data import (
     WindowSampler,
     fit_normalization,

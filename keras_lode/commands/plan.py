@@ -52,7 +52,7 @@ def _fail(message: str) -> int:
 
 
 def _load_model(path):
-    from keras_lode.ode import load_model
+    from keras_lode.model import load_model
 
     return load_model(path)
 
@@ -87,7 +87,7 @@ def _total_points(run, override):
 def run(args) -> int:
     import numpy as np
 
-    from keras_lode.planner import plan
+    from keras_lode.planning import plan
 
     try:
         model = _load_model(args.model)
@@ -178,7 +178,7 @@ def run(args) -> int:
         print(f"wrote {args.json}")
     if args.plot:
         try:
-            from keras_lode.plotting import plot_plan
+            from keras_lode.planning.plot import plot_plan
 
             plot_plan(p, args.plot, observed=channels)
         except ImportError as e:

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--synthetic",
         type=int,
         metavar="N",
-        help="train on N synthetic runs (keras_lode.synthetic) instead of RUNS",
+        help="train on N synthetic runs (keras_lode.runs.synthetic) instead of RUNS",
     )
     parser.add_argument(
         "--synthetic-points",
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic is not None:
         if args.runs:
             return _fail("give either RUNS or --synthetic N, not both")
-        from keras_lode.synthetic import synthetic_runs
+        from keras_lode.runs.synthetic import synthetic_runs
 
         try:
             runs = synthetic_runs(args.synthetic, points=args.synthetic_points, seed=args.seed)

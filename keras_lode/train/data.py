@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-logger = logging.getLogger("keras_lode.train")
+from keras_lode.constants import CHANNELS
 
-CHANNELS = ("loss", "log_lr", "metric")
+logger = logging.getLogger("keras_lode.train")
 
 
 @dataclass

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_lode.train.data import CHANNELS, family_of, prepare_runs
+from keras_lode.constants import CHANNELS
+from keras_lode.train.data import family_of, prepare_runs
 
 PREDICTORS = ("lode", "hold_last", "family_mean")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)

@@ -1,4 +1,4 @@
-"""The PyTorch twin of `keras_lode.ode.LatentODE`, integrated with torchdiffeq.
+"""The PyTorch twin of `keras_lode.model.LatentODE`, integrated with torchdiffeq.
 
 Same architecture, same weight names (this module's `state_dict` names are the model
 file's keys), same `encode` / `decode` conventions, so a model trained here and
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_lode import ode
+from keras_lode import model as ode
 from keras_lode.train import _require_torch
 
 _require_torch()
@@ -221,7 +221,7 @@ class LatentODE(nn.Module):
     # -- interchange with the NumPy side -----------------------------------------------------
 
     def export_config(self, *, points_per_epoch, horizon, planner=None, training=None, **metadata):
-        """The model-file config for this module (see `keras_lode.ode.default_config`)."""
+        """The model-file config for this module (see `keras_lode.model.default_config`)."""
         planner = dict(planner or {})
         lr_range = planner.pop("lr_range", (1e-4, 1e-1))
         return ode.default_config(
@@ -260,7 +260,7 @@ class LatentODE(nn.Module):
             **metadata: free-form JSON metadata (task, model, ...).
 
         Returns:
-            The NumPy `keras_lode.ode.LatentODE` of what was written.
+            The NumPy `keras_lode.model.LatentODE` of what was written.
         """
         config = self.export_config(
             points_per_epoch=points_per_epoch,

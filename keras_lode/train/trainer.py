@@ -32,7 +32,7 @@ float64, so exporting it and decoding in NumPy reproduces it to float64 precisio
 Example:
 
 ```python
-from keras_lode.synthetic import synthetic_runs
+from keras_lode.runs.synthetic import synthetic_runs
 from keras_lode.train import fit
 
 model, report = fit(synthetic_runs(100), max_steps=1500, output="synthetic.npz")

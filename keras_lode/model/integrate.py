@@ -23,12 +23,14 @@ integrates many trajectories at once.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 __all__ = [
     "Euler",
+    "FieldKernel",
     "FixedGridODESolver",
     "Midpoint",
     "RK4",
@@ -36,6 +38,7 @@ __all__ = [
     "euler_step_func",
     "make_grid",
     "midpoint_step_func",
+    "jax_rk4",
     "odeint",
     "rk4_alt_step_func",
 ]
@@ -279,3 +282,156 @@ def odeint(func, y0, t, method="rk4", step_size=None):
         y0 = y0.astype(np.float64)
     t = _check_t(t, dtype=y0.dtype)
     return SOLVERS[method](func, y0, step_size=step_size).integrate(t)
+
+
+# --- the LODE's vector field: the decode hot path and its JAX twin --------------------
+#
+# Both run the same 3/8-rule steps as `rk4_alt_step_func`, specialised to the field
+# `scale * tanh(MLP(h))` with softplus hidden layers (keras_lode.model.latent_ode).
+
+
+class FieldKernel:
+    """The vector field's RK4 loop with preallocated buffers (the decode hot path).
+
+    Each layer's input buffer carries a trailing column of ones and each weight matrix
+    a trailing row holding the bias, so one `matmul` does `x @ W.T + b` with no
+    temporaries. The field's `scale` is folded into the RK stage coefficients.
+    """
+
+    def __init__(self, layers, scale, batch, dtype):
+        self.dtype = dtype
+        self.scale = dtype(scale)
+        self.aug = [
+            np.ascontiguousarray(np.vstack([w.T, b[None, :]]), dtype=dtype) for w, b in layers
+        ]
+        self.bufs = []
+        for a in self.aug:
+            buf = np.empty((batch, a.shape[0]), dtype=dtype)
+            buf[:, -1] = 1
+            self.bufs.append(buf)
+        n = layers[-1][0].shape[0]
+        self.k = [np.empty((batch, n), dtype=dtype) for _ in range(4)]
+        self.scratch = [np.empty((batch, a.shape[1]), dtype=dtype) for a in self.aug[:-1]]
+        self.safe = False
+
+    def tanh_mlp(self, out):
+        """`tanh(MLP(bufs[0][:, :-1]))` into `out` (softplus hidden layers)."""
+        bufs, aug = self.bufs, self.aug
+        for i in range(len(aug) - 1):
+            dst = bufs[i + 1][:, :-1]
+            np.matmul(bufs[i], aug[i], out=dst)
+            if self.safe:
+                # max(log1p(exp(min(x, 20))), x) is torch's thresholded softplus to
+                # within 2e-9 (softplus(x) > x for every x). exp never sees a large
+                # argument: overflowing inputs also send NumPy's exp down a slow path.
+                scr = self.scratch[i]
+                np.minimum(dst, 20, out=scr)
+                np.exp(scr, out=scr)
+                np.log1p(scr, out=scr)
+                np.maximum(dst, scr, out=dst)
+            else:
+                # Plain log1p(exp(x)): two ufuncs. It overflows only for x > ~88 (float32)
+                # or ~709 (float64); the caller then reruns with `safe`.
+                np.exp(dst, out=dst)
+                np.log1p(dst, out=dst)
+        np.matmul(bufs[-1], aug[-1], out=out)
+        np.tanh(out, out=out)
+
+    def integrate(self, h0, grid):
+        """RK4 over `grid` from `h0`; returns `(states, overflowed)`.
+
+        `overflowed` says a floating-point overflow or invalid operation happened. In
+        the fast form that means exp() overflowed in a softplus; the result may then be
+        wrong even where finite (tanh squashes an inf to +-1), so the caller reruns.
+        """
+        states = np.empty((len(grid),) + h0.shape, dtype=self.dtype)
+        states[0] = h0
+        x = self.bufs[0][:, :-1]
+        k1, k2, k3, k4 = self.k
+        dts = np.diff(grid)
+        third = self.dtype(_ONE_THIRD)
+        y = h0
+        flags = []
+        # NumPy checks the FP status after every ufunc anyway: the callback costs nothing
+        # unless something overflowed.
+        with np.errstate(
+            over="call",
+            invalid="call",
+            under="ignore",
+            divide="ignore",
+            call=lambda kind, flag: flags.append(kind),
+        ):
+            for i, dt in enumerate(dts):
+                c = dt * self.scale
+                x[...] = y
+                self.tanh_mlp(k1)
+                np.multiply(k1, c * third, out=x)
+                x += y
+                self.tanh_mlp(k2)
+                np.multiply(k1, -third, out=x)
+                x += k2
+                x *= c
+                x += y
+                self.tanh_mlp(k3)
+                np.subtract(k1, k2, out=x)
+                x += k3
+                x *= c
+                x += y
+                self.tanh_mlp(k4)
+                # y1 = y0 + c/8 * (k1 + 3 (k2 + k3) + k4), written into the next state row.
+                nxt = states[i + 1]
+                np.add(k2, k3, out=nxt)
+                nxt *= 3
+                nxt += k1
+                nxt += k4
+                nxt *= c * self.dtype(0.125)
+                nxt += y
+                y = nxt
+        return states, bool(flags)
+
+
+
+@functools.cache
+def jax_rk4(n_layers, dtype_name):
+    """A jitted RK4 (3/8 rule) loop over a given grid, for the vector field, on the CPU.
+
+    jax is imported here, only when asked for. It runs on the CPU device whatever the
+    default device is (these arrays are tiny) and in float64 inside a local
+    `jax.enable_x64` scope, so the user's global JAX settings are untouched.
+    """
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as e:
+        raise ImportError(
+            "LatentODE.decode(method='jax') needs jax; install with pip install 'keras-lode[jax]'"
+        ) from e
+    cpu = jax.devices("cpu")[0]
+    x64 = dtype_name == "float64"
+
+    def field(layers, scale, h):
+        for w, b in layers[:-1]:
+            h = jax.nn.softplus(h @ w.T + b)
+        w, b = layers[-1]
+        return scale * jnp.tanh(h @ w.T + b)
+
+    def run(layers, scale, h0, dts):
+        def step(y, dt):
+            k1 = field(layers, scale, y)
+            k2 = field(layers, scale, y + dt * k1 * (1 / 3))
+            k3 = field(layers, scale, y + dt * (k2 - k1 * (1 / 3)))
+            k4 = field(layers, scale, y + dt * (k1 - k2 + k3))
+            y1 = y + (k1 + 3 * (k2 + k3) + k4) * dt * 0.125
+            return y1, y1
+
+        _, ys = jax.lax.scan(step, h0, dts)
+        return jnp.concatenate([h0[None], ys])
+
+    jitted = jax.jit(run)
+
+    def call(layers, scale, h0, dts):
+        with jax.enable_x64(x64):
+            args = jax.device_put((layers, scale, h0, dts), cpu)
+            return np.asarray(jitted(*args))
+
+    return call

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "keras_lode.run"
@@ -42,7 +43,6 @@ FORMAT_VERSION = "1.0"
 SUFFIX = ".run.csv"
 COLUMNS = ("step", "epoch", "lr", "loss", "metric")
 STATUSES = ("complete", "running", "diverged", "failed", "truncated")
-CHANNELS = ("loss", "log_lr", "metric")
 
 #: Metadata keys every run carries (missing ones are filled with these defaults).
 META_DEFAULTS: dict[str, Any] = {

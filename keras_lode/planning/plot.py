@@ -47,11 +47,11 @@ def plot_plan(plan, path, *, observed=None, title=None):
 
     ```python
     p = keras_lode.plan(model, window, position=120, total_points=600, seed=0)
-    keras_lode.plotting.plot_plan(p, "plan.png")
+    keras_lode.planning.plot.plot_plan(p, "plan.png")
     ```
 
     Args:
-        plan: a `keras_lode.planner.Plan`.
+        plan: a `keras_lode.planning.Plan`.
         path: output file; the format follows the suffix (`.png`, `.pdf`, `.svg`, ...).
         observed: optional (K', 3) raw channels `[loss, ln lr, metric]` of the recorded
             run from log point 0 (e.g. `run.channels()`), drawn for comparison.

@@ -25,7 +25,7 @@ the same curve shape whatever the number of log points.
 Example:
 
 ```python
-from keras_lode.synthetic import synthetic_runs
+from keras_lode.runs.synthetic import synthetic_runs
 
 runs = synthetic_runs(n_runs=20, points=100, points_per_epoch=10, seed=0)
 runs[0].meta["schedule"], runs[0].channels().shape   # ('cosine', (100, 3))
@@ -39,8 +39,7 @@ import math
 
 import numpy as np
 
-FAMILIES = ("cosine", "onecycle", "constant", "step")
-"""Schedule families the generator knows (the names of `keras_lode.schedules.FAMILIES`)."""
+from keras_lode.constants import FAMILIES
 
 DEFAULT_PEAK_LRS = (1e-3, 2.4e-3, 5.6e-3, 1.3e-2, 3.2e-2)
 """Five log-spaced peak LRs, as in the paper's sweeps."""

@@ -1,9 +1,9 @@
 """The planning algorithm: imagine futures with a latent ODE and follow the best LR path.
 
-Pure, vectorized NumPy (DESIGN.md 3.4). Nothing here knows about Keras or torch: the
+Pure, vectorized NumPy (docs/design.md). Nothing here knows about Keras or torch: the
 planner talks to any model object with `encode`, `decode`, `config`, `horizon`,
 `points_per_epoch`, `lr_range` and `planner_defaults` (the NumPy `LatentODE` of
-`keras_lode.ode`, or a hand-made stand-in in tests).
+`keras_lode.model`, or a hand-made stand-in in tests).
 
 At log point `n` of a run with `K` log points, `plan` does:
 
@@ -30,126 +30,28 @@ the model's) is mapped by fraction of training: run point `i` is model time
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
 import time
 import warnings
 from typing import Any
 
 import numpy as np
 
-from keras_lode.ode import PLANNER_DEFAULTS
+from keras_lode._checks import check_int, check_number
+from keras_lode.constants import CHANNELS
+from keras_lode.model.format import PLANNER_DEFAULTS
+from keras_lode.planning.plan import Plan, derive_seed
 
 __all__ = ["DEFAULTS", "Plan", "derive_seed", "plan"]
 
-#: Defaults of DESIGN.md 3.4 (the paper's), used where neither the call nor the model's
+#: The paper's defaults, used where neither the call nor the model's
 #: `planner_defaults` sets a value.
 #: One table for both sides: the model file's planner section starts from the same values.
 DEFAULTS: dict[str, Any] = {k: v for k, v in PLANNER_DEFAULTS.items() if k != "replan_every"}
 
 ANCHOR_RULES = ("max_lr", "nearest")
-CHANNELS = ("loss", "log_lr", "metric")
 # How many of the most recent observed losses define the loss band (the paper's 3).
 _BAND_POINTS = 3
-
-
-@dataclasses.dataclass
-class Plan:
-    """The result of one planning call.
-
-    Attributes:
-        lr: LR for each remaining log point `position + 1 .. total_points - 1`; finite,
-            positive and inside `lr_range`.
-        accepted: number of samples with at least one anchor (and finite futures).
-        fallback: True when nothing was accepted and `lr` is the current plan (or, without
-            one, the current LR held).
-        rewards: (S + 1,) predicted metric of each sample at its anchor's reward point;
-            NaN for rejected samples.
-        anchors: (S + 1,) anchor index `j` (run log points) of each sample; -1 if rejected.
-        candidates: (S + 1, M, C) decoded trajectories in raw units; `candidates[s, m]` is
-            sample `s` at run log point `m` (model time `m * time_scale`).
-        chosen: indices of the top-k accepted samples by reward, best first.
-        seed: the seed of this call's noise; `plan(..., seed=plan.seed)` reproduces it.
-        position: log point `n` at which the plan was made.
-        total_points: number of log points `K` of the run.
-        reward_at: run log point at which rewards are read (default `total_points`).
-        lr_range: (low, high) clipping range that was applied.
-        anchor_rule: `"max_lr"` or `"nearest"`.
-        loss_band: (low, high) predicted-loss interval that anchors had to fall in.
-        time_scale: model time per run log point (1.0 unless the run was mapped).
-        window: the observed (W, 3) window the plan was made from.
-        reason: why the plan fell back (empty when it did not).
-        timings: seconds spent in `encode`, `decode` and `selection`.
-    """
-
-    lr: np.ndarray
-    accepted: int
-    fallback: bool
-    rewards: np.ndarray
-    anchors: np.ndarray
-    candidates: np.ndarray
-    chosen: np.ndarray
-    seed: int
-    position: int
-    total_points: int
-    reward_at: int
-    lr_range: tuple[float, float]
-    anchor_rule: str
-    loss_band: tuple[float, float]
-    time_scale: float
-    window: np.ndarray
-    reason: str = ""
-    timings: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    @property
-    def points(self) -> np.ndarray:
-        """Run log points that `lr` covers: `position + 1 .. total_points - 1`."""
-        return np.arange(self.position + 1, self.total_points)
-
-    @property
-    def accepted_mask(self) -> np.ndarray:
-        """(S + 1,) bool: which samples were accepted."""
-        return self.anchors >= 0
-
-    def summary(self) -> str:
-        """One line for verbose output, e.g. in the callback's replan log."""
-        head = (
-            f"LODE plan at point {self.position}/{self.total_points}: "
-            f"{self.accepted}/{len(self.anchors)} futures accepted"
-        )
-        if self.fallback:
-            return f"{head}; fallback ({self.reason})"
-        if len(self.lr) == 0:
-            return f"{head}; no points left"
-        top = self.rewards[self.chosen]
-        return (
-            f"{head}; top-{len(self.chosen)} reward {np.mean(top):.4g} "
-            f"(best {top[0]:.4g}); lr {self.lr[0]:.3g} -> {self.lr[-1]:.3g} "
-            f"[{self.anchor_rule}, seed {self.seed}]"
-        )
-
-
-def derive_seed(seed: int | None, position: int) -> int:
-    """A per-call seed, reproducible from one base seed and the log point.
-
-    The reference used one fixed noise seed on every call; a callback should instead call
-    `plan(..., seed=derive_seed(base_seed, position))` so that each replan draws fresh
-    noise, yet a rerun (or a resumed run) with the same base seed replans identically.
-
-    Args:
-        seed: base seed (non-negative int), or None for fresh entropy.
-        position: log point of the planning call.
-
-    Returns:
-        A non-negative int below 2**63.
-    """
-    if seed is None:
-        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
-    _check_int("seed", seed, minimum=0)
-    _check_int("position", position, minimum=0)
-    state = np.random.SeedSequence([int(seed), int(position)]).generate_state(1, np.uint64)
-    return int(state[0] >> np.uint64(1))
 
 
 def plan(
@@ -172,7 +74,7 @@ def plan(
 ) -> Plan:
     """Plan the learning rate for the rest of a run with a latent ODE.
 
-    Implements DESIGN.md 3.4; see the module docstring for the rules. Every option left
+    Implements the paper's planner with its defects fixed (docs/design.md); see the module docstring for the rules. Every option left
     as None takes its value from `model.planner_defaults`, then from `DEFAULTS`.
 
     Example:
@@ -230,22 +132,22 @@ def plan(
             ("anchor", anchor),
         )
     }
-    S = _check_int("samples", opts["samples"], minimum=0)
-    sigma = _check_float("sigma", opts["sigma"], minimum=0.0)
-    tol = _check_float("tol", opts["tol"], minimum=0.0, strict=True)
-    loss_floor = _check_float("loss_floor", opts["loss_floor"], minimum=0.0, strict=True)
-    top_k = _check_int("top_k", opts["top_k"], minimum=1)
+    S = check_int("samples", opts["samples"], minimum=0)
+    sigma = check_number("sigma", opts["sigma"], minimum=0.0)
+    tol = check_number("tol", opts["tol"], minimum=0.0, strict=True)
+    loss_floor = check_number("loss_floor", opts["loss_floor"], minimum=0.0, strict=True)
+    top_k = check_int("top_k", opts["top_k"], minimum=1)
     anchor = opts["anchor"]
     if anchor not in ANCHOR_RULES:
         raise ValueError(f"Argument `anchor` must be one of {ANCHOR_RULES}. Received: {anchor!r}")
-    K = _check_int("total_points", total_points, minimum=2)
-    n = _check_int("position", position, minimum=0)
+    K = check_int("total_points", total_points, minimum=2)
+    n = check_int("position", position, minimum=0)
     if n >= K - 1:
         raise ValueError(
             f"Argument `position` must be < total_points - 1 = {K - 1} (a point must remain "
             f"to plan). Received: position={n}"
         )
-    reward_at = K if reward_at is None else _check_int("reward_at", reward_at, minimum=0)
+    reward_at = K if reward_at is None else check_int("reward_at", reward_at, minimum=0)
     if reward_at <= n:
         raise ValueError(
             f"Argument `reward_at` must be > position={n}. Received: reward_at={reward_at}"
@@ -256,7 +158,7 @@ def plan(
     if seed is None:
         seed = derive_seed(None, 0)
     else:
-        seed = _check_int("seed", seed, minimum=0)
+        seed = check_int("seed", seed, minimum=0)
     held = _resolve_current_plan(current_plan, n, K)
 
     scale = _time_scale(model, K, points_per_epoch)
@@ -388,28 +290,6 @@ def _pick(name: str, value, defaults: dict):
     return DEFAULTS[name]
 
 
-def _check_int(name: str, value, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Argument `{name}` must be an int. Received: {name}={value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"Argument `{name}` must be >= {minimum}. Received: {name}={value}")
-    return value
-
-
-def _check_float(name: str, value, *, minimum: float, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
-    value = float(value)
-    bad = not math.isfinite(value) or value < minimum or (strict and value == minimum)
-    if bad:
-        op = ">" if strict else ">="
-        raise ValueError(
-            f"Argument `{name}` must be finite and {op} {minimum}. Received: {name}={value}"
-        )
-    return value
-
-
 def _resolve_lr_range(lr_range, defaults: dict, model) -> tuple[float, float]:
     source = "lr_range"
     if lr_range is None:
@@ -489,7 +369,7 @@ def _time_scale(model, K: int, points_per_epoch) -> float:
     model_p = getattr(model, "points_per_epoch", None)
     if horizon is None:
         return 1.0
-    horizon = _check_int("model.horizon", horizon, minimum=1)
+    horizon = check_int("model.horizon", horizon, minimum=1)
     p_differs = (
         points_per_epoch is not None
         and model_p is not None

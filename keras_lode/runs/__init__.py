@@ -1,0 +1,35 @@
+"""The runs stage: what a sweep records and what a LODE learns from.
+
+`run` (the `Run` and its file format; re-exported here), `observer` (the log-point
+callback base and the validation probe), `recorder` (`RunRecorder`), `importers`
+(CSVLogger, History, MLflow) and `synthetic` (simulated runs for tests and the fast
+design loop). Importing this package does not import Keras; `recorder` and `observer` do.
+"""
+
+from keras_lode.runs.run import (
+    COLUMNS,
+    FORMAT,
+    FORMAT_VERSION,
+    META_DEFAULTS,
+    STATUSES,
+    SUFFIX,
+    Run,
+    load_runs,
+    read_run,
+    run_name,
+    write_run,
+)
+
+__all__ = [
+    "COLUMNS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "META_DEFAULTS",
+    "STATUSES",
+    "SUFFIX",
+    "Run",
+    "load_runs",
+    "read_run",
+    "run_name",
+    "write_run",
+]
