@@ -70,7 +70,9 @@ def main(argv=None):
         "the fast softplus range, so `fast` runs its safe (slower) form",
     )
     parser.add_argument(
-        "--step-size", type=float, default=1.0,
+        "--step-size",
+        type=float,
+        default=1.0,
         help="RK4 step in model time (1.0 with --time-scale 1: one step per log point, the "
         "reference's setting; `keras-lode train` models use 0.5 at time scale 10/K)",
     )

@@ -107,11 +107,15 @@ def main(argv=None) -> int:
         help="LatentODE.decode_method to use (e.g. fast, jax); default the model's",
     )
     ap.add_argument(
-        "--step-size", type=float, default=0.5,
+        "--step-size",
+        type=float,
+        default=0.5,
         help="RK4 step in model time (default 0.5, the `keras-lode train` default)",
     )
     ap.add_argument(
-        "--time-scale", type=float, default=None,
+        "--time-scale",
+        type=float,
+        default=None,
         help="model time per log point (default 10 / K, the `keras-lode train` default: a "
         "run spans 10 units, so the planner's 2K horizon is 40 RK4 steps at step 0.5); "
         "--time-scale 1 --step-size 1 is one RK4 step per log point",

@@ -31,14 +31,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_lode._checks import check_int
+
 _PACKAGE = "keras_lode"
 logger = logging.getLogger(__name__)
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ValueError(f"Argument `{name}` must be a positive int. Received: {name}={value!r}")
-    return int(value)
 
 
 def _lr_table(name: str, values) -> np.ndarray:
@@ -119,7 +115,7 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
         name="LODESchedule",
     ):
         super().__init__()
-        self.points_per_epoch = _positive_int("points_per_epoch", points_per_epoch)
+        self.points_per_epoch = check_int("points_per_epoch", points_per_epoch)
         lr0 = initial_learning_rate
         if isinstance(lr0, bool) or not isinstance(lr0, int | float | np.floating):
             raise TypeError(
@@ -135,7 +131,7 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.name = name
         if learning_rates is None:
             if steps_per_epoch is not None:
-                steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
+                steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch)
             table = np.array([self.initial_learning_rate])
             points_per_step = 0.0
         else:
@@ -144,7 +140,7 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
                     "Argument `steps_per_epoch` is required when `learning_rates` is given "
                     "(it maps optimizer steps to log points). Received: steps_per_epoch=None"
                 )
-            steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
+            steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch)
             table = _lr_table("learning_rates", learning_rates)
             points_per_step = self.points_per_epoch / steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
@@ -190,8 +186,8 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
             the old variables must be rebuilt (`model.make_train_function(force=True)`).
         """
         if points_per_epoch is not None:
-            self.points_per_epoch = _positive_int("points_per_epoch", points_per_epoch)
-        self.steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
+            self.points_per_epoch = check_int("points_per_epoch", points_per_epoch)
+        self.steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch)
         table = _lr_table("learning_rates", learning_rates)
         self.variables_replaced = False
         self._set_table(table, self.points_per_epoch / self.steps_per_epoch)

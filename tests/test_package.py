@@ -57,7 +57,7 @@ def test_saved_model_with_lode_schedule_loads_in_a_fresh_process(tmp_path, backe
         m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
         m.compile(optimizer=keras.optimizers.SGD(s), loss="mse")
         m.fit(np.ones((6, 2)), np.ones((6, 1)), batch_size=2, epochs=1, verbose=0)
-        m.save(r"{tmp_path / 'm.keras'}")
+        m.save(r"{tmp_path / "m.keras"}")
         """,
         backend,
     )
@@ -66,7 +66,7 @@ def test_saved_model_with_lode_schedule_loads_in_a_fresh_process(tmp_path, backe
         f"""
         import keras
         import keras_lode
-        m = keras.saving.load_model(r"{tmp_path / 'm.keras'}")
+        m = keras.saving.load_model(r"{tmp_path / "m.keras"}")
         lr = m.optimizer.learning_rate
         print(type(m.optimizer._learning_rate).__name__, float(keras.ops.convert_to_numpy(lr)))
         """,

@@ -390,7 +390,6 @@ class FieldKernel:
         return states, bool(flags)
 
 
-
 @functools.cache
 def jax_rk4(n_layers, dtype_name):
     """A jitted RK4 (3/8 rule) loop over a given grid, for the vector field, on the CPU.

@@ -2,8 +2,9 @@
 
 This is the inference side of keras_lode. It imports neither keras nor torch: a model
 trained with `keras_lode.train` (PyTorch + torchdiffeq) is exported to one pickle-free
-`.npz` file, `load_model` reads it (keras_lode.model.format checks it) and reproduces the torch model's `encode` and
-`decode` (float64: max abs error <= 1e-6), batched over many latents at once.
+`.npz` file; `load_model` reads it (`keras_lode.model.format` checks it), and this
+module reproduces the torch model's `encode` and `decode` (float64: max abs error
+<= 1e-6), batched over many latents at once.
 
 Architecture (docs/design.md; sizes come from the file's config):
 
@@ -27,7 +28,6 @@ z = model.encode(t, window)            # window: (30, 3) raw [loss, log_lr, metr
 y = model.decode(np.arange(120.0), np.stack([z, z]))   # (2, 120, 3)
 ```
 """
-
 
 from __future__ import annotations
 
@@ -73,8 +73,6 @@ def _mlp(layers, x, activation, final=None):
     w, b = layers[-1]
     x = x @ w.T + b
     return final(x) if final is not None else x
-
-
 
 
 class LatentODE:

@@ -74,8 +74,9 @@ def plan(
 ) -> Plan:
     """Plan the learning rate for the rest of a run with a latent ODE.
 
-    Implements the paper's planner with its defects fixed (docs/design.md); see the module docstring for the rules. Every option left
-    as None takes its value from `model.planner_defaults`, then from `DEFAULTS`.
+    The paper's planner with the reference code's defects fixed (docs/design.md); the
+    module docstring states the rules. Every option left as None takes its value from
+    `model.planner_defaults`, then from `DEFAULTS`.
 
     Example:
 

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 _METRICS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
 # Predict batch of the validation probe when none is given: the cheapest per sample on
-# each backend's CPU kernels for the example tasks (measured with a validation-cost script now in git history; docs/benchmarks.md).
+# each backend's CPU kernels for the example tasks (measured by a validation-cost
+# script, now in git history; docs/benchmarks.md).
 # PyTorch runs Keras's channels-last layers through layout copies whose cost grows
 # out of cache with the batch, so 128-sample chunks take about half the time of one
 # 1024 batch there; TensorFlow and JAX are fastest with one large batch. Every chunk
@@ -417,5 +418,3 @@ class LogPointObserver(keras.callbacks.Callback):
         epoch stopped and its `loss` is the mean over the steps since the last log
         point. It is not one of the P points per epoch (ignored by default).
         """
-
-

@@ -16,6 +16,7 @@ import numpy as np
 from keras_lode.runs.observer import LogPointObserver
 from keras_lode.runs.run import Run
 
+
 # ---------------------------------------------------------------------- RunRecorder
 class RunRecorder(LogPointObserver):
     """Records a `keras_lode.Run` of a `model.fit` at P log points per epoch.

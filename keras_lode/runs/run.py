@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-
 logger = logging.getLogger(__name__)
 
 FORMAT = "keras_lode.run"

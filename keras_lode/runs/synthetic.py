@@ -39,6 +39,7 @@ import math
 
 import numpy as np
 
+from keras_lode._checks import check_int
 from keras_lode.constants import FAMILIES
 
 DEFAULT_PEAK_LRS = (1e-3, 2.4e-3, 5.6e-3, 1.3e-2, 3.2e-2)
@@ -184,9 +185,9 @@ def synthetic_run(
     """
     from keras_lode.runs import Run
 
-    _check_int("points", points, 2)
-    _check_int("points_per_epoch", points_per_epoch, 1)
-    _check_int("steps_per_point", steps_per_point, 1)
+    check_int("points", points, minimum=2)
+    check_int("points_per_epoch", points_per_epoch, minimum=1)
+    check_int("steps_per_point", steps_per_point, minimum=1)
     if points % points_per_epoch:
         raise ValueError(
             "Argument `points` must be a multiple of `points_per_epoch`. "
@@ -253,7 +254,7 @@ def synthetic_runs(
     Returns:
         List of `keras_lode.Run`.
     """
-    _check_int("n_runs", n_runs, 1)
+    check_int("n_runs", n_runs, minimum=1)
     if not families or not peak_lrs:
         raise ValueError(
             "Arguments `families` and `peak_lrs` must be non-empty. "
@@ -278,10 +279,3 @@ def synthetic_runs(
         )
         for s, family, lr in itertools.islice(grid, n_runs)
     ]
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(
-            f"Argument `{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
-        )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_lode import model as ode
+from keras_lode._checks import check_int, check_number
 from keras_lode.train import _require_torch
 
 _require_torch()
@@ -67,22 +68,6 @@ class VectorField(MLP):
         return self.scale * super().forward(h)
 
 
-def _check_size(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"Argument `{name}` must be an integer >= {minimum}. Received: {value!r}")
-    return int(value)
-
-
-def _check_positive(name, value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"Argument `{name}` must be a number. Received: {value!r}") from None
-    if not (v > 0 and np.isfinite(v)):
-        raise ValueError(f"Argument `{name}` must be a positive finite number. Received: {v}")
-    return v
-
-
 class LatentODE(nn.Module):
     """The latent ODE in PyTorch: GRU encoder, ODE decoder, built-in normalization.
 
@@ -113,14 +98,14 @@ class LatentODE(nn.Module):
         std=None,
     ):
         super().__init__()
-        self.channels = _check_size("channels", channels)
-        self.hidden = _check_size("hidden", hidden)
-        self.latent = _check_size("latent", latent)
-        self.state = _check_size("state", state)
-        self.width = _check_size("width", width)
-        self.depth = _check_size("depth", depth, minimum=0)
-        self.step_size = _check_positive("step_size", step_size)
-        self.time_scale = _check_positive("time_scale", time_scale)
+        self.channels = check_int("channels", channels)
+        self.hidden = check_int("hidden", hidden)
+        self.latent = check_int("latent", latent)
+        self.state = check_int("state", state)
+        self.width = check_int("width", width)
+        self.depth = check_int("depth", depth, minimum=0)
+        self.step_size = check_number("step_size", step_size, minimum=0, strict=True)
+        self.time_scale = check_number("time_scale", time_scale, minimum=0, strict=True)
         self.encoder = nn.GRUCell(channels + 1, hidden)
         self.to_latent = nn.Linear(hidden, latent)
         self.to_state = MLP(latent, state, width, depth, F.relu)
