@@ -8,4 +8,4 @@ One definition each; every module that needs them imports them from here.
 CHANNELS = ("loss", "log_lr", "metric")
 
 #: The parametric schedule families of a sweep (`keras_lode.schedules.make_schedule`).
-FAMILIES = ("cosine", "onecycle", "constant", "step")
+FAMILIES = ("cosine", "onecycle", "constant", "step", "linear", "wsd")

@@ -313,6 +313,196 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+class _WarmupMixin:
+    """The linear warm-up shared by `LinearDecay` and `WSD` (as in `WarmupCosine`)."""
+
+    def _check_warmup(self, warmup_steps, initial_learning_rate, total_steps):
+        self.warmup_steps = _check_steps("warmup_steps", warmup_steps, allow_zero=True)
+        if self.warmup_steps >= total_steps:
+            raise ValueError(
+                "Argument `warmup_steps` must be < `total_steps`. Received: "
+                f"warmup_steps={warmup_steps}, total_steps={total_steps}"
+            )
+        self.initial_learning_rate = _check_positive(
+            "initial_learning_rate", initial_learning_rate, allow_zero=True
+        )
+
+    def _warm(self, step):
+        w = float(self.warmup_steps)
+        a, p = self.initial_learning_rate, self.peak_learning_rate
+        return a + (p - a) * (step / max(w, 1.0))
+
+
+@keras.saving.register_keras_serializable(package="keras_lode")
+class LinearDecay(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
+    """Optional linear warm-up, then linear decay to `end_learning_rate` at `total_steps`.
+
+    With `w = warmup_steps`, `T = total_steps`, `p = peak_learning_rate`,
+    `e = end_learning_rate`, `a = initial_learning_rate`:
+
+    - `step < w`:  `lr = a + (p - a) * step / w`
+    - otherwise:   `lr = p + (e - p) * f` with `f = min((step - w) / (T - w), 1)`
+
+    `end_learning_rate=0` is linear decay to zero; sweeps use a small floor instead
+    (`make_schedule`), since a zero LR has no logarithm for the LODE.
+
+    Example:
+
+    ```python
+    lr = LinearDecay(1e-3, total_steps=10_000, warmup_steps=500, end_learning_rate=1e-6)
+    ```
+
+    Args:
+        peak_learning_rate: the learning rate at the end of warm-up, > 0.
+        total_steps: steps of the whole schedule; after it the LR stays at the end value.
+        warmup_steps: steps of linear warm-up (0: start at the peak).
+        initial_learning_rate: the learning rate at step 0 when warming up.
+        end_learning_rate: the learning rate at `total_steps`, in [0, peak].
+        name: name of the schedule's ops scope.
+    """
+
+    def __init__(
+        self,
+        peak_learning_rate: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        initial_learning_rate: float = 0.0,
+        end_learning_rate: float = 0.0,
+        name: str = "LinearDecay",
+    ):
+        super().__init__()
+        self.peak_learning_rate = _check_positive("peak_learning_rate", peak_learning_rate)
+        self.total_steps = _check_steps("total_steps", total_steps)
+        self._check_warmup(warmup_steps, initial_learning_rate, self.total_steps)
+        self.end_learning_rate = _check_positive(
+            "end_learning_rate", end_learning_rate, allow_zero=True
+        )
+        if self.end_learning_rate > self.peak_learning_rate:
+            raise ValueError(
+                "Argument `end_learning_rate` must be <= `peak_learning_rate`. Received: "
+                f"end_learning_rate={end_learning_rate}, peak_learning_rate={peak_learning_rate}"
+            )
+        self.name = name
+
+    def __call__(self, step):
+        with keras.name_scope(self.name):
+            step = ops.maximum(ops.cast(step, "float32"), 0.0)
+            w = float(self.warmup_steps)
+            frac = ops.clip((step - w) / float(self.total_steps - self.warmup_steps), 0.0, 1.0)
+            decayed = _anneal(self.peak_learning_rate, self.end_learning_rate, frac, "linear")
+            return ops.where(step < w, self._warm(step), decayed)
+
+    def get_config(self):
+        return {
+            "peak_learning_rate": self.peak_learning_rate,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "initial_learning_rate": self.initial_learning_rate,
+            "end_learning_rate": self.end_learning_rate,
+            "name": self.name,
+        }
+
+
+_COOLDOWNS = ("linear", "1-sqrt")
+
+
+@keras.saving.register_keras_serializable(package="keras_lode")
+class WSD(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
+    """Warmup-stable-decay: warm up, hold the peak, then cool down over the last part.
+
+    With `w = warmup_steps`, `T = total_steps`, `D = round(decay_fraction * T)` cool-down
+    steps starting at `s = T - D`, `p = peak_learning_rate`, `e = end_learning_rate`:
+
+    - `step < w`:       linear warm-up from `initial_learning_rate` to `p`
+    - `w <= step < s`:  `lr = p`
+    - `step >= s`:      `f = min((step - s) / D, 1)`; `"linear"`: `lr = p + (e - p) * f`;
+      `"1-sqrt"`: `lr = e + (p - e) * (1 - sqrt(f))`
+
+    Example:
+
+    ```python
+    lr = WSD(1e-3, total_steps=10_000, warmup_steps=500, decay_fraction=0.2)
+    ```
+
+    Args:
+        peak_learning_rate: the stable learning rate, > 0.
+        total_steps: steps of the whole schedule.
+        warmup_steps: steps of linear warm-up (0: start at the peak).
+        decay_fraction: share of `total_steps` spent cooling down, in (0, 1].
+        cooldown: `"linear"` or `"1-sqrt"`.
+        initial_learning_rate: the learning rate at step 0 when warming up.
+        end_learning_rate: the learning rate at `total_steps`, in [0, peak].
+        name: name of the schedule's ops scope.
+    """
+
+    def __init__(
+        self,
+        peak_learning_rate: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        decay_fraction: float = 0.2,
+        cooldown: str = "linear",
+        initial_learning_rate: float = 0.0,
+        end_learning_rate: float = 0.0,
+        name: str = "WSD",
+    ):
+        super().__init__()
+        self.peak_learning_rate = _check_positive("peak_learning_rate", peak_learning_rate)
+        self.total_steps = _check_steps("total_steps", total_steps)
+        self._check_warmup(warmup_steps, initial_learning_rate, self.total_steps)
+        self.decay_fraction = _check_positive("decay_fraction", decay_fraction)
+        if self.decay_fraction > 1:
+            raise ValueError(
+                "Argument `decay_fraction` must be in (0, 1]. "
+                f"Received: decay_fraction={decay_fraction}"
+            )
+        if cooldown not in _COOLDOWNS:
+            raise ValueError(
+                f"Argument `cooldown` must be one of {_COOLDOWNS}. Received: cooldown={cooldown!r}"
+            )
+        self.cooldown = cooldown
+        self.end_learning_rate = _check_positive(
+            "end_learning_rate", end_learning_rate, allow_zero=True
+        )
+        if self.end_learning_rate > self.peak_learning_rate:
+            raise ValueError(
+                "Argument `end_learning_rate` must be <= `peak_learning_rate`. Received: "
+                f"end_learning_rate={end_learning_rate}, peak_learning_rate={peak_learning_rate}"
+            )
+        self.name = name
+
+    @property
+    def decay_start(self) -> int:
+        """The step where the cool-down begins."""
+        decay = max(1, round(self.decay_fraction * self.total_steps))
+        return max(self.total_steps - decay, self.warmup_steps)
+
+    def __call__(self, step):
+        with keras.name_scope(self.name):
+            step = ops.maximum(ops.cast(step, "float32"), 0.0)
+            start = float(self.decay_start)
+            frac = ops.clip((step - start) / float(self.total_steps - start), 0.0, 1.0)
+            p, e = self.peak_learning_rate, self.end_learning_rate
+            if self.cooldown == "linear":
+                cooled = _anneal(p, e, frac, "linear")
+            else:
+                cooled = e + (p - e) * (1.0 - ops.sqrt(frac))
+            w = float(self.warmup_steps)
+            return ops.where(step < w, self._warm(step), ops.where(step < start, p, cooled))
+
+    def get_config(self):
+        return {
+            "peak_learning_rate": self.peak_learning_rate,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "decay_fraction": self.decay_fraction,
+            "cooldown": self.cooldown,
+            "initial_learning_rate": self.initial_learning_rate,
+            "end_learning_rate": self.end_learning_rate,
+            "name": self.name,
+        }
+
+
 def make_schedule(family: str, peak_lr: float, total_steps: int, **kwargs):
     """Builds the schedule of one sweep family with peak learning rate `peak_lr`.
 
@@ -325,6 +515,9 @@ def make_schedule(family: str, peak_lr: float, total_steps: int, **kwargs):
     - `"constant"`: `Constant(peak_lr)`.
     - `"step"`: `StepDecay(peak_lr, decay_steps=ceil(total_steps / 3), decay_rate=0.1)`
       — two drops, at 1/3 and 2/3 of training.
+    - `"linear"`: `LinearDecay(peak_lr, total_steps, end_learning_rate=peak_lr / 1000)`.
+    - `"wsd"`: `WSD(peak_lr, total_steps, decay_fraction=0.2, end_learning_rate=peak_lr / 1000)`
+      — hold the peak for 80% of training, then cool down linearly.
 
     Example:
 
@@ -360,6 +553,16 @@ def make_schedule(family: str, peak_lr: float, total_steps: int, **kwargs):
             StepDecay,
             {"initial_learning_rate": peak_lr},
             {"decay_steps": max(1, math.ceil(total_steps / 3)), "decay_rate": 0.1},
+        ),
+        "linear": (
+            LinearDecay,
+            {"peak_learning_rate": peak_lr, "total_steps": total_steps},
+            {"end_learning_rate": peak_lr * 1e-3},
+        ),
+        "wsd": (
+            WSD,
+            {"peak_learning_rate": peak_lr, "total_steps": total_steps},
+            {"decay_fraction": 0.2, "end_learning_rate": peak_lr * 1e-3},
         ),
     }[family]
     accepted = [p for p in inspect.signature(cls).parameters if p not in fixed]

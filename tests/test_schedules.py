@@ -15,7 +15,9 @@ import pytest
 from keras_lode import schedules
 from keras_lode.schedules import (
     FAMILIES,
+    WSD,
     Constant,
+    LinearDecay,
     OneCycle,
     StepDecay,
     WarmupCosine,
@@ -63,6 +65,33 @@ def ref_onecycle(s, peak, total, pct, div, final_div, anneal):
     return np.array(out)
 
 
+def ref_linear(s, peak, total, warmup, init, end):
+    out = np.empty_like(s, dtype=np.float64)
+    for i, x in enumerate(s):
+        if x < warmup:
+            out[i] = init + (peak - init) * x / warmup
+        else:
+            out[i] = peak + (end - peak) * min((x - warmup) / (total - warmup), 1.0)
+    return out
+
+
+def ref_wsd(s, peak, total, warmup, frac, cooldown, init, end):
+    start = max(total - max(1, round(frac * total)), warmup)
+    out = np.empty_like(s, dtype=np.float64)
+    for i, x in enumerate(s):
+        if x < warmup:
+            out[i] = init + (peak - init) * x / warmup
+        elif x < start:
+            out[i] = peak
+        else:
+            f = min((x - start) / (total - start), 1.0)
+            if cooldown == "linear":
+                out[i] = peak + (end - peak) * f
+            else:
+                out[i] = end + (peak - end) * (1 - math.sqrt(f))
+    return out
+
+
 STEPS = np.array([0, 1, 7, 25, 29, 30, 31, 50, 64, 99, 100, 140], dtype=np.float64)
 
 CASES = [
@@ -88,8 +117,35 @@ CASES = [
         ),
         lambda s: ref_onecycle(s, 5e-3, 100, 0.25, 10, 100, "linear"),
     ),
+    (
+        LinearDecay(2e-3, total_steps=100, warmup_steps=10, initial_learning_rate=1e-4),
+        lambda s: ref_linear(s, 2e-3, 100, 10, 1e-4, 0.0),
+    ),
+    (
+        LinearDecay(2e-3, total_steps=100, end_learning_rate=2e-5),
+        lambda s: ref_linear(s, 2e-3, 100, 0, 0.0, 2e-5),
+    ),
+    (
+        WSD(3e-3, total_steps=100, warmup_steps=5, decay_fraction=0.3, end_learning_rate=3e-6),
+        lambda s: ref_wsd(s, 3e-3, 100, 5, 0.3, "linear", 0.0, 3e-6),
+    ),
+    (
+        WSD(3e-3, total_steps=100, decay_fraction=0.25, cooldown="1-sqrt"),
+        lambda s: ref_wsd(s, 3e-3, 100, 0, 0.25, "1-sqrt", 0.0, 0.0),
+    ),
 ]
-IDS = ["constant", "step", "warmup_cosine", "cosine", "onecycle_cos", "onecycle_linear"]
+IDS = [
+    "constant",
+    "step",
+    "warmup_cosine",
+    "cosine",
+    "onecycle_cos",
+    "onecycle_linear",
+    "linear_warmup",
+    "linear_floor",
+    "wsd_linear",
+    "wsd_1sqrt",
+]
 
 
 def _np(x):
@@ -174,7 +230,14 @@ def test_make_schedule_defaults_and_overrides():
     one = make_schedule("onecycle", 1e-3, total_steps=100, anneal="linear")
     assert isinstance(one, OneCycle) and one.anneal == "linear"
     assert isinstance(make_schedule("constant", 1e-3, total_steps=10), Constant)
-    assert set(FAMILIES) == {"cosine", "onecycle", "constant", "step"}
+    lin = make_schedule("linear", 1e-3, total_steps=100)
+    assert isinstance(lin, LinearDecay)
+    assert float(_np(lin(100))) == pytest.approx(1e-6, rel=1e-5)
+    wsd = make_schedule("wsd", 1e-3, total_steps=100)
+    assert isinstance(wsd, WSD) and wsd.decay_start == 80
+    assert float(_np(wsd(79))) == pytest.approx(1e-3, rel=1e-6)
+    assert float(_np(wsd(100))) == pytest.approx(1e-6, rel=1e-5)
+    assert set(FAMILIES) == {"cosine", "onecycle", "constant", "step", "linear", "wsd"}
     assert schedules.FAMILIES is FAMILIES
 
 
@@ -199,3 +262,11 @@ def test_bad_arguments_raise_clear_errors():
         StepDecay(1e-3, 10, decay_rate=1.5)
     with pytest.raises(TypeError, match="learning_rate.*'fast'"):
         Constant("fast")
+    with pytest.raises(ValueError, match="end_learning_rate.*<= `peak_learning_rate`"):
+        LinearDecay(1e-3, 100, end_learning_rate=1e-2)
+    with pytest.raises(ValueError, match="decay_fraction.*1.5"):
+        WSD(1e-3, 100, decay_fraction=1.5)
+    with pytest.raises(ValueError, match="cooldown.*'cosine'"):
+        WSD(1e-3, 100, cooldown="cosine")
+    with pytest.raises(ValueError, match="warmup_steps.*< `total_steps`"):
+        WSD(1e-3, 10, warmup_steps=10)

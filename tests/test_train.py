@@ -71,7 +71,7 @@ def test_synthetic_divergence_is_kept_and_flagged():
 
 def test_synthetic_bad_arguments():
     with pytest.raises(ValueError, match="family"):
-        schedule_lr("linear", 1e-3, 10)
+        schedule_lr("exponential", 1e-3, 10)
     with pytest.raises(ValueError, match="peak_lr"):
         schedule_lr("cosine", -1.0, 10)
     with pytest.raises(ValueError, match="points_per_epoch"):

@@ -68,7 +68,8 @@ def schedule_lr(family: str, peak_lr: float, points: int) -> np.ndarray:
         family: one of `FAMILIES`: `"cosine"` (cosine decay to 1% of the peak),
             `"onecycle"` (linear warm-up from peak/25 over the first 30%, then
             cosine decay to peak/1000), `"constant"`, `"step"` (step decay: x0.1 at 50%
-            and again at 75% of training).
+            and again at 75% of training), `"linear"` (linear decay to peak/1000),
+            `"wsd"` (the peak for 80% of training, then linear decay to peak/1000).
         peak_lr: the peak learning rate, > 0.
         points: number of log points K, >= 2.
 
@@ -100,6 +101,10 @@ def schedule_lr(family: str, peak_lr: float, points: int) -> np.ndarray:
         shape = np.where(f < warm, up, down)
     elif family == "constant":
         shape = np.ones(points)
+    elif family == "linear":
+        shape = 1.0 + (1e-3 - 1.0) * f
+    elif family == "wsd":
+        shape = np.where(f < 0.8, 1.0, 1.0 + (1e-3 - 1.0) * (f - 0.8) / 0.2)
     else:  # step
         shape = np.where(f < 0.5, 1.0, np.where(f < 0.75, 0.1, 0.01))
     return float(peak_lr) * shape
