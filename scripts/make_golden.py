@@ -7,10 +7,16 @@ span) a torch `keras_lode.train.LatentODE` with torch's own random init is expor
 and in float32, go to `tests/golden/parity.npz`. The parity test then checks the NumPy
 model against these numbers where torch is not installed.
 
+The controlled ensemble (`keras_lode.train.controlled`) has its own cases: members of odd
+sizes and RK4 steps that divide neither the span nor a log-point interval, predicting
+non-constant LR paths; they go to `tests/golden/controlled_<name>.npz` and
+`tests/golden/controlled_parity.npz`.
+
 Run from the repository root (needs the `train` extra):
 
-    python scripts/make_golden.py            # (re)write the golden files
-    python scripts/make_golden.py --report   # NumPy vs golden max abs errors (no torch)
+    python scripts/make_golden.py               # (re)write every golden file
+    python scripts/make_golden.py --controlled  # only the controlled ones
+    python scripts/make_golden.py --report      # NumPy vs golden max abs errors (no torch)
 """
 
 from __future__ import annotations
@@ -54,6 +60,79 @@ def inputs(seed):
     return t_window, window, t_decode
 
 
+# name: (member sizes, members, step_size, horizon). span 10 over `horizon` points: the
+# steps 0.37 and 0.6 divide neither the span nor the time between two log points.
+CONTROLLED_CASES = {
+    "tiny": (dict(hidden=3, state=4, width=5, depth=1), 2, 0.37, 43),
+    "mid": (dict(hidden=7, state=6, width=9, depth=3), 3, 0.6, 50),
+}
+CONTROLLED_MEAN = [1.0, -6.0, 0.7]
+CONTROLLED_STD = [0.5, 1.5, 0.1]
+
+
+def controlled_inputs(seed, horizon):
+    """Fixed predict inputs of a controlled case: a window, future points, 4 LR paths."""
+    rng = np.random.default_rng(seed)
+    t_window = np.arange(11.0, 19.0)
+    window = np.column_stack(
+        [
+            np.linspace(1.2, 0.9, 8),
+            np.log(np.geomspace(1e-2, 3e-3, 8)),
+            np.linspace(0.6, 0.7, 8),
+        ]
+    )
+    t = np.arange(18.0, float(horizon))
+    base = np.log(np.geomspace(3e-3, 1e-5, t.size))
+    log_lr = np.stack(
+        [
+            base,
+            np.full(t.size, np.log(3e-3)),
+            np.where(t < 30, np.log(3e-3), np.log(3e-4)),  # a step mid-run
+            base + rng.normal(0.0, 0.5, t.size),
+        ]
+    )
+    return t_window, window, t, log_lr
+
+
+def controlled_main():
+    import torch
+
+    from keras_lode.model.format import save_model
+    from keras_lode.train.controlled import ControlledMember, ensemble_config, ensemble_weights
+
+    out = {}
+    for i, (name, (sizes, members, step, horizon)) in enumerate(CONTROLLED_CASES.items()):
+        torch.manual_seed(200 + i)
+        ens = [
+            ControlledMember(
+                step_size=step,
+                horizon=horizon,
+                span=10.0,
+                mean=CONTROLLED_MEAN,
+                std=CONTROLLED_STD,
+                **sizes,
+            ).double()
+            for _ in range(members)
+        ]
+        for m in ens:
+            with torch.no_grad():
+                m.field.scale.fill_(1.3)
+        config = ensemble_config(ens, lr_range=(1e-5, 1e-1), points_per_epoch=10)
+        save_model(os.path.join(GOLDEN, f"controlled_{name}.npz"), config, ensemble_weights(ens))
+        args = controlled_inputs(i, horizon)
+        for tag, dtype in (("f64", torch.float64), ("f32", torch.float32)):
+            with torch.no_grad():
+                ys = [
+                    m.to(dtype).predict(*(torch.tensor(a, dtype=dtype) for a in args)).numpy()
+                    for m in ens
+                ]
+            out[f"{name}/{tag}/y"] = np.stack(ys)
+    with open(os.path.join(GOLDEN, "controlled_parity.npz"), "wb") as f:
+        np.savez(f, **out)
+    print(f"wrote {len(CONTROLLED_CASES)} controlled model files and controlled_parity.npz")
+    return 0
+
+
 def torch_outputs(model, t_window, window, t_decode, z):
     import torch
 
@@ -91,6 +170,8 @@ def report():
 def main():
     if "--report" in sys.argv[1:]:
         return report()
+    if "--controlled" in sys.argv[1:]:
+        return controlled_main()
     import torch
 
     from keras_lode.train import LatentODE
@@ -123,7 +204,7 @@ def main():
     with open(os.path.join(GOLDEN, "parity.npz"), "wb") as f:
         np.savez(f, **out)
     print(f"wrote {len(CASES)} model files and parity.npz to {os.path.normpath(GOLDEN)}")
-    return 0
+    return controlled_main()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ them (`PLANNER_DEFAULTS`); `keras_lode.planning` reads them from here.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -30,8 +31,12 @@ __all__ = [
     "CHANNEL_NAMES",
     "FORMAT",
     "FORMAT_VERSION",
+    "KINDS",
     "PLANNER_DEFAULTS",
+    "controlled_config",
     "default_config",
+    "member_weight_shapes",
+    "model_kind",
     "json_clean",
     "read_model_file",
     "save_model",
@@ -74,6 +79,18 @@ _CONFIG_KEYS = {
     "metadata",
 }
 _ARCH_KEYS = {"channels", "hidden", "latent", "state", "width", "depth", *_ARCH_FIXED}
+#: The two kinds of model a file can hold: the paper's LODE, where the LR is one of the
+#: decoded channels, and the controlled LODE, where the LR path is an input.
+KINDS = ("generative", "controlled")
+_CONTROLLED_ARCH_FIXED = {
+    "encoder": "gru_reverse",
+    "field_activation": "softplus",
+    "field_output": "tanh",
+    "control": "log_lr_linear",
+    "outputs": ["loss", "metric"],
+}
+_CONTROLLED_ARCH_KEYS = {"hidden", "state", "width", "depth", "window", *_CONTROLLED_ARCH_FIXED}
+_CONTROLLED_KEYS = (_CONFIG_KEYS - set()) | {"members", "calibration"}
 _PLANNER_KEYS = {*PLANNER_DEFAULTS, "lr_range"}
 _MAX_CONFIG_BYTES = 1 << 20
 _MAX_WEIGHT_ELEMENTS = 1 << 24
@@ -177,7 +194,17 @@ def _mlp_shapes(prefix, n_in, n_out, width, depth):
 
 
 def weight_shapes(config):
-    """The expected weight names (torch `state_dict` names) and shapes for a config."""
+    """The expected weight names (torch `state_dict` names) and shapes for a config.
+
+    A controlled file holds one set per ensemble member, named `member{i}.<name>`.
+    """
+    if model_kind(config) == "controlled":
+        one = member_weight_shapes(config)
+        return {
+            f"member{i}.{name}": shape
+            for i in range(config["members"])
+            for name, shape in one.items()
+        }
     a = config["architecture"]
     c, hid, lat, st = a["channels"], a["hidden"], a["latent"], a["state"]
     shapes = {
@@ -194,6 +221,103 @@ def weight_shapes(config):
     shapes["to_channels.weight"] = (c, st)
     shapes["to_channels.bias"] = (c,)
     return shapes
+
+
+def member_weight_shapes(config):
+    """Weight names and shapes of one member of a controlled ensemble.
+
+    Encoder: a GRU over `[t / horizon, loss, ln lr, metric]` (normalized), read in reverse
+    time order, and a linear map to the ODE state; field: an MLP over
+    `[state, u, t / horizon]` (u the normalized ln LR); read-out: linear state ->
+    normalized `[loss, metric]`.
+    """
+    a = config["architecture"]
+    c, hid, st = len(CHANNEL_NAMES), a["hidden"], a["state"]
+    shapes = {
+        "encoder.weight_ih": (3 * hid, c + 1),
+        "encoder.weight_hh": (3 * hid, hid),
+        "encoder.bias_ih": (3 * hid,),
+        "encoder.bias_hh": (3 * hid,),
+        "to_state.weight": (st, hid),
+        "to_state.bias": (st,),
+    }
+    shapes.update(_mlp_shapes("field", st + 2, st, a["width"], a["depth"]))
+    shapes["field.scale"] = ()
+    shapes["readout.weight"] = (2, st)
+    shapes["readout.bias"] = (2,)
+    return shapes
+
+
+def controlled_config(
+    *,
+    members=5,
+    hidden=24,
+    state=24,
+    width=32,
+    depth=2,
+    window=10,
+    step_size=0.5,
+    horizon=50,
+    points_per_epoch=10,
+    span=10.0,
+    mean=None,
+    std=None,
+    lr_range=(1e-4, 1e-1),
+    calibration=None,
+    planner=None,
+    training=None,
+    metadata=None,
+):
+    """Builds a complete, valid config for a controlled ensemble file.
+
+    Args:
+        members: ensemble size M.
+        hidden, state, width, depth: GRU hidden size, ODE state size, field MLP width
+            and number of hidden layers.
+        window: log points the encoder reads.
+        step_size: RK4 step in model time; a run of `horizon` points spans `span`.
+        horizon: log points K of the training runs; model time is `point * span / K`.
+        points_per_epoch: P of the training runs.
+        mean, std: normalization of `[loss, ln lr, metric]`.
+        lr_range: the LR range the training runs visited.
+        calibration: `{"sd_scale", "sd_floor"}`: the calibrated spread of a prediction is
+            `sd_scale * sqrt(sd**2 + sd_floor**2)` (default 1 and 0: the raw spread).
+        planner: planner settings stored with the model (`lr_range` is set from above).
+        training, metadata: JSON summaries.
+    """
+    mean = [0.0, 0.0, 0.0] if mean is None else [float(v) for v in np.ravel(mean)]
+    std = [1.0, 1.0, 1.0] if std is None else [float(v) for v in np.ravel(std)]
+    cal = {"sd_scale": 1.0, "sd_floor": 0.0, **(calibration or {})}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": "controlled",
+        "architecture": {
+            "hidden": int(hidden),
+            "state": int(state),
+            "width": int(width),
+            "depth": int(depth),
+            "window": int(window),
+            **copy.deepcopy(_CONTROLLED_ARCH_FIXED),
+        },
+        "members": int(members),
+        "integrator": {"method": "rk4", "step_size": float(step_size)},
+        "channels": {"names": list(CHANNEL_NAMES), "mean": mean, "std": std},
+        "time": {
+            "unit": "log_point",
+            "scale": float(span) / int(horizon),
+            "points_per_epoch": int(points_per_epoch),
+            "horizon": int(horizon),
+        },
+        "calibration": {k: float(v) for k, v in cal.items()},
+        "planner": json_clean(
+            {**(planner or {}), "lr_range": [float(lr_range[0]), float(lr_range[1])]}, "planner"
+        ),
+        "training": json_clean(dict(training or {}), "training"),
+        "metadata": json_clean(dict(metadata or {}), "metadata"),
+    }
+    validate_config(config)
+    return config
 
 
 class _Checker:
@@ -248,13 +372,22 @@ class _Checker:
         return v
 
 
+def model_kind(config) -> str:
+    """`"generative"` (the paper's LODE; files without a `kind`) or `"controlled"`."""
+    return config.get("kind", "generative") if isinstance(config, dict) else "generative"
+
+
 def validate_config(config, path="<config>"):
     """Checks a config dict; raises ValueError naming the path, key, expected and found."""
     ck = _Checker(path)
     if not isinstance(config, dict):
         ck.fail("config", "a JSON object", type(config).__name__)
-    ck.keys_exact(config, "config", _CONFIG_KEYS)
-    missing = _CONFIG_KEYS - set(config)
+    kind = model_kind(config)
+    if kind not in KINDS:
+        ck.fail("kind", f"one of {list(KINDS)}", repr(kind))
+    required = _CONFIG_KEYS if kind == "generative" else _CONTROLLED_KEYS
+    ck.keys_exact(config, "config", required | {"kind"})
+    missing = required - set(config)
     if missing:
         ck.fail(sorted(missing)[0], "to be present in the config", "it missing")
     if config["format"] != FORMAT:
@@ -269,30 +402,45 @@ def validate_config(config, path="<config>"):
             f"{FORMAT_VERSION}); upgrade keras_lode or re-export the model",
             repr(version),
         )
+    if kind == "controlled":
+        _check_controlled_sections(config, ck)
+    else:
+        _check_generative_sections(config, ck)
+    for key in ("training", "metadata"):
+        if not isinstance(config[key], dict):
+            ck.fail(key, "a JSON object", type(config[key]).__name__)
+        _check_json(config[key], key, ck)
 
-    arch = ck.section(config, "architecture", _ARCH_KEYS)
-    ck.keys_exact(arch, "architecture", _ARCH_KEYS)
-    for key in ("channels", "hidden", "latent", "state", "width"):
-        ck.integer(arch, "architecture", key, 1)
-    ck.integer(arch, "architecture", "depth", 0)
-    for key, value in _ARCH_FIXED.items():
+
+def _check_architecture(config, ck, keys, fixed, sizes):
+    arch = ck.section(config, "architecture", keys)
+    ck.keys_exact(arch, "architecture", keys)
+    for key, minimum in sizes.items():
+        ck.integer(arch, "architecture", key, minimum)
+    for key, value in fixed.items():
         if arch[key] != value:
             ck.fail(f"architecture.{key}", repr(value), repr(arch[key]))
+    return arch
 
+
+def _check_common_sections(config, ck, channels):
     integ = ck.section(config, "integrator", {"method", "step_size"})
     ck.keys_exact(integ, "integrator", {"method", "step_size"})
     if integ["method"] != "rk4":
         ck.fail("integrator.method", "'rk4'", repr(integ["method"]))
     ck.number(integ, "integrator", "step_size", positive=True)
 
-    c = arch["channels"]
     chans = ck.section(config, "channels", {"names", "mean", "std"})
     ck.keys_exact(chans, "channels", {"names", "mean", "std"})
     names = chans["names"]
-    if not isinstance(names, list) or len(names) != c or not all(isinstance(n, str) for n in names):
-        ck.fail("channels.names", f"a list of {c} strings", repr(names))
-    ck.vector(chans, "channels", "mean", c)
-    ck.vector(chans, "channels", "std", c, positive=True)
+    if (
+        not isinstance(names, list)
+        or len(names) != channels
+        or not all(isinstance(n, str) for n in names)
+    ):
+        ck.fail("channels.names", f"a list of {channels} strings", repr(names))
+    ck.vector(chans, "channels", "mean", channels)
+    ck.vector(chans, "channels", "std", channels, positive=True)
 
     time = ck.section(config, "time", {"unit", "scale", "points_per_epoch", "horizon"})
     ck.keys_exact(time, "time", {"unit", "scale", "points_per_epoch", "horizon"})
@@ -302,6 +450,17 @@ def validate_config(config, path="<config>"):
     ck.integer(time, "time", "points_per_epoch", 1)
     ck.integer(time, "time", "horizon", 1)
 
+
+def _check_lr_range(planner, ck):
+    lo, hi = ck.vector(planner, "planner", "lr_range", 2, positive=True)
+    if not lo <= hi:
+        ck.fail("planner.lr_range", "[lo, hi] with lo <= hi", repr([lo, hi]))
+
+
+def _check_generative_sections(config, ck):
+    sizes = {"channels": 1, "hidden": 1, "latent": 1, "state": 1, "width": 1, "depth": 0}
+    arch = _check_architecture(config, ck, _ARCH_KEYS, _ARCH_FIXED, sizes)
+    _check_common_sections(config, ck, arch["channels"])
     planner = ck.section(config, "planner", _PLANNER_KEYS)
     ck.keys_exact(planner, "planner", _PLANNER_KEYS)
     for key in ("window", "samples", "top_k", "replan_every"):
@@ -313,14 +472,29 @@ def validate_config(config, path="<config>"):
         ck.fail("planner.sigma", "a number >= 0", repr(planner["sigma"]))
     if planner["anchor"] not in ("max_lr", "nearest"):
         ck.fail("planner.anchor", "'max_lr' or 'nearest'", repr(planner["anchor"]))
-    lo, hi = ck.vector(planner, "planner", "lr_range", 2, positive=True)
-    if not lo <= hi:
-        ck.fail("planner.lr_range", "[lo, hi] with lo <= hi", repr([lo, hi]))
+    _check_lr_range(planner, ck)
 
-    for key in ("training", "metadata"):
-        if not isinstance(config[key], dict):
-            ck.fail(key, "a JSON object", type(config[key]).__name__)
-        _check_json(config[key], key, ck)
+
+def _check_controlled_sections(config, ck):
+    sizes = {"hidden": 1, "state": 1, "width": 1, "depth": 0, "window": 2}
+    fixed = {k: v for k, v in _CONTROLLED_ARCH_FIXED.items()}
+    _check_architecture(config, ck, _CONTROLLED_ARCH_KEYS, fixed, sizes)
+    _check_common_sections(config, ck, len(CHANNEL_NAMES))
+    if config["channels"]["names"] != list(CHANNEL_NAMES):
+        ck.fail("channels.names", repr(list(CHANNEL_NAMES)), repr(config["channels"]["names"]))
+    members = config["members"]
+    if isinstance(members, bool) or not isinstance(members, int) or not 1 <= members <= 64:
+        ck.fail("members", "an integer from 1 to 64", repr(members))
+    cal = ck.section(config, "calibration", {"sd_scale", "sd_floor"})
+    ck.keys_exact(cal, "calibration", {"sd_scale", "sd_floor"})
+    ck.number(cal, "calibration", "sd_scale", positive=True)
+    if ck.number(cal, "calibration", "sd_floor") < 0:
+        ck.fail("calibration.sd_floor", "a number >= 0", repr(cal["sd_floor"]))
+    planner = ck.section(config, "planner", {"lr_range"})
+    if not isinstance(planner, dict):
+        ck.fail("planner", "a JSON object", type(planner).__name__)
+    _check_lr_range(planner, ck)
+    _check_json(planner, "planner", ck)
 
 
 def _check_json(value, key, ck):

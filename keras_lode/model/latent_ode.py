@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import threading
 
 import numpy as np
@@ -41,13 +40,12 @@ import numpy as np
 from keras_lode.model import integrate
 from keras_lode.model.format import (
     default_config,
-    read_model_file,
     save_model,
     validate,
     weight_shapes,
 )
 
-__all__ = ["DECODE_METHODS", "LatentODE", "load_model", "random_model"]
+__all__ = ["DECODE_METHODS", "LatentODE", "random_model"]
 
 DECODE_METHODS = ("fast", "reference", "jax")
 
@@ -89,6 +87,8 @@ class LatentODE:
     Raises:
         ValueError: invalid config or weights, or an unsupported dtype.
     """
+
+    kind = "generative"
 
     def __init__(self, config, weights, dtype=np.float64, *, _validated=False):
         dtype = np.dtype(dtype)
@@ -424,31 +424,3 @@ def random_model(
         bound = 1.0 / math.sqrt(fan_in)
         weights[name] = rng.uniform(-bound, bound, size=shape)
     return LatentODE(config, weights, dtype=dtype)
-
-
-def load_model(path, dtype=np.float64):
-    """Loads a model file as a NumPy `LatentODE`.
-
-    The file is read with `allow_pickle=False` semantics (array headers are checked
-    before any data is read; object arrays are refused) and every key, shape, dtype,
-    value and size is validated.
-
-    Example:
-
-    >>> model = keras_lode.load_model("models/fmnist_cnn.npz")  # doctest: +SKIP
-
-    Args:
-        path: the `.npz` model file.
-        dtype: compute dtype, `np.float64` (default) or `np.float32`.
-
-    Returns:
-        A `LatentODE`.
-
-    Raises:
-        FileNotFoundError: no file at `path`.
-        ValueError: the file is not a valid model file; the message names the path,
-            the key and expected vs found.
-    """
-    path = os.fspath(path)
-    config, weights = read_model_file(path)
-    return LatentODE(config, weights, dtype=dtype, _validated=True)
