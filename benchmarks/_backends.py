@@ -102,8 +102,8 @@ def no_tf_autotune():
 
     On TensorFlow 2.21 (this machine, 2 CPUs) destroying a tf.data iterator sometimes waits
     for the autotuning model thread to leave a timed wait: fits from NumPy arrays stall
-    ~2.5 s at an epoch's start or at the end of `fit` (docs/benchmarks.md, "TensorFlow stalls"). With
-    autotuning off there is no model thread.
+    ~2.5 s at an epoch's start or at the end of `fit` (docs/benchmarks.md, "TensorFlow
+    stalls"). With autotuning off there is no model thread.
     """
     import tensorflow as tf
 

@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from keras_lode.constants import PAPER_FAMILIES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +48,6 @@ GRIDS = {
         "eval_seeds": tuple(range(100, 110)),
     },
 }
-FAMILIES = ("cosine", "onecycle", "constant", "step")
 
 
 def parse_args(argv=None):
@@ -119,7 +120,7 @@ def _cli(*args):
 def stage_sweep(spec, runs_dir, lrs, seeds, engine):
     """Runs (or resumes: finished runs are skipped) the sweep; returns the wall time.
 
-    `engine="builtin"` trains each grid point here with `keras_lode.compare.train_one`
+    `engine="builtin"` trains each grid point here with `keras_lode.experiments.train_one`
     recording it with `keras_lode.RunRecorder`; `engine="cli"` calls `keras-lode sweep`.
     """
     t0 = time.perf_counter()
@@ -131,25 +132,23 @@ def stage_sweep(spec, runs_dir, lrs, seeds, engine):
             "--out",
             runs_dir,
             "--schedules",
-            ",".join(FAMILIES),
+            ",".join(PAPER_FAMILIES),
             "--lrs",
             ",".join(map(str, lrs)),
             "--seeds",
             ",".join(map(str, seeds)),
         )
         return time.perf_counter() - t0
-    from keras_lode import compare
+    from keras_lode.experiments import Method, train_one
     from keras_lode.runs import run_name
 
     runs_dir = Path(runs_dir)
     data = spec.load_data(seed=0)
-    grid = [(f, lr, s) for s in seeds for f in FAMILIES for lr in lrs]
+    grid = [(f, lr, s) for s in seeds for f in PAPER_FAMILIES for lr in lrs]
     for i, (fam, lr, seed) in enumerate(grid, 1):
         if (runs_dir / f"{run_name(fam, lr, seed)}.run.csv").is_file():
             continue
-        r = compare.train_one(
-            spec, compare.Method(fam, peak_lr=lr), seed=seed, data=data, record_to=runs_dir
-        )
+        r = train_one(spec, Method(fam, peak_lr=lr), seed=seed, data=data, record_to=runs_dir)
         print(
             f"  sweep {i}/{len(grid)} {fam}@{lr:g} seed {seed}: best val "
             f"{100 * r['best_val']:.2f} ({r['wall_s']:.0f} s)",
@@ -199,8 +198,7 @@ def best_peak_lrs(runs):
 
 
 def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payload):
-    from keras_lode import compare
-    from keras_lode.commands.compare import best_first
+    from keras_lode.experiments import Method, best_first, train_one
 
     best, grid = best_peak_lrs(runs)
     payload["sweep_validation"] = grid
@@ -210,11 +208,11 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
     ordered = best_first(payload["runs_dir"])
     top = max(best, key=lambda f: best[f][1])
     payload["lode_warmup"] = f"{top}@{best[top][0]:g}"
-    methods = [compare.Method(f, peak_lr=best[f][0], label=f) for f in FAMILIES if f in best]
+    methods = [Method(f, peak_lr=best[f][0], label=f) for f in PAPER_FAMILIES if f in best]
     methods += [
         # Until its first plan (W log points) the LODE follows the best family at its best
         # peak LR, so its windows look like the sweep runs it learned from.
-        compare.Method(
+        Method(
             "lode",
             model=model_path,
             peak_lr=best[top][0],
@@ -226,8 +224,8 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
                 else {}
             ),
         ),
-        compare.Method("replay", runs=ordered[:1], label="replay"),
-        compare.Method("retrieval", runs=ordered, label="retrieval"),
+        Method("replay", runs=ordered[:1], label="replay"),
+        Method("retrieval", runs=ordered, label="retrieval"),
     ]
     if methods_filter:
         keep = set(methods_filter.split(","))
@@ -239,8 +237,8 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
         for m in methods:
             if (m.label, seed) in done:
                 continue
-            r = compare.train_one(spec, m, seed=seed, data=data)
-            r.pop("points", None) if m.kind in FAMILIES and seed != seeds[0] else None
+            r = train_one(spec, m, seed=seed, data=data)
+            r.pop("points", None) if m.kind in PAPER_FAMILIES and seed != seeds[0] else None
             payload["results"].append(r)
             print(
                 f"  {m.label:<10} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
@@ -251,15 +249,15 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
 
 
 def _finish(payload, out_path):
-    from keras_lode import compare
+    from keras_lode.experiments import summarize, write_json
 
     res = payload["results"]
     if res:
-        payload["summary"] = compare.summarize(res, "lode", "test_at_best_val")
-        payload["summary_end"] = compare.summarize(res, "lode", "test_at_end")
-        baselines = [r for r in res if r["kind"] in FAMILIES or r["method"] == "lode"]
-        payload["summary_vs_families"] = compare.summarize(baselines, "lode")
-    compare.write_json(out_path, payload)
+        payload["summary"] = summarize(res, "lode", "test_at_best_val")
+        payload["summary_end"] = summarize(res, "lode", "test_at_end")
+        baselines = [r for r in res if r["kind"] in PAPER_FAMILIES or r["method"] == "lode"]
+        payload["summary_vs_families"] = summarize(baselines, "lode")
+    write_json(out_path, payload)
 
 
 def _minutes(seconds):
@@ -283,6 +281,7 @@ def write_card(task, spec, payload, model_path, runs, note=""):
     c = m.config
     tr = c["training"]
     hp = tr.get("hyperparameters", {})
+    opt = spec.make_optimizer  # the example task's OptimizerFactory
     ex = tr.get("extrapolation") or {}
     lines = [
         f"# LODE model card: `{task}`",
@@ -306,7 +305,7 @@ def write_card(task, spec, payload, model_path, runs, note=""):
         f" ({sum(r.status == 'complete' for r in runs)} complete).",
         f"- Task at scale `{spec.scale}`: {spec.epochs} epochs, P = {spec.points_per_epoch} log "
         f"points per epoch (horizon K = {m.horizon}), batch {spec.batch_size}, optimizer "
-        f"{spec.optimizer} (weight decay {spec.weight_decay}), data {json.dumps(spec.data_args)}, "
+        f"{opt.name} (weight decay {opt.weight_decay}), data {json.dumps(spec.data_args)}, "
         f"model {json.dumps(spec.model_args) if spec.model_args else 'defaults'}.",
         f"- Channels [loss, ln lr, {spec.metric_name}]; the validation metric was measured on a "
         f"fixed subset of {min(1024, spec.data_args.get('n_val') or 1024)} validation examples "
@@ -361,7 +360,7 @@ def write_card(task, spec, payload, model_path, runs, note=""):
     lines += ["", "## Benchmark results", ""]
     summ = payload.get("summary")
     if summ and payload.get("results"):
-        from keras_lode import compare
+        from keras_lode.experiments import format_table
 
         lines += [
             f"`benchmarks/quality.py` on seeds the sweep never used "
@@ -369,7 +368,7 @@ def write_card(task, spec, payload, model_path, runs, note=""):
             f"per method in the table); test {spec.metric_name} in %:",
             "",
             "```",
-            compare.format_table(payload["results"], "lode"),
+            format_table(payload["results"], "lode"),
             "```",
             "",
             "Baselines at their best sweep peak LR (mean best validation over the sweep seeds): "
@@ -456,7 +455,7 @@ def main(argv=None) -> int:
             "epochs": spec.epochs,
             "points_per_epoch": spec.points_per_epoch,
             "data": spec.data_args,
-            "families": FAMILIES,
+            "families": PAPER_FAMILIES,
             "lrs": lrs,
             "sweep_seeds": sweep_seeds,
             "eval_seeds": eval_seeds,
@@ -510,9 +509,9 @@ def main(argv=None) -> int:
         write_card(args.task, spec, payload, model_path, load_runs(runs_dir), args.card_note)
         return 0
     if payload.get("results"):
-        from keras_lode import compare
+        from keras_lode.experiments import format_table
 
-        print(compare.format_table(payload["results"], "lode"))
+        print(format_table(payload["results"], "lode"))
     print(f"wrote {out_path}")
     return 0
 

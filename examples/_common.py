@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+# The LODE and the paper's four baselines, in the order --help lists them.
 SCHEDULES = ("lode", "cosine", "onecycle", "step", "constant")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,24 +46,24 @@ def parser(description: str, default_model: str) -> argparse.ArgumentParser:
 
 
 def run(task: str, args, verbose: int = 2) -> dict:
-    from keras_lode import compare
+    from keras_lode.experiments import Method, train_one, write_json
     from keras_lode.tasks import get_task
 
     overrides = {"epochs": args.epochs} if args.epochs else {}
     spec = get_task(task, scale="quick" if args.quick else "cpu", **overrides)
     if args.schedule == "lode":
-        method = compare.Method(
+        method = Method(
             "lode", peak_lr=args.peak_lr, model=args.model, options={"warmup_family": args.warmup}
         )
     else:
-        method = compare.Method(args.schedule, peak_lr=args.peak_lr)
+        method = Method(args.schedule, peak_lr=args.peak_lr)
     import keras
 
     print(
         f"{task}: schedule={method.label} backend={keras.backend.backend()} "
         f"scale={spec.scale} epochs={spec.epochs}"
     )
-    result = compare.train_one(spec, method, seed=args.seed, verbose=0 if args.quick else verbose)
+    result = train_one(spec, method, seed=args.seed, verbose=0 if args.quick else verbose)
     for e in result["epochs"]:
         print(
             f"Epoch {e['epoch']}: train loss {e['train_loss']:.4f}  "
@@ -74,7 +75,7 @@ def run(task: str, args, verbose: int = 2) -> dict:
         f"{result['wall_s']:.1f} s"
     )
     if args.json:
-        compare.write_json(args.json, result)
+        write_json(args.json, result)
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_lode.sweep import Task
+from keras_lode.experiments import Task
 
 
 def _data(n_train=256, n_val=64, n_test=64, features=8, classes=3):

@@ -1,4 +1,4 @@
-"""The examples in --quick mode, the task data loaders and the compare statistics."""
+"""The examples in --quick mode, the task data loaders and the comparison statistics."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def _run_example(name, tmp_path, *args):
 def _expected_lrs(result, family, peak_lr):
     from keras import ops
 
-    from keras_lode import compare
+    from keras_lode.schedules import make_schedule
 
     total = result["steps_per_epoch"] * len(result["epochs"])
-    sched = compare.make_schedule(family, peak_lr, total)
+    sched = make_schedule(family, peak_lr, total)
     return [float(ops.convert_to_numpy(sched(s - 1))) for s in result["points"]["step"]]
 
 
@@ -116,19 +116,19 @@ def test_text_loader_and_split_do_not_overlap():
 
 
 def test_paired_difference_matches_hand_computation():
-    from keras_lode import compare
+    from keras_lode.experiments.stats import paired_difference
 
-    p = compare.paired_difference([0.90, 0.91, 0.92], [0.89, 0.89, 0.91])
+    p = paired_difference([0.90, 0.91, 0.92], [0.89, 0.89, 0.91])
     d = np.array([0.01, 0.02, 0.01])
     half = 4.303 * d.std(ddof=1) / math.sqrt(3)
     assert p["mean"] == pytest.approx(d.mean())
     assert p["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
     with pytest.raises(ValueError, match="equal"):
-        compare.paired_difference([1, 2], [1])
+        paired_difference([1, 2], [1])
 
 
 def test_summarize_picks_best_other_method_as_baseline():
-    from keras_lode import compare
+    from keras_lode.experiments.stats import format_table, summarize
 
     res = []
     for seed, (a, b, c) in enumerate([(0.9, 0.8, 0.85), (0.92, 0.81, 0.86)]):
@@ -136,15 +136,16 @@ def test_summarize_picks_best_other_method_as_baseline():
             res.append(
                 {"method": m, "seed": seed, "test_at_best_val": v, "test_at_end": v, "wall_s": 1.0}
             )
-    s = compare.summarize(res, "lode")
+    s = summarize(res, "lode")
     assert [r["method"] for r in s["rows"]] == ["lode", "onecycle", "cosine"]
     assert s["paired"]["baseline"] == "onecycle"
     assert s["paired"]["mean"] == pytest.approx(0.055)
-    assert "paired lode - onecycle" in compare.format_table(res, "lode")
+    assert "paired lode - onecycle" in format_table(res, "lode")
 
 
 def test_compare_method_parsing_errors():
-    from keras_lode.commands.compare import parse_methods, parse_seeds
+    from keras_lode.commands._args import parse_seeds
+    from keras_lode.experiments.methods import parse_methods
 
     with pytest.raises(ValueError, match="--methods"):
         parse_methods("cosine@fast", None, None)
@@ -185,7 +186,8 @@ def _const_run(lr, loss, metric, steps, total):
 
 
 def test_replay_and_retrieval_set_the_optimizer_lr():
-    from keras_lode import compare
+    from keras_lode.experiments.methods import Method
+    from keras_lode.experiments.running import train_one
     from keras_lode.tasks import get_task
 
     spec = get_task("fmnist_cnn", scale="quick")
@@ -198,12 +200,10 @@ def test_replay_and_retrieval_set_the_optimizer_lr():
     # switches to A's LR.
     run_b = _const_run(1e-2, 100.0, 0.0, steps, total)
     run_a = _const_run(1e-4, 2.2, 0.25, steps, total)
-    r = compare.train_one(
-        spec, compare.Method("retrieval", runs=[run_b, run_a], options={"window": 2}), data=data
-    )
+    r = train_one(spec, Method("retrieval", runs=[run_b, run_a], options={"window": 2}), data=data)
     np.testing.assert_allclose(r["points"]["lr"], [1e-2, 1e-2, 1e-4, 1e-4], rtol=1e-6)
     assert all(0.0 <= m <= 1.0 for m in r["points"]["metric"])  # measured at every point
-    r = compare.train_one(spec, compare.Method("replay", runs=[run_a]), data=data)
+    r = train_one(spec, Method("replay", runs=[run_a]), data=data)
     np.testing.assert_allclose(r["points"]["lr"], [1e-4] * 4, rtol=1e-6)
 
 
@@ -257,9 +257,10 @@ def test_compare_observer_keeps_async_dispatch_and_the_next_step_uses_the_set_lr
     from keras.callbacks import CallbackList
 
     from keras_lode import RunRecorder
-    from keras_lode.compare import _observer_class, _TableController
+    from keras_lode.experiments.methods import TableController
+    from keras_lode.experiments.running import observer_class
 
-    Observer = _observer_class()
+    Observer = observer_class()
     assert Observer.on_train_batch_end is keras.callbacks.Callback.on_train_batch_end
 
     n, bs = 64, 8  # 8 steps per epoch, 2 epochs, P = 2: points at steps 4, 8, 12, 16
@@ -275,7 +276,7 @@ def test_compare_observer_keeps_async_dispatch_and_the_next_step_uses_the_set_lr
 
     model.compile(optimizer=keras.optimizers.SGD(1.0), loss=mean_output)
     w0 = np.array(model.get_weights()[0])
-    controller = _TableController([0.0, 0.25, 0.5, 0.75], [0.1, 0.05, 0.02, 0.01])
+    controller = TableController([0.0, 0.25, 0.5, 0.75], [0.1, 0.05, 0.02, 0.01])
     observer = Observer(spec, data, n // bs, controller=controller, val_points=(x[:16], y[:16, 0]))
     plain = CallbackList([], model=model)
     assert CallbackList([observer], model=model)._async_train == plain._async_train

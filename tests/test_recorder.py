@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_lode.runs import read_run
 from keras_lode.runs.observer import ValidationProbe
 from keras_lode.runs.recorder import RunRecorder
-from keras_lode.runs import read_run
 
 pytestmark = pytest.mark.backend
 

@@ -55,12 +55,15 @@ def run(args) -> int:
     from pathlib import Path
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from keras_lode import compare
-    from keras_lode.commands.compare import (
+    from keras_lode.commands._args import parse_seeds
+    from keras_lode.experiments import (
         default_model,
+        format_table,
         parse_methods,
-        parse_seeds,
+        plot_comparison,
         run_comparison,
+        summarize,
+        write_json,
     )
     from keras_lode.tasks import get_task
 
@@ -85,35 +88,35 @@ def run(args) -> int:
             overrides.update(
                 points_per_epoch=10, data_args=dict(n_train=1280, n_val=256, n_test=256)
             )
-        spec = get_task("fmnist_cnn", scale="quick" if args.quick else "cpu", **overrides)
+        task = get_task("fmnist_cnn", scale="quick" if args.quick else "cpu", **overrides)
     except (ValueError, FileNotFoundError) as e:
         print(f"keras-lode demo: error: {e}", file=sys.stderr)
         return 2
     import keras
 
     print(
-        f"keras-lode demo: Fashion-MNIST CNN, {spec.epochs} epochs, "
-        f"{spec.data_args.get('n_train') or 'all'} training images, backend "
+        f"keras-lode demo: Fashion-MNIST CNN, {task.epochs} epochs, "
+        f"{task.data_args.get('n_train') or 'all'} training images, backend "
         f"{keras.backend.backend()}, seeds {seeds}; LODE {model} vs {methods[1].label}"
     )
-    results = run_comparison(spec, methods, seeds)
+    results = run_comparison(task, methods, seeds)
     print()
-    print(compare.format_table(results, reference="lode"))
+    print(format_table(results, reference="lode"))
     out = Path(args.out)
-    compare.write_json(
+    write_json(
         out / "demo.json",
         {
-            "task": spec.name,
-            "scale": spec.scale,
-            "epochs": spec.epochs,
+            "task": task.name,
+            "scale": task.scale,
+            "epochs": task.epochs,
             "seeds": seeds,
             "model": model,
             "baseline": methods[1].label,
-            "summary": compare.summarize(results, "lode"),
+            "summary": summarize(results, "lode"),
             "results": results,
         },
     )
-    png = compare.plot(
+    png = plot_comparison(
         results, out / "demo.png", title=f"Fashion-MNIST CNN: LODE vs {methods[1].label}"
     )
     print(f"wrote {out / 'demo.json'} and {png}")

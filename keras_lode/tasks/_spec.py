@@ -1,124 +1,121 @@
-"""`TaskSpec`, `TaskData` and the registry of example tasks."""
+"""The registry of example tasks and the pieces that build their `Task`s."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
+from keras_lode.experiments.task import Task, TaskData
 
 SCALES = ("quick", "cpu", "full")
+OPTIMIZERS = ("adamw", "sgd")
 
 
-@dataclasses.dataclass
-class TaskData:
-    """Arrays of one task: train, validation (for the LR schedule and model selection), test."""
+@dataclasses.dataclass(frozen=True)
+class ModelBuilder:
+    """An example task's `build_model`: seeds Keras, then `func(seed=seed, **keywords)`."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    func: Callable[..., Any]
+    keywords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __call__(self, seed: int = 0):
+        """Builds the (uncompiled) Keras model with weights initialized from `seed`."""
+        import keras
+
+        keras.utils.set_random_seed(int(seed))
+        return self.func(seed=seed, **self.keywords)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataLoader:
+    """An example task's `load_data`: `func(seed=seed, **keywords) -> TaskData`."""
+
+    func: Callable[..., TaskData]
+    keywords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __call__(self, seed: int = 0) -> TaskData:
+        """Loads the task's data; the train/validation split is fixed (seed only orders)."""
+        return self.func(seed=seed, **self.keywords)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerFactory:
+    """An example task's `make_optimizer`: AdamW with `weight_decay` or SGD with `momentum`."""
+
+    name: str = "adamw"
+    weight_decay: float = 1e-2
+    momentum: float = 0.9
 
     def __post_init__(self):
-        for part in ("train", "val", "test"):
-            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
-            if len(x) != len(y):
-                raise ValueError(
-                    f"TaskData: x_{part} has {len(x)} examples but y_{part} has {len(y)}."
-                )
-            if len(x) == 0:
-                raise ValueError(f"TaskData: x_{part} is empty.")
+        if self.name not in OPTIMIZERS:
+            raise ValueError(
+                f"Argument `optimizer` must be 'adamw' or 'sgd'. Received: {self.name!r}"
+            )
+
+    def __call__(self, learning_rate):
+        """The optimizer with `learning_rate` (a float or a `LearningRateSchedule`)."""
+        import keras
+
+        if self.name == "adamw":
+            return keras.optimizers.AdamW(
+                learning_rate=learning_rate, weight_decay=self.weight_decay
+            )
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=self.momentum)
 
 
-@dataclasses.dataclass
-class TaskSpec:
-    """One example task at one scale.
+def example_task(
+    *,
+    name: str,
+    scale: str,
+    build: Callable[..., Any],
+    data: Callable[..., TaskData],
+    epochs: int,
+    batch_size: int,
+    points_per_epoch: int,
+    optimizer: str = "adamw",
+    weight_decay: float = 1e-2,
+    momentum: float = 0.9,
+    metric_name: str = "accuracy",
+    model_args: Mapping[str, Any] | None = None,
+    data_args: Mapping[str, Any] | None = None,
+    model_file: str | None = None,
+    peak_lrs: tuple = (3e-4, 1e-3, 3e-3),
+) -> Task:
+    """One example task at one scale, as a `Task`.
 
     Args:
         name: registry name, e.g. `"fmnist_cnn"`.
         scale: `"quick"`, `"cpu"` or `"full"`.
         build: `build(seed, **model_args) -> keras.Model` (uncompiled).
         data: `data(seed, **data_args) -> TaskData`.
-        epochs: training epochs.
-        batch_size: training batch size.
-        points_per_epoch: log points per epoch P (what a run records and the LODE sees).
+        epochs, batch_size, points_per_epoch: training settings at this scale.
         optimizer: `"adamw"` or `"sgd"`; `weight_decay` and `momentum` apply as usual.
         metric_name: the validation metric (accuracy in [0, 1]; next-token accuracy for text).
         model_args / data_args: keyword arguments of `build` / `data` at this scale.
         model_file: default LODE file under `models/` for this task (may not exist yet).
+        peak_lrs: the task's sweep grid of peak LRs (its sweep seeds are 0 and 1).
     """
-
-    name: str
-    scale: str
-    build: Callable[..., Any]
-    data: Callable[..., TaskData]
-    epochs: int
-    batch_size: int
-    points_per_epoch: int
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-2
-    momentum: float = 0.9
-    metric_name: str = "accuracy"
-    model_args: dict = dataclasses.field(default_factory=dict)
-    data_args: dict = dataclasses.field(default_factory=dict)
-    model_file: str | None = None
-    lr_grid: tuple = (3e-4, 1e-3, 3e-3)
-
-    def __post_init__(self):
-        if self.scale not in SCALES:
-            raise ValueError(f"Argument `scale` must be one of {SCALES}. Received: {self.scale!r}")
-        for key in ("epochs", "batch_size", "points_per_epoch"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Argument `{key}` must be a positive int. Received: {value!r}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(
-                f"Argument `optimizer` must be 'adamw' or 'sgd'. Received: {self.optimizer!r}"
-            )
-
-    def load_data(self, seed: int = 0) -> TaskData:
-        """Loads this task's data; the train/validation split is fixed (seed only orders)."""
-        return self.data(seed=seed, **self.data_args)
-
-    def build_model(self, seed: int = 0):
-        """Builds the (uncompiled) Keras model with weights initialized from `seed`."""
-        import keras
-
-        keras.utils.set_random_seed(int(seed))
-        return self.build(seed=seed, **self.model_args)
-
-    def make_optimizer(self, learning_rate):
-        """The task's optimizer with `learning_rate` (a float or a `LearningRateSchedule`)."""
-        import keras
-
-        if self.optimizer == "adamw":
-            return keras.optimizers.AdamW(
-                learning_rate=learning_rate, weight_decay=self.weight_decay
-            )
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=self.momentum)
-
-    def compile(self, model, learning_rate):
-        """Compiles `model` with the task's optimizer, loss and accuracy metric."""
-        model.compile(
-            optimizer=self.make_optimizer(learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        return model
-
-    def steps_per_epoch(self, n_train: int) -> int:
-        """Number of optimizer steps per epoch for `n_train` examples (last batch kept)."""
-        return -(-int(n_train) // self.batch_size)
-
-    def as_sweep_task(self):
-        """This task as a `keras_lode.sweep.Task` (see `keras-lode sweep`)."""
-        from keras_lode.tasks._sweep_adapter import to_sweep_task
-
-        return to_sweep_task(self)
+    if scale not in SCALES:
+        raise ValueError(f"Argument `scale` must be one of {SCALES}. Received: {scale!r}")
+    return Task(
+        name=name,
+        build_model=ModelBuilder(build, dict(model_args or {})),
+        load_data=DataLoader(data, dict(data_args or {})),
+        epochs=epochs,
+        batch_size=batch_size,
+        points_per_epoch=points_per_epoch,
+        make_optimizer=OptimizerFactory(optimizer, weight_decay, momentum),
+        # RunRecorder's "accuracy" is per position for sequence outputs, i.e. next-token
+        # accuracy for the text task; the task's own name for it is `metric_name`.
+        metric="accuracy",
+        peak_lrs=tuple(peak_lrs),
+        seeds=(0, 1),
+        scale=scale,
+        metric_name=metric_name,
+        model_file=model_file,
+    )
 
 
 _REGISTRY = {
@@ -129,19 +126,23 @@ _REGISTRY = {
     "text_gpt": "keras_lode.tasks.gpt:text_gpt",
 }
 
+# Overrides that rebind the arguments of an example task's builder / loader.
+_ARG_OVERRIDES = {"model_args": "build_model", "data_args": "load_data"}
+
 
 def task_names() -> list[str]:
     """Names accepted by `get_task`."""
     return list(_REGISTRY)
 
 
-def get_task(name: str, scale: str = "cpu", **overrides) -> TaskSpec:
-    """Returns the `TaskSpec` of task `name` at `scale`, with fields overridden by `overrides`.
+def get_task(name: str, scale: str = "cpu", **overrides) -> Task:
+    """Returns the `Task` of example task `name` at `scale`, with fields overridden.
 
     Args:
         name: one of `task_names()`.
         scale: `"quick"`, `"cpu"` or `"full"`.
-        **overrides: `TaskSpec` fields to replace (e.g. `epochs=3`).
+        **overrides: `Task` fields to replace (e.g. `epochs=3`), and `model_args` /
+            `data_args` to replace the keyword arguments of the model builder / data loader.
 
     Raises:
         ValueError: unknown task, scale or field.
@@ -151,9 +152,13 @@ def get_task(name: str, scale: str = "cpu", **overrides) -> TaskSpec:
     if scale not in SCALES:
         raise ValueError(f"Argument `scale` must be one of {SCALES}. Received: {scale!r}")
     module, func = _REGISTRY[name].split(":")
-    spec = getattr(importlib.import_module(module), func)(scale)
-    fields = {f.name for f in dataclasses.fields(TaskSpec)}
+    task = getattr(importlib.import_module(module), func)(scale)
+    fields = {f.name for f in dataclasses.fields(Task)} | set(_ARG_OVERRIDES)
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f"Unknown TaskSpec field(s) {unknown}. Expected some of {sorted(fields)}.")
-    return dataclasses.replace(spec, **overrides) if overrides else spec
+        raise ValueError(f"Unknown Task field(s) {unknown}. Expected some of {sorted(fields)}.")
+    for arg, field in _ARG_OVERRIDES.items():
+        if arg in overrides:
+            bound = overrides.get(field, getattr(task, field))
+            overrides[field] = dataclasses.replace(bound, keywords=dict(overrides.pop(arg)))
+    return dataclasses.replace(task, **overrides) if overrides else task

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_lode.experiments.task import Task, TaskData
 from keras_lode.tasks import data as _data
-from keras_lode.tasks._spec import TaskData, TaskSpec
+from keras_lode.tasks._spec import example_task
 
 _SPLIT_SEED = 12345  # fixed so every run of a task sees the same train/validation split
 
@@ -96,7 +97,7 @@ def build_cnn(
     return keras.Model(inputs, outputs, name="fmnist_cnn")
 
 
-def fmnist_cnn(scale: str) -> TaskSpec:
+def fmnist_cnn(scale: str) -> Task:
     """The Fashion-MNIST CNN task at `scale` (`quick`, `cpu`, `full`)."""
     common = dict(
         name="fmnist_cnn",
@@ -105,10 +106,10 @@ def fmnist_cnn(scale: str) -> TaskSpec:
         optimizer="adamw",
         weight_decay=1e-2,
         model_file="models/fmnist_cnn.npz",
-        lr_grid=(1e-3, 3e-3, 1e-2),
+        peak_lrs=(1e-3, 3e-3, 1e-2),
     )
     if scale == "quick":
-        return TaskSpec(
+        return example_task(
             scale=scale,
             epochs=1,
             batch_size=64,
@@ -120,7 +121,7 @@ def fmnist_cnn(scale: str) -> TaskSpec:
     if scale == "cpu":
         # Sized so a run takes ~25-45 s on 2 shared CPU cores (TensorFlow): the whole
         # benchmark protocol (sweep + evaluation, ~60 runs) must fit in about an hour there.
-        return TaskSpec(
+        return example_task(
             scale=scale,
             epochs=5,
             batch_size=128,
@@ -128,7 +129,7 @@ def fmnist_cnn(scale: str) -> TaskSpec:
             data_args=dict(n_train=8000, n_val=2000, n_test=5000),
             **common,
         )
-    return TaskSpec(
+    return example_task(
         scale=scale,
         epochs=15,
         batch_size=128,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_lode.experiments.task import Task, TaskData
 from keras_lode.tasks import data as _data
-from keras_lode.tasks._spec import TaskData, TaskSpec
+from keras_lode.tasks._spec import example_task
 
 VOCAB = 256  # byte-level tokens: any text, no tokenizer files to download
 
@@ -103,7 +104,7 @@ def build_gpt(
     return keras.Model(inputs, outputs, name="byte_gpt")
 
 
-def text_gpt(scale: str) -> TaskSpec:
+def text_gpt(scale: str) -> Task:
     """The byte-level next-token task; metric: next-token accuracy over all positions."""
     common = dict(
         name="text_gpt",
@@ -113,10 +114,10 @@ def text_gpt(scale: str) -> TaskSpec:
         weight_decay=1e-2,
         metric_name="next_token_accuracy",
         model_file="models/text_gpt.npz",
-        lr_grid=(3e-4, 1e-3, 3e-3),
+        peak_lrs=(3e-4, 1e-3, 3e-3),
     )
     if scale == "quick":
-        return TaskSpec(
+        return example_task(
             scale=scale,
             epochs=1,
             batch_size=32,
@@ -127,7 +128,7 @@ def text_gpt(scale: str) -> TaskSpec:
         )
     if scale == "cpu":
         # ~10 s per epoch on 2 shared CPU cores: small enough for a 16-run sweep there.
-        return TaskSpec(
+        return example_task(
             scale=scale,
             epochs=3,
             batch_size=32,
@@ -136,7 +137,7 @@ def text_gpt(scale: str) -> TaskSpec:
             data_args=dict(seq_len=64, n_train=1200, n_val=128, n_test=256),
             **common,
         )
-    return TaskSpec(
+    return example_task(
         scale=scale,
         epochs=10,
         batch_size=64,

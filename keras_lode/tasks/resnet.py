@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from keras_lode.experiments.task import Task, TaskData
 from keras_lode.tasks import data as _data
-from keras_lode.tasks._spec import TaskData, TaskSpec
+from keras_lode.tasks._spec import example_task
 from keras_lode.tasks.cnn import fmnist_data, image_task_data
 
 
@@ -66,7 +67,7 @@ def build_resnet(
     return keras.Model(inputs, outputs, name="resnet18_style")
 
 
-def _resnet_spec(name, scale, data, input_shape, classes, model_file) -> TaskSpec:
+def _resnet_spec(name, scale, data, input_shape, classes, model_file) -> Task:
     common = dict(
         name=name,
         build=build_resnet,
@@ -74,10 +75,10 @@ def _resnet_spec(name, scale, data, input_shape, classes, model_file) -> TaskSpe
         optimizer="adamw",
         weight_decay=5e-4,
         model_file=model_file,
-        lr_grid=(3e-4, 1e-3, 3e-3, 1e-2),
+        peak_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
     )
     if scale == "quick":
-        return TaskSpec(
+        return example_task(
             scale=scale,
             epochs=1,
             batch_size=64,
@@ -90,7 +91,7 @@ def _resnet_spec(name, scale, data, input_shape, classes, model_file) -> TaskSpe
         # ResNet-18 at full width costs 2-5 s per batch on this CPU: one basic block per
         # stage (the ResNet-10 layout), width 8, on a 2k-image subset — small enough for a
         # sweep on 2 shared cores.
-        return TaskSpec(
+        return example_task(
             scale=scale,
             epochs=3,
             batch_size=64,
@@ -99,7 +100,7 @@ def _resnet_spec(name, scale, data, input_shape, classes, model_file) -> TaskSpe
             data_args=dict(n_train=2000, n_val=500, n_test=1000),
             **common,
         )
-    return TaskSpec(
+    return example_task(
         scale=scale,
         epochs=15,
         batch_size=256,
@@ -110,7 +111,7 @@ def _resnet_spec(name, scale, data, input_shape, classes, model_file) -> TaskSpe
     )
 
 
-def fmnist_resnet(scale: str) -> TaskSpec:
+def fmnist_resnet(scale: str) -> Task:
     """ResNet-18 style on Fashion-MNIST (28x28x1)."""
     return _resnet_spec(
         "fmnist_resnet", scale, fmnist_data, (28, 28, 1), 10, "models/fmnist_resnet.npz"
@@ -124,11 +125,11 @@ def _cifar_data(classes):
     return data
 
 
-def cifar10_resnet(scale: str) -> TaskSpec:
+def cifar10_resnet(scale: str) -> Task:
     """ResNet-18 style on CIFAR-10 (needs `keras.datasets.cifar10`: cache or internet)."""
     return _resnet_spec("cifar10_resnet", scale, _cifar_data(10), (32, 32, 3), 10, None)
 
 
-def cifar100_resnet(scale: str) -> TaskSpec:
+def cifar100_resnet(scale: str) -> Task:
     """ResNet-18 style on CIFAR-100 (needs `keras.datasets.cifar100`: cache or internet)."""
     return _resnet_spec("cifar100_resnet", scale, _cifar_data(100), (32, 32, 3), 100, None)

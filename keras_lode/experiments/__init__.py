@@ -1,0 +1,78 @@
+"""Experiments: sweeps (the LODE's training data) and comparisons of LR schedules.
+
+One concept per module:
+
+- `task`: `Task` (model, data, training settings), `TaskData`, `load_task` (task specs
+  such as `"my_tasks.py:TASK"`), `split_data`;
+- `grid`: `Trial`, `Switch`, `TrialResult`, `make_grid`, `make_switched_trials`;
+- `trial`: `run_trial` (one trial, divergence watch, failed runs) and the
+  `python -m keras_lode.experiments.trial` entry point of isolated trials;
+- `engines`: `sweep` on the local engine (in process or subprocesses) or Ray Tune;
+- `methods`: `Method` (a family, `lode`, `replay`, `retrieval`), its controllers and the
+  LODE callback, `parse_methods`, `best_first`, `default_model`;
+- `running`: `train_one`, `run_comparison`, `predict_accuracy`, `write_json`;
+- `stats`: `paired_difference`, `summarize`, `format_table`;
+- `plots`: `plot_comparison`.
+
+The names below are resolved lazily: importing this package imports none of its modules
+(and no Keras). `keras_lode.sweep` re-exports the sweep side under its historical name.
+
+Example:
+
+```python
+from keras_lode.experiments import Method, sweep, train_one
+from keras_lode.tasks import get_task
+
+results = sweep("my_tasks.py:TASK", "runs/", peak_lrs=[1e-3, 3e-3], seeds=[0, 1])
+r = train_one(get_task("fmnist_cnn", scale="quick"), Method("cosine", peak_lr=3e-3))
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "Task": "task",
+    "TaskData": "task",
+    "load_task": "task",
+    "split_data": "task",
+    "Trial": "grid",
+    "TrialResult": "grid",
+    "make_grid": "grid",
+    "make_switched_trials": "grid",
+    "Switch": "grid",
+    "run_trial": "trial",
+    "ENGINES": "engines",
+    "DONE_STATUSES": "engines",
+    "sweep": "engines",
+    "sweep_status": "engines",
+    "METHOD_KINDS": "methods",
+    "Method": "methods",
+    "parse_methods": "methods",
+    "best_first": "methods",
+    "default_model": "methods",
+    "train_one": "running",
+    "run_comparison": "running",
+    "predict_accuracy": "running",
+    "write_json": "running",
+    "paired_difference": "stats",
+    "summarize": "stats",
+    "format_table": "stats",
+    "plot_comparison": "plots",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_lode.experiments' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"keras_lode.experiments.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

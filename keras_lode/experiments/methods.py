@@ -1,0 +1,267 @@
+"""Methods of a comparison: the ways of setting the learning rate during a run.
+
+A *method* is one of:
+
+- a parametric family at a peak LR: `cosine`, `onecycle`, `constant`, `step`
+  (`keras_lode.schedules.make_schedule`, the very curves a sweep records);
+- `lode`: the LODE schedule (`keras_lode.LODECallback`) with a model file;
+- `replay`: follow the LR curve of one recorded run (e.g. the best run of a sweep);
+- `retrieval`: at every log point, follow the LR curve of the sweep run whose recent
+  window of (loss, log LR, metric) is nearest to the current one.
+
+`parse_methods` reads the `keras-lode compare --methods` list; `best_first` loads a
+sweep's runs for `replay` / `retrieval`; `default_model` finds a task's shipped model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from keras_lode.constants import FAMILIES
+
+METHOD_KINDS = FAMILIES + ("lode", "replay", "retrieval")
+
+
+@dataclasses.dataclass
+class Method:
+    """One way of setting the LR during a run.
+
+    Args:
+        kind: one of `METHOD_KINDS`.
+        peak_lr: peak LR of a parametric family (and the warm-up peak for `lode`).
+        model: path of the LODE model file (`kind="lode"`).
+        runs: recorded runs (`keras_lode.Run`) for `replay` (the first one is followed) and
+            `retrieval` (all of them are candidates).
+        label: display name; defaults to e.g. `"cosine@3e-03"`.
+        options: extra keyword arguments for `keras_lode.LODECallback` (`kind="lode"`) or
+            `window` for `retrieval`.
+    """
+
+    kind: str
+    peak_lr: float | None = None
+    model: str | None = None
+    runs: list | None = None
+    label: str | None = None
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in METHOD_KINDS:
+            raise ValueError(
+                f"Argument `kind` must be one of {METHOD_KINDS}. Received: kind={self.kind!r}"
+            )
+        if self.kind in FAMILIES:
+            if self.peak_lr is None or not (math.isfinite(self.peak_lr) and self.peak_lr > 0):
+                raise ValueError(
+                    f"Method {self.kind!r} needs a finite `peak_lr` > 0. "
+                    f"Received: peak_lr={self.peak_lr!r}"
+                )
+        if self.kind == "lode" and not self.model:
+            raise ValueError("Method 'lode' needs `model`, the path of a LODE model file.")
+        if self.kind in ("replay", "retrieval") and not self.runs:
+            raise ValueError(f"Method {self.kind!r} needs `runs`, a non-empty list of Runs.")
+        if self.label is None:
+            self.label = f"{self.kind}@{self.peak_lr:.0e}" if self.kind in FAMILIES else self.kind
+
+
+# ----------------------------------------------------------------------------- controllers
+
+
+class TableController:
+    """Follows an LR table given per fraction of training (replay)."""
+
+    def __init__(self, frac, lr):
+        self.frac = np.asarray(frac, dtype=float)
+        self.lr = np.asarray(lr, dtype=float)
+        self.current_lr = float(self.lr[0])
+
+    def lr_at(self, fraction):
+        self.current_lr = float(np.interp(fraction, self.frac, self.lr))
+        return self.current_lr
+
+    def observe(self, points, step, total_steps):
+        # The LR for the interval that starts now: the table's value at its midpoint ahead.
+        return self.lr_at(min(step / total_steps, 1.0))
+
+
+def run_table(run):
+    """(fraction of training, lr) of a recorded run, dropping non-finite entries."""
+    step = np.asarray(run.step, dtype=float)
+    lr = np.asarray(run.lr, dtype=float)
+    total = float(run.meta.get("total_steps") or (step[-1] if len(step) else 0))
+    ok = np.isfinite(lr) & (lr > 0) & np.isfinite(step)
+    if total <= 0 or ok.sum() == 0:
+        raise ValueError(f"Run {getattr(run, 'run_id', '?')} has no usable LR curve.")
+    return step[ok] / total, lr[ok]
+
+
+class RetrievalController(TableController):
+    """Nearest-neighbour retrieval: follow the sweep run whose recent window is closest.
+
+    At each log point n >= window, the current window of standardized channels
+    `[loss, log lr, metric]` over the last `window` points is compared with every sweep
+    run's window at the same fraction of training; the LR table of the nearest run is
+    followed until the next point. Before `window` points it follows the best run.
+    """
+
+    def __init__(self, runs, window=5):
+        self.runs = list(runs)
+        self.window = int(window)
+        self.tables = [run_table(r) for r in self.runs]
+        chans = [np.asarray(r.channels(), dtype=float) for r in self.runs]
+        stacked = np.concatenate([c[np.all(np.isfinite(c), axis=1)] for c in chans])
+        self.mean = stacked.mean(axis=0)
+        self.std = np.where(stacked.std(axis=0) > 0, stacked.std(axis=0), 1.0)
+        self.chans = chans
+        self.choices = []
+        super().__init__(*self.tables[0])
+
+    def observe(self, points, step, total_steps):
+        n = len(points["lr"])
+        frac = min(step / total_steps, 1.0)
+        if n >= self.window:
+            cur = np.stack(
+                [
+                    np.asarray(points["loss"][-self.window :]),
+                    np.log(np.asarray(points["lr"][-self.window :])),
+                    np.asarray(points["metric"][-self.window :]),
+                ],
+                axis=1,
+            )
+            cur = (cur - self.mean) / self.std
+            best, best_d = None, np.inf
+            for i, (c, (fr, _)) in enumerate(zip(self.chans, self.tables, strict=True)):
+                # align by fraction of training: the run's point nearest to `frac`
+                j = int(np.argmin(np.abs(fr - frac))) if len(fr) == len(c) else None
+                if j is None or j + 1 < self.window:
+                    continue
+                w = (c[j + 1 - self.window : j + 1] - self.mean) / self.std
+                d = float(np.nanmean((w - cur) ** 2))
+                if np.isfinite(d) and d < best_d:
+                    best, best_d = i, d
+            if best is not None:
+                self.frac, self.lr = self.tables[best]
+                self.choices.append(best)
+        return self.lr_at(frac)
+
+
+def lode_callback(method: Method, task, data, total_steps, seed, verbose):
+    """A `LODECallback` for `method`, warm-started on a sweep family until its first plan.
+
+    `method.options["warmup_family"]` (default `"constant"`) at `method.peak_lr` (default
+    1e-3) is the schedule followed before the first plan: the LODE was trained on sweep runs,
+    so a warm-up that looks like one gives its encoder an in-distribution window.
+
+    Returns:
+        `(callback, peak)`: the callback and the warm-up's peak LR.
+    """
+    from keras_lode import LODECallback
+    from keras_lode.schedules import make_schedule
+
+    if not Path(method.model).is_file():
+        raise FileNotFoundError(
+            f"LODE model file not found: {method.model!r}. Pass --model PATH or train one with "
+            "`keras-lode train`."
+        )
+    options = dict(method.options)
+    family = options.pop("warmup_family", "constant")
+    peak = float(method.peak_lr or 1e-3)
+    warmup = make_schedule(family, peak, total_steps)
+    # The run records the task's P log points per epoch; a model trained with another P
+    # (or horizon) is mapped by fraction of training, with the callback's warning.
+    options.setdefault("points_per_epoch", task.points_per_epoch)
+    cb = LODECallback(
+        method.model,
+        validation_data=(data.x_val, data.y_val),
+        warmup=warmup,
+        seed=seed,
+        verbose=verbose,
+        **options,
+    )
+    return cb, peak
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def parse_methods(
+    text: str, model: str | None, runs_dir: str | None, lode_warmup: str = "constant"
+) -> list[Method]:
+    """Parses a `--methods` list (`lode[@LR],FAMILY@PEAK_LR,replay,retrieval`) into `Method`s.
+
+    Args:
+        text: the comma-separated list.
+        model: LODE model file of the `lode` method.
+        runs_dir: directory of sweep runs for `replay` / `retrieval` (see `best_first`).
+        lode_warmup: the family the LODE follows until its first plan.
+
+    Raises:
+        ValueError: an unknown method, a bad LR, a missing `runs_dir` or an empty list.
+    """
+    methods = []
+    runs = None
+    for item in [m.strip() for m in str(text).split(",") if m.strip()]:
+        kind, _, lr = item.partition("@")
+        if kind not in METHOD_KINDS:
+            raise ValueError(
+                f"Argument `--methods`: unknown method {kind!r} in {text!r}. "
+                f"Expected some of {METHOD_KINDS}."
+            )
+        peak = None
+        if lr:
+            try:
+                peak = float(lr)
+            except ValueError as e:
+                raise ValueError(
+                    f"Argument `--methods`: {item!r} has a bad LR {lr!r}; expected e.g. "
+                    "cosine@3e-3."
+                ) from e
+        if kind in ("replay", "retrieval"):
+            if runs_dir is None:
+                raise ValueError(f"Method {kind!r} needs `--runs DIR` (the sweep's runs).")
+            if runs is None:
+                runs = best_first(runs_dir)
+            methods.append(Method(kind, runs=runs))
+        elif kind == "lode":
+            if lode_warmup not in FAMILIES:
+                raise ValueError(
+                    f"Argument `--lode-warmup` must be one of {FAMILIES}. Received: {lode_warmup!r}"
+                )
+            methods.append(
+                Method("lode", peak_lr=peak, model=model, options={"warmup_family": lode_warmup})
+            )
+        else:
+            methods.append(Method(kind, peak_lr=peak))
+    if not methods:
+        raise ValueError(f"Argument `--methods` is empty. Received: {text!r}")
+    return methods
+
+
+def best_first(runs_dir: str):
+    """Loads the complete runs of a sweep, best final validation metric first."""
+    from keras_lode import load_runs
+
+    runs = [r for r in load_runs(runs_dir) if r.status == "complete"]
+    if not runs:
+        raise ValueError(f"No complete runs in --runs {runs_dir!r}.")
+
+    def score(r):
+        m = [v for v in r.metric if math.isfinite(v)]
+        return max(m) if m else -math.inf
+
+    return sorted(runs, key=score, reverse=True)
+
+
+def default_model(task: str) -> str | None:
+    """Path of the task's shipped model: `models/` under the cwd or next to the package."""
+    import keras_lode
+
+    name = f"{task}.npz"
+    for root in (Path.cwd(), Path(keras_lode.__file__).resolve().parent.parent):
+        p = root / "models" / name
+        if p.is_file():
+            return str(p)
+    return None

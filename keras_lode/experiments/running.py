@@ -1,0 +1,295 @@
+"""Comparison runs: train a task once per method and seed, measuring val/test per epoch.
+
+This is the engine behind `keras-lode compare`, `keras-lode demo`, the examples and
+`benchmarks/quality.py`. `train_one(task, method, seed)` trains the task's model with
+one `keras_lode.experiments.methods.Method`; every run measures the validation metric and
+the test metric at the end of each epoch, so results can be read at the epoch of best
+validation (the paper's rule) and at the end. `run_comparison` trains every method on
+every seed; `keras_lode.experiments.stats` summarizes the results.
+
+Example:
+
+```python
+from keras_lode.experiments import Method, train_one
+from keras_lode.tasks import get_task
+
+task = get_task("fmnist_cnn", scale="quick")
+result = train_one(task, Method("cosine", peak_lr=3e-3), seed=0)
+print(result["test_at_best_val"], result["test_at_end"])
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_lode.constants import FAMILIES
+from keras_lode.experiments.methods import (
+    Method,
+    RetrievalController,
+    TableController,
+    lode_callback,
+    run_table,
+)
+
+
+def predict_accuracy(model, x, y, batch_size: int = 512) -> float:
+    """Top-1 accuracy of `model` on `(x, y)` (per position for sequence outputs), via predict.
+
+    `model.evaluate` inside `fit` would reset the training metrics (DESIGN.md 3.5), so the
+    metric is computed from `predict_on_batch` in NumPy.
+    """
+    from keras import ops
+
+    correct = 0
+    total = 0
+    for i in range(0, len(x), batch_size):
+        p = ops.convert_to_numpy(model.predict_on_batch(x[i : i + batch_size]))
+        yb = np.asarray(y[i : i + batch_size])
+        correct += int(np.sum(np.argmax(p, axis=-1) == yb))
+        total += yb.size
+    return correct / max(total, 1)
+
+
+def _argmax_accuracy(y_true, y_pred) -> float:
+    """Top-1 accuracy (per position for sequence outputs), as `predict_accuracy` computes it."""
+    y_true = np.asarray(y_true)
+    correct = int(np.sum(np.argmax(np.asarray(y_pred), axis=-1) == y_true))
+    return correct / max(y_true.size, 1)
+
+
+def observer_class():
+    """The comparison runs' observer callback class (built on first use: it needs Keras)."""
+    from keras_lode.runs.observer import LogPointObserver
+
+    class Observer(LogPointObserver):
+        """Records the LR and interval loss at P points per epoch, and val/test per epoch.
+
+        The log points come from `keras_lode.runs.observer.LogPointObserver` (the observer of
+        `RunRecorder` and `LODECallback`): they are found at batch begin and epoch end, so
+        this callback does not override `on_train_batch_end` and Keras keeps its
+        asynchronous callback dispatch (JAX). At each point it records the global step, the
+        LR the interval's last step applied, the interval's mean training loss (from the
+        loss tracker) and, with `val_points`, the accuracy on that subset.
+
+        For `replay` and `retrieval` it also sets the LR (float-LR optimizer, assigned through
+        `self.model.optimizer`, which is live on every backend) at each log point; a point
+        is observed before the first step of the next interval, so that step uses the new
+        LR. Another callback that reads the LR at log points (a `RunRecorder`, a float-LR
+        `LODECallback`) must come before this one in the callback list to see the LR the
+        interval ran with.
+        """
+
+        def __init__(
+            self, task, data, steps_per_epoch, schedule=None, controller=None, val_points=None
+        ):
+            # The subset is measured whole (samples = its size), in the order given.
+            super().__init__(
+                task.points_per_epoch,
+                validation_data=val_points,
+                validation_samples=len(val_points[1]) if val_points is not None else 1024,
+                metric=_argmax_accuracy,
+            )
+            self.task = task
+            self.data = data
+            self.steps_per_epoch = steps_per_epoch
+            self.total_steps = steps_per_epoch * task.epochs
+            self.schedule = schedule
+            self.controller = controller
+            self.val_points = val_points  # (x, y) subset measured at every log point, or None
+            self.points = {"step": [], "lr": [], "loss": [], "metric": []}
+            self.per_epoch = []  # (self.epochs is the run's epoch count)
+
+        def _fit_begin(self):
+            if self.controller is not None:
+                self.model.optimizer.learning_rate = self.controller.lr_at(0)
+
+        def on_log_point(self, point, logs):
+            for key, values in self.points.items():
+                values.append(point[key])
+            if self.controller is not None:
+                new_lr = self.controller.observe(self.points, point["step"], self.total_steps)
+                # Through self.model: on JAX this syncs the state and fit re-reads it before
+                # the next step (the one at whose begin this point was found, or the next
+                # epoch's first).
+                self.model.optimizer.learning_rate = new_lr
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)  # the epoch's last log point
+            logs = logs or {}
+            val = predict_accuracy(self.model, self.data.x_val, self.data.y_val)
+            test = predict_accuracy(self.model, self.data.x_test, self.data.y_test)
+            self.per_epoch.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": float(logs.get("loss", float("nan"))),
+                    "val_metric": val,
+                    "test_metric": test,
+                }
+            )
+
+    return Observer
+
+
+def train_one(
+    task,
+    method: Method,
+    seed: int = 0,
+    data=None,
+    verbose: int = 0,
+    measure_points: bool = False,
+    record_to=None,
+) -> dict:
+    """Trains `task`'s model once with `method` and returns its measurements.
+
+    Args:
+        task: a `keras_lode.experiments.Task` whose `load_data(seed=...)` returns a
+            `TaskData` (e.g. `keras_lode.tasks.get_task(...)`).
+        method: the LR method.
+        seed: seed of initialization and batch order.
+        data: preloaded `TaskData` (loaded from `task` when None).
+        verbose: passed to `model.fit`.
+        measure_points: measure the validation metric at every log point (needed by
+            `retrieval`; otherwise only at epoch ends, which is cheaper).
+        record_to: directory; when given, a `keras_lode.RunRecorder` records the run there
+            (a sweep run: P log points per epoch, validation metric at each) and the final
+            test metric is added to its metadata.
+
+    Returns:
+        A JSON-ready dict: `method`, `kind`, `peak_lr`, `seed`, `epochs` (per-epoch val/test
+        metric and train loss), `points` (per-log-point step, lr, interval loss, metric),
+        `best_val`, `test_at_best_val`, `test_at_end`, `wall_s`, `backend`.
+    """
+    import keras
+
+    from keras_lode.schedules import make_schedule
+
+    data = data if data is not None else task.load_data(seed=seed)
+    steps_per_epoch = task.steps_per_epoch(len(data.x_train))
+    total_steps = steps_per_epoch * task.epochs
+    model = task.build_model(seed=seed)
+    lode_cb = None
+    schedule = None
+    controller = None
+    if method.kind in FAMILIES:
+        schedule = make_schedule(method.kind, method.peak_lr, total_steps)
+        lr = schedule
+    elif method.kind == "lode":
+        lode_cb, lr = lode_callback(method, task, data, total_steps, seed, verbose)
+    elif method.kind == "replay":
+        controller = TableController(*run_table(method.runs[0]))
+        lr = controller.current_lr
+    else:
+        controller = RetrievalController(method.runs, **method.options)
+        lr = controller.current_lr
+        measure_points = True
+    task.compile(model, lr)
+    val_points = None
+    if measure_points:
+        n = min(len(data.x_val), 1024)
+        val_points = (data.x_val[:n], data.y_val[:n])
+    observer = observer_class()(
+        task,
+        data,
+        steps_per_epoch,
+        schedule=schedule,
+        controller=controller,
+        val_points=val_points,
+    )
+    recorder = None
+    if record_to is not None:
+        from keras_lode import RunRecorder
+
+        recorder = RunRecorder(
+            None,
+            points_per_epoch=task.points_per_epoch,
+            validation_data=(data.x_val, data.y_val),
+            validation_samples=1024,
+            meta={
+                "task": task.name,
+                "model": model.name,
+                "schedule": method.kind,
+                "schedule_args": {},
+                "peak_lr": method.peak_lr,
+                "seed": int(seed),
+                "metric_name": task.metric_name,
+                "scale": task.scale,
+            },
+        )
+    # Log points are observed at batch begin, where a float-LR LODECallback (and the
+    # observer itself, for replay/retrieval) assigns the next interval's LR: whoever records
+    # the LR an interval ran with goes before whoever sets it.
+    callbacks = [cb for cb in (recorder, observer, lode_cb) if cb is not None]
+    t0 = time.perf_counter()
+    model.fit(
+        data.x_train,
+        data.y_train,
+        batch_size=task.batch_size,
+        epochs=task.epochs,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    wall = time.perf_counter() - t0
+    epochs = observer.per_epoch
+    vals = [e["val_metric"] for e in epochs]
+    best = int(np.argmax(vals))
+    if recorder is not None:
+        from keras_lode.runs import write_run
+
+        run = recorder.run
+        run.meta["test_metric"] = epochs[-1]["test_metric"]
+        run.meta["test_metric_at_best_val"] = epochs[best]["test_metric"]
+        write_run(run, Path(record_to) / f"{run.run_id}.run.csv")
+    return {
+        "method": method.label,
+        "kind": method.kind,
+        "peak_lr": method.peak_lr,
+        "seed": int(seed),
+        "task": task.name,
+        "scale": task.scale,
+        "backend": keras.backend.backend(),
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": epochs,
+        "points": observer.points,
+        "best_epoch": best + 1,
+        "best_val": vals[best],
+        "test_at_best_val": epochs[best]["test_metric"],
+        "test_at_end": epochs[-1]["test_metric"],
+        "wall_s": wall,
+    }
+
+
+def run_comparison(task, methods, seeds, verbose=0) -> list[dict]:
+    """Trains every method on every seed (data loaded once) and returns the results.
+
+    Prints one line per run (method, seed, test metric at best validation and at the end).
+    """
+    data = task.load_data(seed=0)
+    results = []
+    for seed in seeds:
+        for m in methods:
+            r = train_one(task, m, seed=seed, data=data, verbose=verbose)
+            print(
+                f"  {m.label:<20} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
+                f"  test@end {100 * r['test_at_end']:.2f}  ({r['wall_s']:.0f} s)",
+                flush=True,
+            )
+            results.append(r)
+    return results
+
+
+def write_json(path, payload) -> Path:
+    """Writes `payload` as JSON atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=1, allow_nan=True)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,147 @@
+"""Statistics of a comparison: per-method summaries, paired differences, the text table.
+
+The results are the dicts of `keras_lode.experiments.train_one`; a method's score is its
+test metric at the epoch of best validation (`"test_at_best_val"`, the paper's rule) or at
+the end (`"test_at_end"`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Two-sided 95% Student-t quantiles; a table keeps scipy out of the dependencies.
+_T_975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    11: 2.201,
+    12: 2.179,
+    13: 2.160,
+    14: 2.145,
+    15: 2.131,
+    16: 2.120,
+    17: 2.110,
+    18: 2.101,
+    19: 2.093,
+    20: 2.086,
+    25: 2.060,
+    30: 2.042,
+    40: 2.021,
+    60: 2.000,
+    120: 1.980,
+}
+
+
+def t_quantile_975(df: int) -> float:
+    """The two-sided 95% Student-t quantile for `df` degrees of freedom (from a table: the
+    next tabulated df at or above `df`, 1.960 past 120; NaN for `df <= 0`)."""
+    if df <= 0:
+        return float("nan")
+    for k in sorted(_T_975):
+        if df <= k:
+            return _T_975[k]
+    return 1.960
+
+
+def paired_difference(a, b) -> dict:
+    """Mean paired difference `a - b` with a 95% t-interval (pairs matched by position)."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(
+            f"paired_difference needs two 1-D arrays of equal non-zero length; got shapes "
+            f"{a.shape} and {b.shape}."
+        )
+    d = a - b
+    n = len(d)
+    mean = float(d.mean())
+    if n < 2:
+        return {"mean": mean, "std": float("nan"), "n": n, "ci95": [float("nan")] * 2}
+    sd = float(d.std(ddof=1))
+    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+    return {"mean": mean, "std": sd, "n": n, "ci95": [mean - half, mean + half]}
+
+
+def summarize(results: list[dict], reference: str | None = None, key="test_at_best_val"):
+    """Per-method mean/std of `key` and the paired difference of every method vs `reference`.
+
+    Args:
+        results: dicts from `train_one`.
+        reference: method label to compare against (e.g. `"lode"`); the best other method by
+            mean is the baseline of the paired difference.
+        key: `"test_at_best_val"` or `"test_at_end"`.
+
+    Returns:
+        `{"rows": [...], "paired": {...} or None}`; rows sorted by mean, best first.
+    """
+    by_method: dict[str, dict[int, float]] = {}
+    for r in results:
+        by_method.setdefault(r["method"], {})[r["seed"]] = r[key]
+    rows = []
+    for m, per_seed in by_method.items():
+        v = np.array(list(per_seed.values()), dtype=float)
+        rows.append(
+            {
+                "method": m,
+                "n": len(v),
+                "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+            }
+        )
+    rows.sort(key=lambda r: -r["mean"])
+    paired = None
+    if reference is not None and reference in by_method:
+        others = [r for r in rows if r["method"] != reference]
+        if others:
+            base = others[0]["method"]
+            seeds = sorted(set(by_method[reference]) & set(by_method[base]))
+            if seeds:
+                paired = paired_difference(
+                    [by_method[reference][s] for s in seeds],
+                    [by_method[base][s] for s in seeds],
+                )
+                paired.update({"reference": reference, "baseline": base, "key": key})
+    return {"key": key, "rows": rows, "paired": paired}
+
+
+def format_table(results: list[dict], reference: str | None = None) -> str:
+    """A plain-text table of test accuracy (at best validation and at the end) per method."""
+    a = summarize(results, reference, "test_at_best_val")
+    b = {r["method"]: r for r in summarize(results, reference, "test_at_end")["rows"]}
+    wall = {}
+    for r in results:
+        wall.setdefault(r["method"], []).append(r["wall_s"])
+    lines = [
+        f"{'method':<20} {'n':>3}  {'test@best-val (%)':>18}  {'test@end (%)':>15}  {'s/run':>6}",
+    ]
+    for r in a["rows"]:
+        e = b[r["method"]]
+        lines.append(
+            f"{r['method']:<20} {r['n']:>3}  {100 * r['mean']:>9.2f} +/- {_pct(r['std']):>5}"
+            f"  {100 * e['mean']:>6.2f} +/- {_pct(e['std']):>5}"
+            f"  {np.median(wall[r['method']]):>6.1f}"
+        )
+    p = a["paired"]
+    if p is not None:
+        lo, hi = p["ci95"]
+        lines.append(
+            f"paired {p['reference']} - {p['baseline']} (test@best-val, n={p['n']}): "
+            f"{100 * p['mean']:+.2f} points, 95% CI [{_pct(lo, sign=True)}, "
+            f"{_pct(hi, sign=True)}]"
+        )
+    return "\n".join(lines)
+
+
+def _pct(x, sign=False):
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{100 * x:+.2f}" if sign else f"{100 * x:.2f}"
