@@ -503,6 +503,61 @@ class WSD(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="keras_lode")
+class Switched(keras.optimizers.schedules.LearningRateSchedule):
+    """One schedule up to a step, another from it on: a run that changes course mid-run.
+
+    `lr(step) = first(step)` for `step < switch_step`, else `second(step)` — the second
+    schedule goes on as it would at that point of training (it is not restarted). A sweep
+    records such *switched* runs (same seed as the run of `first`, so everything before
+    the switch is that run) to show a controlled LODE what a mid-run LR change does.
+
+    Example:
+
+    ```python
+    # cosine at 3e-3, switched to the one-cycle at 1e-2 after step 500
+    lr = Switched(make_schedule("cosine", 3e-3, 1000), make_schedule("onecycle", 1e-2, 1000), 500)
+    ```
+
+    Args:
+        first: the schedule before the switch (a `LearningRateSchedule` or its config).
+        second: the schedule from the switch on.
+        switch_step: the first step of `second`, > 0.
+        name: name of the schedule's ops scope.
+    """
+
+    def __init__(self, first, second, switch_step: int, name: str = "Switched"):
+        super().__init__()
+        self.first = _as_schedule("first", first)
+        self.second = _as_schedule("second", second)
+        self.switch_step = _check_steps("switch_step", switch_step)
+        self.name = name
+
+    def __call__(self, step):
+        with keras.name_scope(self.name):
+            before = ops.cast(step, "float32") < float(self.switch_step)
+            return ops.where(before, self.first(step), self.second(step))
+
+    def get_config(self):
+        return {
+            "first": keras.saving.serialize_keras_object(self.first),
+            "second": keras.saving.serialize_keras_object(self.second),
+            "switch_step": self.switch_step,
+            "name": self.name,
+        }
+
+
+def _as_schedule(name, value):
+    if isinstance(value, dict):
+        value = keras.saving.deserialize_keras_object(value)
+    if not isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        raise TypeError(
+            f"Argument `{name}` must be a LearningRateSchedule (or its serialized config). "
+            f"Received: {type(value).__name__}"
+        )
+    return value
+
+
 def make_schedule(family: str, peak_lr: float, total_steps: int, **kwargs):
     """Builds the schedule of one sweep family with peak learning rate `peak_lr`.
 

@@ -20,6 +20,7 @@ from keras_lode.schedules import (
     LinearDecay,
     OneCycle,
     StepDecay,
+    Switched,
     WarmupCosine,
     make_schedule,
 )
@@ -270,3 +271,21 @@ def test_bad_arguments_raise_clear_errors():
         WSD(1e-3, 100, cooldown="cosine")
     with pytest.raises(ValueError, match="warmup_steps.*< `total_steps`"):
         WSD(1e-3, 10, warmup_steps=10)
+
+
+def test_switched_follows_first_then_second_and_round_trips():
+    first = make_schedule("cosine", 3e-3, total_steps=100)
+    second = make_schedule("onecycle", 1e-2, total_steps=100)
+    sw = Switched(first, second, switch_step=40)
+    for step in (0, 39):
+        assert float(_np(sw(step))) == pytest.approx(float(_np(first(step))), rel=1e-6)
+    for step in (40, 41, 99):
+        assert float(_np(sw(step))) == pytest.approx(float(_np(second(step))), rel=1e-6)
+    blob = json.loads(json.dumps(keras.saving.serialize_keras_object(sw)))
+    again = keras.saving.deserialize_keras_object(blob)
+    assert isinstance(again, Switched) and again.switch_step == 40
+    np.testing.assert_allclose(_np(again(70)), _np(sw(70)), rtol=1e-7)
+    with pytest.raises(TypeError, match="`second` must be a LearningRateSchedule"):
+        Switched(first, 0.1, 40)
+    with pytest.raises(ValueError, match="switch_step.*Received: switch_step=0"):
+        Switched(first, second, 0)

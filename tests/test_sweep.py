@@ -115,8 +115,8 @@ def test_divergence_watch_stops_at_the_next_log_point_and_keeps_async_dispatch()
     import keras
     from keras.callbacks import CallbackList
 
+    from keras_lode.experiments.trial import make_divergence_watch
     from keras_lode.runs.recorder import RunRecorder
-    from keras_lode.sweep import _make_divergence_watch
 
     def fit(nan_rows, epochs=4):
         x = np.ones((128, 8), "float32")
@@ -138,7 +138,7 @@ def test_divergence_watch_stops_at_the_next_log_point_and_keeps_async_dispatch()
         return model
 
     recorder = RunRecorder(points_per_epoch=2)
-    watch = _make_divergence_watch(keras, recorder)
+    watch = make_divergence_watch(keras, recorder)
     assert type(watch).on_train_batch_end is keras.callbacks.Callback.on_train_batch_end
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
     plain = CallbackList([], model=model)
@@ -329,3 +329,34 @@ def test_split_data_accepts_the_documented_shapes():
         split_data({"train": (x, y)})
     with pytest.raises(ValueError, match="'train' must be an \\(x, y\\) pair"):
         split_data({"train": x, "val": (x, y)})
+
+
+@pytest.mark.backend
+def test_switched_trials_share_the_base_prefix_then_follow_the_target(tmp_path):
+    from keras_lode.experiments import Switch, Trial, make_switched_trials
+    from keras_lode.experiments.trial import run_trial, switch_step
+
+    tiny = tasks()[0]
+    trials = make_switched_trials(
+        ["cosine", "constant"], [1e-3, 3e-2], [0, 1], runs=2, points=4, targets=2
+    )
+    assert len(trials) == 2 and len({t.run_id for t in trials}) == 2
+    base_cfg = {(t.family, t.peak_lr, t.seed, t.switch.at_point) for t in trials}
+    assert len(base_cfg) == 1  # one group: same base, same cut, two targets
+    assert all((t.family, t.peak_lr) != (t.switch.to_family, t.switch.to_peak_lr) for t in trials)
+    sweep(tiny, tmp_path, families=["cosine"], peak_lrs=[1e-3], seeds=[0], progress=False)
+    sw = Trial("cosine", 1e-3, 0, Switch("constant", 3e-2, 1))
+    assert sw.run_id == "cosine-lr0.001-seed0-to-constant-lr0.03-at1"
+    result = run_trial(tiny, sw, tmp_path)
+    assert result.status == "complete"
+    base = read_run(tmp_path / "cosine-lr0.001-seed0.run.csv")
+    run = read_run(tmp_path / f"{sw.run_id}.run.csv")
+    assert run.meta["switch"]["base"] == base.run_id and run.meta["switch"]["at_point"] == 1
+    assert run.meta["switch"]["at_step"] == switch_step(tiny, 256, 1) == 8  # 256/32 = 8 steps
+    # Up to and including the switch point the two runs are the same run.
+    np.testing.assert_allclose(run.channels()[:2], base.channels()[:2], rtol=1e-6)
+    # After it the LR is the target's: constant 3e-2.
+    np.testing.assert_allclose(run.lr[2:], 3e-2, rtol=1e-6)
+    assert base.lr[2] < 1e-3
+    with pytest.raises(ValueError, match="at least 2 configs"):
+        make_switched_trials(["cosine"], [1e-3], [0], runs=1, points=4)

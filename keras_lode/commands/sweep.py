@@ -49,6 +49,21 @@ def add_arguments(parser) -> None:
         action="store_false",
         help="leave trials recorded as failed alone on a rerun",
     )
+    parser.add_argument(
+        "--switched",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run N switched trials: grid points re-run from the same seed that switch "
+        "to another config mid-run, which teach a controlled LODE what an LR change does "
+        "(default 0: only the controlled LODE uses them; ~1 per 4 grid runs is a good start)",
+    )
+    parser.add_argument(
+        "--switch-targets",
+        type=int,
+        default=3,
+        help="continuations per (base run, switch point) group of switched trials (default 3)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the grid and what is done")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -73,9 +88,8 @@ def _ints(text, name):
 
 def run(args) -> int:
     import logging
-    from pathlib import Path
 
-    from keras_lode import sweep as sw
+    from keras_lode.experiments import sweep, sweep_status
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     spec = args.task or args.task_pos
@@ -87,20 +101,25 @@ def run(args) -> int:
         lrs = _floats(args.lrs, "lrs")
         seeds = _ints(args.seeds, "seeds")
         if args.dry_run:
-            task = sw.load_task(spec, args.scale)
-            grid = sw.make_grid(
-                families or task.families, lrs or task.peak_lrs, seeds or task.seeds
+            task, grid = sweep_status(
+                spec,
+                args.out,
+                families=families or None,
+                peak_lrs=lrs or None,
+                seeds=seeds or None,
+                retry_failed=args.retry_failed,
+                scale=args.scale,
+                switched=args.switched,
+                switch_targets=args.switch_targets,
             )
-            out = Path(args.out)
-            for t in grid:
-                done = sw._finished(out / f"{t.run_id}.run.csv", args.retry_failed)
-                print(f"{t.run_id}\t{done.status if done else 'todo'}")
+            for t, status in grid:
+                print(f"{t.run_id}\t{status}")
             print(
                 f"{len(grid)} trials for task {task.name!r} (P={task.points_per_epoch}, "
                 f"{task.epochs} epochs)"
             )
             return 0
-        results = sw.sweep(
+        results = sweep(
             spec,
             args.out,
             families=families,
@@ -116,6 +135,8 @@ def run(args) -> int:
             gpus_per_trial=args.gpus_per_trial,
             timeout=args.timeout,
             progress=not args.quiet,
+            switched=args.switched,
+            switch_targets=args.switch_targets,
         )
     except (ValueError, TypeError, ImportError) as e:
         print(f"keras-lode sweep: {e}")
