@@ -9,3 +9,6 @@ CHANNELS = ("loss", "log_lr", "metric")
 
 #: The parametric schedule families of a sweep (`keras_lode.schedules.make_schedule`).
 FAMILIES = ("cosine", "onecycle", "constant", "step", "linear", "wsd")
+
+#: The paper's four families: the default of the synthetic sweep (`synthetic_runs`).
+PAPER_FAMILIES = FAMILIES[:4]

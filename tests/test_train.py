@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from keras_lode.runs.synthetic import FAMILIES, schedule_lr, simulate, synthetic_run, synthetic_runs
+from keras_lode.constants import PAPER_FAMILIES
+from keras_lode.runs.synthetic import schedule_lr, simulate, synthetic_run, synthetic_runs
 from keras_lode.train.data import (
     WindowSampler,
     fit_normalization,
@@ -38,7 +39,7 @@ def test_synthetic_sweep_grid_and_fields():
     assert len(runs) == 10
     # seed-major: 4 families x 2 LRs for seed 3, then the first 2 of seed 4
     assert [r.meta["seed"] for r in runs] == [3] * 8 + [4] * 2
-    assert [r.meta["schedule"] for r in runs[:8:2]] == list(FAMILIES)
+    assert [r.meta["schedule"] for r in runs[:8:2]] == list(PAPER_FAMILIES)
     r = runs[1]
     assert r.channels().shape == (40, 3)
     assert r.points_per_epoch == 10 and r.meta["epochs"] == 4
@@ -119,7 +120,7 @@ def test_split_holds_out_whole_runs_per_family():
     assert sorted(train + val) == list(range(16)) and not set(train) & set(val)
     assert len(val) == 4
     # every family keeps training runs (the family-mean predictor needs them)
-    assert {runs[i].meta["schedule"] for i in train} == set(FAMILIES)
+    assert {runs[i].meta["schedule"] for i in train} == set(PAPER_FAMILIES)
     assert split_runs(runs, val_fraction=0.25, seed=0) == (train, val)
 
 
@@ -239,7 +240,7 @@ def test_cli_train_exports_a_model_that_numpy_decodes_like_torch(tmp_path, capsy
     cfg = np_model.config
     tr = cfg["training"]
     assert tr["n_train"] + tr["n_val"] == 12 and tr["horizon"] == 30
-    assert tr["points_per_epoch"] == 10 and tr["families"] == sorted(FAMILIES)
+    assert tr["points_per_epoch"] == 10 and tr["families"] == sorted(PAPER_FAMILIES)
     assert tr["peak_lr_range"] == [1e-3, 1e-2] and tr["seeds"] == [0, 1]
     assert set(tr["extrapolation"]["overall"]) == {"lode", "hold_last", "family_mean"}
     assert cfg["metadata"]["task"] == "unit-test"

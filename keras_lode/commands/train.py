@@ -1,10 +1,10 @@
 """`keras-lode train RUNS -o model.npz`: train a LODE on a sweep and export it.
 
-Loads the runs (a run file, a directory of them, or several), trains
-`keras_lode.train.LatentODE` with `keras_lode.train.fit`, writes the pickle-free
-model file and prints the extrapolation table (model vs the two naive predictors
-on held-out runs). `--synthetic N` trains on N synthetic runs instead (a demo
-that needs no sweep). Nothing heavy is imported at module level.
+Loads the runs (a run file, a directory of them, or several), trains the paper's
+generative LODE (`--kind generative`, the default) or the controlled ensemble
+(`--kind controlled`), writes the pickle-free model file and prints how well it predicts
+held-out runs against naive predictors. `--synthetic N` trains on N synthetic runs
+instead (a demo that needs no sweep). Nothing heavy is imported at module level.
 """
 
 from __future__ import annotations
@@ -36,18 +36,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="log points per synthetic run",
     )
-    parser.add_argument("--window", type=int, default=30, help="context window W (log points)")
-    parser.add_argument("--hidden", type=int, default=20, help="GRU hidden size")
-    parser.add_argument("--latent", type=int, default=20, help="latent size")
-    parser.add_argument("--state", type=int, default=20, help="ODE state size")
-    parser.add_argument("--width", type=int, default=20, help="MLP width")
+    parser.add_argument(
+        "--kind",
+        choices=("generative", "controlled"),
+        default="generative",
+        help="generative: the paper's LODE (the LR is a predicted channel); controlled: the LR "
+        "path is an input, an ensemble with a calibrated spread (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--members", type=int, default=5, help="controlled: ensemble size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="controlled: members trained in parallel processes (default: min(members, cores))",
+    )
+    parser.add_argument(
+        "--holdout-seeds",
+        default=None,
+        help="controlled: comma-separated seeds whose runs calibrate the ensemble and measure "
+        "its decision skill (default: the largest seed)",
+    )
+    parser.add_argument(
+        "--synthetic-switched",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --synthetic: also N synthetic switched runs (a schedule change mid-run)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="context window W in log points (default: 30 generative, 10 controlled)",
+    )
+    parser.add_argument(
+        "--hidden", type=int, default=None, help="GRU hidden size (default: 20 / 24)"
+    )
+    parser.add_argument("--latent", type=int, default=20, help="generative: latent size")
+    parser.add_argument("--state", type=int, default=None, help="ODE state size (20 / 24)")
+    parser.add_argument("--width", type=int, default=None, help="MLP width (20 / 32)")
     parser.add_argument("--depth", type=int, default=2, help="MLP hidden layers")
     parser.add_argument(
         "--step-size", type=float, default=0.5, help="RK4 step (a run spans 10 time units)"
     )
-    parser.add_argument("--alpha", type=float, default=0.01, help="weight of the path length")
-    parser.add_argument("--max-steps", type=int, default=1500, help="optimizer steps at most")
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per step")
+    parser.add_argument(
+        "--alpha", type=float, default=0.01, help="generative: weight of the path length"
+    )
+    parser.add_argument("--max-steps", type=int, default=1500, help="optimizer steps (at most)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="windows per step (default: 32 / 64)"
+    )
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of runs held out")
     parser.add_argument("--patience", type=int, default=8, help="evaluations without progress")
@@ -57,6 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="task name stored in the model file's metadata")
     parser.add_argument("--report", metavar="PATH", help="also write the training report (JSON)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for action in parser._actions:  # show every default in --help
+        shown = action.default is not None and action.default is not False
+        if shown and action.default is not argparse.SUPPRESS and action.help:
+            if "%(default)" not in action.help and "default" not in action.help:
+                action.help += " (default: %(default)s)"
 
 
 def _fail(message: str) -> int:
@@ -79,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             runs = synthetic_runs(args.synthetic, points=args.synthetic_points, seed=args.seed)
+            runs += _synthetic_switched(runs, args.synthetic_switched, args.seed)
         except ValueError as e:
             return _fail(str(e))
     else:
@@ -92,20 +138,22 @@ def run(args: argparse.Namespace) -> int:
             return _fail(str(e))
         if not runs:
             return _fail(f"no run files (*.run.csv) found in {', '.join(args.runs)}")
+    if args.kind == "controlled":
+        return _run_controlled(args, runs)
     print(f"Training a LODE on {len(runs)} run(s).", file=sys.stderr)
     try:
         model, report = fit(
             runs,
-            window=args.window,
-            hidden=args.hidden,
+            window=args.window or 30,
+            hidden=args.hidden or 20,
             latent=args.latent,
-            state=args.state,
-            width=args.width,
+            state=args.state or 20,
+            width=args.width or 20,
             depth=args.depth,
             step_size=args.step_size,
             alpha=args.alpha,
             max_steps=args.max_steps,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or 32,
             lr=args.lr,
             val_fraction=args.val_fraction,
             patience=args.patience,
@@ -142,3 +190,95 @@ def report_skipped(training: dict) -> str:
     skipped = training["skipped"]
     reasons = ", ".join(f"{v} {k}" for k, v in sorted(skipped.items()))
     return f"Skipped {sum(skipped.values())} of {training['n_runs']} runs: {reasons}."
+
+
+def _synthetic_switched(runs, n, seed):
+    """N synthetic switched runs drawn over the synthetic sweep's grid (as a sweep would)."""
+    if not n:
+        return []
+    from keras_lode.experiments.grid import make_switched_trials
+    from keras_lode.runs.synthetic import synthetic_switched_run
+
+    families = sorted({r.meta["schedule"] for r in runs})
+    lrs = sorted({r.meta["peak_lr"] for r in runs})
+    seeds = sorted({r.meta["seed"] for r in runs})
+    k, p = len(runs[0]), runs[0].points_per_epoch
+    trials = make_switched_trials(families, lrs, seeds, runs=n, points=k, seed=seed)
+    return [
+        synthetic_switched_run(
+            t.family,
+            t.peak_lr,
+            t.switch.to_family,
+            t.switch.to_peak_lr,
+            t.switch.at_point,
+            seed=t.seed,
+            points=k,
+            points_per_epoch=p,
+        )
+        for t in trials
+    ]
+
+
+def _run_controlled(args, runs) -> int:
+    from keras_lode.train.ensemble import fit_controlled
+
+    holdout = None
+    if args.holdout_seeds:
+        try:
+            holdout = [int(v) for v in args.holdout_seeds.split(",") if v.strip()]
+        except ValueError:
+            return _fail(f"--holdout-seeds must be comma-separated ints: {args.holdout_seeds!r}")
+    switched = sum(1 for r in runs if r.meta.get("switch"))
+    print(
+        f"Training a controlled ensemble of {args.members} on {len(runs)} run(s) "
+        f"({switched} switched).",
+        file=sys.stderr,
+    )
+    if not switched:
+        print(
+            "note: no switched runs (keras-lode sweep --switched N): the ensemble sees no "
+            "mid-run LR change and may misjudge one.",
+            file=sys.stderr,
+        )
+    try:
+        result = fit_controlled(
+            runs,
+            members=args.members,
+            holdout_seeds=holdout,
+            window=args.window or 10,
+            hidden=args.hidden or 24,
+            state=args.state or 24,
+            width=args.width or 32,
+            depth=args.depth,
+            step_size=args.step_size,
+            steps=args.max_steps,
+            batch_size=args.batch_size or 64,
+            lr=args.lr,
+            seed=args.seed,
+            workers=args.workers,
+            verbose=not args.no_progress,
+        )
+    except (TypeError, ValueError) as e:
+        return _fail(str(e))
+    metadata = {"task": args.task} if args.task else {}
+    try:
+        result.export(args.output, **metadata)
+    except (OSError, ValueError) as e:
+        return _fail(f"could not write {args.output}: {e}")
+    t = result.training
+    if args.no_progress:  # fit_controlled printed the skill table otherwise
+        from keras_lode.train.decision import format_skill
+
+        print(format_skill(t["decision"], t["calibration"]))
+    print(
+        f"Trained {args.members} members on {t['n_train']} run(s), calibrated on "
+        f"{t['n_heldout']} held-out run(s) of seed(s) {t['heldout_seeds']}: "
+        f"{t['wall_time_s']:.1f} s."
+    )
+    print(f"Wrote {args.output}")
+    if args.report:
+        import json
+
+        with open(args.report, "w", encoding="utf-8") as f:
+            json.dump(t, f, indent=2, allow_nan=False)
+    return 0

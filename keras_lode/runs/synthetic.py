@@ -40,7 +40,7 @@ import math
 import numpy as np
 
 from keras_lode._checks import check_int
-from keras_lode.constants import FAMILIES
+from keras_lode.constants import FAMILIES, PAPER_FAMILIES
 
 DEFAULT_PEAK_LRS = (1e-3, 2.4e-3, 5.6e-3, 1.3e-2, 3.2e-2)
 """Five log-spaced peak LRs, as in the paper's sweeps."""
@@ -188,8 +188,57 @@ def synthetic_run(
     Returns:
         A `keras_lode.Run` with `meta["task"] == "synthetic"`.
     """
-    from keras_lode.runs import Run
+    _check_points(points, points_per_epoch, steps_per_point)
+    lr = schedule_lr(family, peak_lr, points)
+    return _run(lr, family, peak_lr, seed, points_per_epoch, steps_per_point, diverge_lr, {})
 
+
+def synthetic_switched_run(
+    family: str,
+    peak_lr: float,
+    to_family: str,
+    to_peak_lr: float,
+    at_point: int,
+    *,
+    seed: int = 0,
+    points: int = 600,
+    points_per_epoch: int = 10,
+    steps_per_point: int = 50,
+    diverge_lr: float = 0.3,
+):
+    """A run that follows one schedule up to `at_point`, then another from there on.
+
+    The synthetic twin of a switched sweep run: the same seed as the run of
+    `(family, peak_lr)`, so everything up to and including `at_point` is identical to it,
+    then the LR of `(to_family, to_peak_lr)` as that schedule would go on at the same
+    point of training. `meta["switch"]` records the base run, the point and the target;
+    `meta["schedule"]` and `meta["peak_lr"]` stay those of the base run.
+
+    Raises:
+        ValueError: `at_point` outside `[1, points - 2]`, or bad schedule arguments.
+    """
+    from keras_lode.runs.run import run_name
+
+    check_int("at_point", at_point, minimum=1)
+    if at_point > points - 2:
+        raise ValueError(
+            f"Argument `at_point` must be <= points - 2 = {points - 2}. Received: {at_point}"
+        )
+    _check_points(points, points_per_epoch, steps_per_point)
+    lr = schedule_lr(family, peak_lr, points).copy()
+    lr[at_point + 1 :] = schedule_lr(to_family, to_peak_lr, points)[at_point + 1 :]
+    base = run_name(family, peak_lr, seed)
+    switch = {
+        "base": base,
+        "at_point": int(at_point),
+        "to_schedule": to_family,
+        "to_peak_lr": float(to_peak_lr),
+    }
+    extra = {"switch": switch, "run_id": f"{base}-to-{to_family}-lr{to_peak_lr:.4g}-at{at_point}"}
+    return _run(lr, family, peak_lr, seed, points_per_epoch, steps_per_point, diverge_lr, extra)
+
+
+def _check_points(points, points_per_epoch, steps_per_point):
     check_int("points", points, minimum=2)
     check_int("points_per_epoch", points_per_epoch, minimum=1)
     check_int("steps_per_point", steps_per_point, minimum=1)
@@ -198,7 +247,12 @@ def synthetic_run(
             "Argument `points` must be a multiple of `points_per_epoch`. "
             f"Received: points={points}, points_per_epoch={points_per_epoch}"
         )
-    lr = schedule_lr(family, peak_lr, points)
+
+
+def _run(lr, family, peak_lr, seed, points_per_epoch, steps_per_point, diverge_lr, extra):
+    from keras_lode.runs import Run
+
+    points = lr.size
     loss, metric, diverged = simulate(lr, seed=seed, diverge_lr=diverge_lr)
     steps_per_epoch = steps_per_point * points_per_epoch
     step = (np.arange(points, dtype=np.int64) + 1) * steps_per_point
@@ -218,15 +272,9 @@ def synthetic_run(
         "test_metric": float(metric[-1]),
         "metric_name": "accuracy",
         "flags": ["nonfinite_loss"] if diverged else [],
+        **extra,
     }
-    return Run(
-        step=step,
-        epoch=step / steps_per_epoch,
-        lr=lr,
-        loss=loss,
-        metric=metric,
-        meta=meta,
-    )
+    return Run(step=step, epoch=step / steps_per_epoch, lr=lr, loss=loss, metric=metric, meta=meta)
 
 
 def synthetic_runs(
@@ -235,7 +283,7 @@ def synthetic_runs(
     points: int = 600,
     points_per_epoch: int = 10,
     seed: int = 0,
-    families: tuple[str, ...] = FAMILIES,
+    families: tuple[str, ...] = PAPER_FAMILIES,
     peak_lrs: tuple[float, ...] = DEFAULT_PEAK_LRS,
     steps_per_point: int = 50,
     diverge_lr: float = 0.3,
@@ -251,7 +299,7 @@ def synthetic_runs(
         points: log points per run K.
         points_per_epoch: log points per epoch P.
         seed: first run seed; run seeds are `seed, seed + 1, ...`.
-        families: schedule families to cycle through.
+        families: schedule families to cycle through (default: the paper's four).
         peak_lrs: peak LRs to cycle through.
         steps_per_point: optimizer steps between log points.
         diverge_lr: LR above which a run diverges (default: above every default peak).

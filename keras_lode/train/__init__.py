@@ -10,7 +10,9 @@ import importlib
 
 _LAZY = {
     "LatentODE": "keras_lode.train.model",
-    "fit": "keras_lode.train.trainer",
+    "fit": "keras_lode.train.api",
+    "fit_controlled": "keras_lode.train.ensemble",
+    "ControlledMember": "keras_lode.train.controlled",
 }
 
 __all__ = sorted(_LAZY)

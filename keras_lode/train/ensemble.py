@@ -1,0 +1,327 @@
+"""Training the controlled ensemble: data from every cut point, members in parallel, calibration.
+
+`fit_controlled(runs)` holds out the runs of some seeds, trains M members on the others
+(each on its own bootstrap resample of the runs, from its own seed; in parallel processes
+where cores allow), calibrates the ensemble's spread on the held-out runs and measures its
+offline decision skill there (`keras_lode.train.decision`). The result exports to one
+pickle-free model file with `kind: "controlled"`.
+
+A training example is a (run, cut point n) pair: the encoder reads the W points up to n,
+the ODE is driven by the run's *actual* ln-LR path from n to the end, and the loss is the
+mean squared error of the normalized training loss and validation metric over the rest of
+the run, plus `final_weight` times that of the final metric (what a planner scores).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import multiprocessing
+import os
+import time
+
+import numpy as np
+
+from keras_lode._checks import check_int, check_number
+from keras_lode.train.data import fit_normalization, prepare_runs
+
+logger = logging.getLogger("keras_lode.train")
+
+__all__ = ["ControlledFit", "fit_controlled", "split_by_seed"]
+
+
+@dataclasses.dataclass
+class ControlledFit:
+    """What `fit_controlled` returns.
+
+    Attributes:
+        members: the trained `ControlledMember`s (torch, float32).
+        model: the NumPy `ControlledODE` of the ensemble, calibrated.
+        training: the JSON summary stored in the file's `training` section (data,
+            hyperparameters, timings, `decision` skill, calibration).
+    """
+
+    members: list
+    model: object
+    training: dict
+
+    def export(self, path, **metadata):
+        """Writes the calibrated ensemble to `path` (a pickle-free `.npz`)."""
+        from keras_lode.model.format import json_clean, save_model
+        from keras_lode.train.controlled import ensemble_weights
+
+        config = self.model.config
+        config["metadata"].update(json_clean(metadata, "metadata"))
+        save_model(path, config, ensemble_weights(self.members))
+        return path
+
+
+def split_by_seed(runs, holdout_seeds=None) -> tuple[list[int], list[int]]:
+    """Indices of training and held-out runs; by default the largest seed is held out.
+
+    Raises:
+        ValueError: fewer than two seeds (nothing to hold out), or an empty side.
+    """
+    seeds = [r.meta.get("seed") for r in runs]
+    known = sorted({s for s in seeds if s is not None})
+    if holdout_seeds is None:
+        if len(known) < 2:
+            raise ValueError(
+                "Calibrating the ensemble needs runs of at least 2 seeds (one is held out). "
+                f"Received seeds {known}; pass holdout_seeds= or record more seeds."
+            )
+        holdout_seeds = [known[-1]]
+    hold = set(holdout_seeds)
+    held = [i for i, s in enumerate(seeds) if s in hold]
+    train = [i for i, s in enumerate(seeds) if s not in hold]
+    if not held or not train:
+        raise ValueError(
+            f"holdout_seeds={sorted(hold)} leaves {len(train)} training and {len(held)} "
+            f"held-out runs (seeds present: {known}); both must be non-empty."
+        )
+    return train, held
+
+
+# ------------------------------------------------------------------------ one member
+def _batch(y, idx, rng, batch_size, window, time_scale):
+    """A batch of (run, cut) pairs in local time; see the module docstring."""
+    n_runs, k, _ = y.shape
+    runs = rng.choice(idx, size=batch_size, replace=True)
+    cuts = rng.integers(window - 1, k - 1, size=batch_size)  # at least one future point
+    length = k - int(cuts.min())
+    j = np.arange(length)
+    pts = np.minimum(cuts[:, None] + j[None, :], k - 1)  # hold the last value past the end
+    fut = y[runs[:, None], pts]  # (B, L, 3)
+    mask = (cuts[:, None] + j[None, :]) <= k - 1
+    wpts = cuts[:, None] - window + 1 + np.arange(window)[None, :]
+    return {
+        "t_window": wpts.astype(np.float64),
+        "window": y[runs[:, None], wpts],
+        "knots": j * time_scale,
+        "log_lr": fut[..., 1],
+        "target": fut[..., [0, 2]],
+        "mask": mask,
+        "last": k - 1 - cuts,  # index of the run's final point in local time
+        "offset": cuts * time_scale,
+    }
+
+
+def _train_member(payload):
+    """Trains one member; runs in a worker process (or inline)."""
+    import torch
+
+    from keras_lode.train.controlled import ControlledMember
+
+    torch.set_num_threads(1)
+    seed = payload["seed"]
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    y = payload["y"]
+    hp = payload["hyper"]
+    idx = rng.choice(payload["train"], size=len(payload["train"]), replace=True)  # bootstrap
+    member = ControlledMember(
+        hp["hidden"],
+        hp["state"],
+        hp["width"],
+        hp["depth"],
+        step_size=hp["step_size"],
+        horizon=y.shape[1],
+        span=hp["span"],
+        mean=payload["mean"],
+        std=payload["std"],
+    )
+    std = torch.tensor(payload["std"][[0, 2]], dtype=torch.float32)
+    mean = torch.tensor(payload["mean"][[0, 2]], dtype=torch.float32)
+    opt = torch.optim.Adam(member.parameters(), lr=hp["lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=hp["steps"], eta_min=hp["lr"] / 20
+    )
+    t0 = time.perf_counter()
+    history = []
+    for step in range(hp["steps"]):
+        b = _batch(y, idx, rng, hp["batch_size"], hp["window"], member.time_scale)
+        tb = {k: torch.as_tensor(v) for k, v in b.items()}
+        h0 = member.encode(tb["t_window"].float(), tb["window"].float())
+        u = (tb["log_lr"].float() - member.mean[1]) / member.std[1]
+        out = member.integrate(h0, tb["knots"].float(), u, tb["offset"].float()).transpose(0, 1)
+        target = (tb["target"].float() - mean) / std
+        err = (out - target) ** 2
+        mask = tb["mask"].float()[..., None]
+        loss = (err * mask).sum() / (mask.sum() * 2)
+        rows = torch.arange(out.shape[0])
+        final = err[rows, tb["last"], 1].mean()
+        total = loss + hp["final_weight"] * final
+        opt.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(member.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == hp["steps"] - 1:
+            history.append([step, loss.detach().item(), final.detach().item()])
+    return {
+        "state": {k: v.detach().numpy() for k, v in member.state_dict().items()},
+        "history": history,
+        "seconds": time.perf_counter() - t0,
+        "seed": seed,
+    }
+
+
+# ------------------------------------------------------------------------ the ensemble
+def fit_controlled(
+    runs,
+    *,
+    members: int = 5,
+    holdout_seeds=None,
+    window: int = 10,
+    hidden: int = 24,
+    state: int = 24,
+    width: int = 32,
+    depth: int = 2,
+    step_size: float = 0.5,
+    span: float = 10.0,
+    steps: int = 1500,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    final_weight: float = 1.0,
+    seed: int = 0,
+    workers: int | None = None,
+    coverage_level: float = 0.95,
+    verbose: bool = True,
+) -> ControlledFit:
+    """Trains a calibrated controlled ensemble on recorded runs.
+
+    Args:
+        runs: `keras_lode.Run`s sharing P and K (diverged runs are skipped and counted).
+        members: ensemble size M.
+        holdout_seeds: seeds whose runs calibrate the spread and measure decision skill
+            (default: the largest seed); members never see them.
+        window: log points the encoder reads.
+        hidden, state, width, depth: member sizes.
+        step_size, span: RK4 step and the model time of a whole run.
+        steps, batch_size, lr: Adam steps (cosine-decayed LR), (run, cut) pairs per step.
+        final_weight: extra weight of the final metric's squared error.
+        seed: base seed; member i uses `seed + i` (init, bootstrap, batches).
+        workers: parallel processes (default: min(members, CPU cores)); 1 trains inline.
+        coverage_level: the held-out coverage of mean +/- 2 sd that calibration targets.
+        verbose: progress bar over members and a summary line.
+
+    Returns:
+        A `ControlledFit`.
+    """
+    import torch
+
+    from keras_lode.model import ControlledODE
+    from keras_lode.train import decision
+    from keras_lode.train.controlled import ControlledMember, ensemble_config, ensemble_weights
+
+    members = check_int("members", members)
+    window = check_int("window", window, minimum=2)
+    steps = check_int("steps", steps)
+    batch_size = check_int("batch_size", batch_size)
+    check_number("final_weight", final_weight, minimum=0)
+    check_number("coverage_level", coverage_level, minimum=0, strict=True)
+    data = prepare_runs(runs, window=window + 1)
+    rs = data.runs
+    train, held = split_by_seed(rs, holdout_seeds)
+    y = data.y
+    mean, std = fit_normalization(y[train])
+    hyper = dict(
+        window=window,
+        hidden=check_int("hidden", hidden),
+        state=check_int("state", state),
+        width=check_int("width", width),
+        depth=check_int("depth", depth, minimum=0),
+        step_size=check_number("step_size", step_size, minimum=0, strict=True),
+        span=check_number("span", span, minimum=0, strict=True),
+        steps=steps,
+        batch_size=batch_size,
+        lr=check_number("lr", lr, minimum=0, strict=True),
+        final_weight=float(final_weight),
+    )
+    payloads = [
+        dict(y=y, train=np.asarray(train), mean=mean, std=std, hyper=hyper, seed=seed + i)
+        for i in range(members)
+    ]
+    workers = (
+        min(members, os.cpu_count() or 1) if workers is None else check_int("workers", workers)
+    )
+    t0 = time.perf_counter()
+    results = _run_members(payloads, workers, verbose)
+    wall = time.perf_counter() - t0
+    trained = []
+    for res in sorted(results, key=lambda r: r["seed"]):
+        m = ControlledMember(
+            hidden, state, width, depth, step_size=step_size, horizon=y.shape[1], span=span
+        )
+        m.set_normalization(mean, std)
+        m.load_state_dict({k: torch.as_tensor(v) for k, v in res["state"].items()})
+        trained.append(m)
+    lr_vals = np.exp(y[train][..., 1])
+    lr_range = (float(lr_vals.min()), float(lr_vals.max()))
+    base_config = ensemble_config(
+        trained, lr_range=lr_range, points_per_epoch=data.points_per_epoch
+    )
+    raw = ControlledODE(base_config, ensemble_weights(trained))
+    held_runs = [rs[i] for i in held]
+    train_runs = [rs[i] for i in train]
+    cal = decision.calibrate(raw, held_runs, level=coverage_level)
+    skill = decision.decision_skill(raw, held_runs, train_runs, calibration=cal)
+    training = {
+        "kind": "controlled",
+        "n_runs": len(runs),
+        "n_used": len(rs),
+        "n_train": len(train),
+        "n_heldout": len(held),
+        "heldout_seeds": sorted({rs[i].meta.get("seed") for i in held}),
+        "switched_runs": sum(1 for r in rs if r.meta.get("switch")),
+        "skipped": data.skipped,
+        "horizon": int(y.shape[1]),
+        "points_per_epoch": data.points_per_epoch,
+        "families": sorted({str(r.meta.get("schedule")) for r in train_runs}),
+        "tasks": sorted({str(r.meta.get("task")) for r in rs}),
+        "lr_range": list(lr_range),
+        "hyperparameters": {**hyper, "members": members, "seed": seed},
+        "wall_time_s": round(wall, 2),
+        "member_seconds": [round(r["seconds"], 2) for r in results],
+        "workers": workers,
+        "final_train_loss": [
+            r["history"][-1][1:] for r in sorted(results, key=lambda r: r["seed"])
+        ],
+        "calibration": cal,
+        "decision": skill,
+    }
+    config = ensemble_config(
+        trained,
+        lr_range=lr_range,
+        points_per_epoch=data.points_per_epoch,
+        calibration={"sd_scale": cal["sd_scale"], "sd_floor": cal["sd_floor"]},
+        training=training,
+    )
+    model = ControlledODE(config, ensemble_weights(trained))
+    if verbose:
+        print(decision.format_skill(skill, cal))
+    return ControlledFit(members=trained, model=model, training=config["training"])
+
+
+def _run_members(payloads, workers, verbose):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(payloads), desc="LODE members", unit="member", disable=not verbose)
+    try:
+        if workers <= 1:
+            out = []
+            for p in payloads:
+                out.append(_train_member(p))
+                bar.update()
+            return out
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+            futures = [ex.submit(_train_member, p) for p in payloads]
+            out = []
+            for f in concurrent.futures.as_completed(futures):
+                out.append(f.result())
+                bar.update()
+            return out
+    finally:
+        bar.close()
