@@ -1,4 +1,4 @@
-"""Latency of one planning call at the paper's sizes (BENCHMARKS.md Q2, issue 5).
+"""Latency of one planning call at the paper's sizes (docs/benchmarks.md, Q2).
 
 Measures `keras_lode.plan` with a model of hidden 20, latent 20, state 20, width 20,
 depth 2, S = 30 samples (31 latents with z0) on a run of K = 600 log points, planned at

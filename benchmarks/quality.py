@@ -1,4 +1,4 @@
-"""Q1 of BENCHMARKS.md: does the LODE schedule train better models than the sweep's best?
+"""Q1 of docs/benchmarks.md: does the LODE schedule train better models than the sweep's best?
 
 The protocol, per task:
 
@@ -449,7 +449,7 @@ def main(argv=None) -> int:
         payload = json.loads(out_path.read_text())
     payload.update(
         {
-            "benchmark": "quality (BENCHMARKS.md Q1)",
+            "benchmark": "quality (docs/benchmarks.md Q1)",
             "task": args.task,
             "scale": args.scale,
             "epochs": spec.epochs,

@@ -1,4 +1,4 @@
-"""Planner rules (DESIGN.md 3.4), each checked with hand-made models whose futures are known.
+"""Planner rules (docs/design.md), each checked with hand-made models whose futures are known.
 
 The stand-in model below returns, for latent row `r`, a trajectory chosen by the test, so
 every rule can be probed by a future that only a correct planner treats right.

@@ -41,7 +41,7 @@ from keras_lode.experiments.methods import (
 def predict_accuracy(model, x, y, batch_size: int = 512) -> float:
     """Top-1 accuracy of `model` on `(x, y)` (per position for sequence outputs), via predict.
 
-    `model.evaluate` inside `fit` would reset the training metrics (DESIGN.md 3.5), so the
+    `model.evaluate` inside `fit` would reset the training metrics (docs/design.md), so the
     metric is computed from `predict_on_batch` in NumPy.
     """
     from keras import ops

@@ -1,6 +1,6 @@
 """Train the LODE on recorded runs: `keras_lode.train.fit(runs, ...)`.
 
-The trainer of DESIGN.md 3.2 ("path-minimized" latent ODE, arXiv 2410.08923):
+The trainer of docs/design.md ("path-minimized" latent ODE, arXiv 2410.08923):
 
 1. Runs are checked (`keras_lode.train.data.prepare_runs`): unusable ones are
    skipped and counted, mixed time units are an error.
@@ -152,7 +152,7 @@ def fit(
         runs: `keras_lode.Run` objects of one task (one P and one horizon K).
         val_runs: runs to validate on; default: hold out `val_fraction` of `runs`.
         window: context window W in log points (the planner's window too).
-        hidden, latent, state, width, depth: architecture sizes (DESIGN.md 3.2).
+        hidden, latent, state, width, depth: architecture sizes (docs/design.md).
         step_size: RK4 step in model time. A run spans 10 model-time units
             (`time_scale = 10 / K` by default), so 0.5 is 20 steps per run
             whatever K is.
