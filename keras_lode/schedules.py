@@ -314,7 +314,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class _WarmupMixin:
-    """The linear warm-up shared by `LinearDecay` and `WSD` (as in `WarmupCosine`)."""
+    """The warm-up and end-LR checks shared by `LinearDecay` and `WSD` (as in `WarmupCosine`)."""
 
     def _check_warmup(self, warmup_steps, initial_learning_rate, total_steps):
         self.warmup_steps = _check_steps("warmup_steps", warmup_steps, allow_zero=True)
@@ -326,6 +326,17 @@ class _WarmupMixin:
         self.initial_learning_rate = _check_positive(
             "initial_learning_rate", initial_learning_rate, allow_zero=True
         )
+
+    def _check_end(self, end_learning_rate):
+        self.end_learning_rate = _check_positive(
+            "end_learning_rate", end_learning_rate, allow_zero=True
+        )
+        if self.end_learning_rate > self.peak_learning_rate:
+            raise ValueError(
+                "Argument `end_learning_rate` must be <= `peak_learning_rate`. Received: "
+                f"end_learning_rate={end_learning_rate}, "
+                f"peak_learning_rate={self.peak_learning_rate}"
+            )
 
     def _warm(self, step):
         w = float(self.warmup_steps)
@@ -374,14 +385,7 @@ class LinearDecay(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule)
         self.peak_learning_rate = _check_positive("peak_learning_rate", peak_learning_rate)
         self.total_steps = _check_steps("total_steps", total_steps)
         self._check_warmup(warmup_steps, initial_learning_rate, self.total_steps)
-        self.end_learning_rate = _check_positive(
-            "end_learning_rate", end_learning_rate, allow_zero=True
-        )
-        if self.end_learning_rate > self.peak_learning_rate:
-            raise ValueError(
-                "Argument `end_learning_rate` must be <= `peak_learning_rate`. Received: "
-                f"end_learning_rate={end_learning_rate}, peak_learning_rate={peak_learning_rate}"
-            )
+        self._check_end(end_learning_rate)
         self.name = name
 
     def __call__(self, step):
@@ -461,14 +465,7 @@ class WSD(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
                 f"Argument `cooldown` must be one of {_COOLDOWNS}. Received: cooldown={cooldown!r}"
             )
         self.cooldown = cooldown
-        self.end_learning_rate = _check_positive(
-            "end_learning_rate", end_learning_rate, allow_zero=True
-        )
-        if self.end_learning_rate > self.peak_learning_rate:
-            raise ValueError(
-                "Argument `end_learning_rate` must be <= `peak_learning_rate`. Received: "
-                f"end_learning_rate={end_learning_rate}, peak_learning_rate={peak_learning_rate}"
-            )
+        self._check_end(end_learning_rate)
         self.name = name
 
     @property

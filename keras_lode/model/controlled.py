@@ -39,12 +39,12 @@ import numpy as np
 
 from keras_lode.model import integrate
 from keras_lode.model.format import member_weight_shapes, validate
-from keras_lode.model.latent_ode import _sigmoid, _softplus
+from keras_lode.model.latent_ode import ConfigViews, _sigmoid, _softplus
 
 __all__ = ["ControlledODE", "random_controlled"]
 
 
-class ControlledODE:
+class ControlledODE(ConfigViews):
     """An ensemble of controlled latent ODEs; `predict` scores candidate LR paths.
 
     Usually obtained from `keras_lode.load_model(path)` for a file whose config has
@@ -102,31 +102,6 @@ class ControlledODE:
             for i in range(1, depth + 1)
         ]
         self._scale = w["field.scale"][:, None, None]
-
-    # -- read-only views of the config ----------------------------------------------------
-
-    @property
-    def config(self):
-        """The model file's config (a copy)."""
-        return copy.deepcopy(self._config)
-
-    @property
-    def horizon(self):
-        """Number of log points K of the runs the model was trained on."""
-        return int(self._config["time"]["horizon"])
-
-    @property
-    def points_per_epoch(self):
-        return int(self._config["time"]["points_per_epoch"])
-
-    @property
-    def lr_range(self):
-        lo, hi = self._config["planner"]["lr_range"]
-        return float(lo), float(hi)
-
-    @property
-    def planner_defaults(self):
-        return copy.deepcopy(self._config["planner"])
 
     @property
     def calibration(self):

@@ -73,7 +73,36 @@ def _mlp(layers, x, activation, final=None):
     return final(x) if final is not None else x
 
 
-class LatentODE:
+class ConfigViews:
+    """Read-only views of a model file's config, shared by both kinds of NumPy model."""
+
+    _config: dict
+
+    @property
+    def config(self):
+        """The model file's config (a copy: editing it does not change the model)."""
+        return copy.deepcopy(self._config)
+
+    @property
+    def points_per_epoch(self):
+        return int(self._config["time"]["points_per_epoch"])
+
+    @property
+    def horizon(self):
+        """Number of log points (K) of the runs the model was trained on."""
+        return int(self._config["time"]["horizon"])
+
+    @property
+    def lr_range(self):
+        lo, hi = self._config["planner"]["lr_range"]
+        return float(lo), float(hi)
+
+    @property
+    def planner_defaults(self):
+        return copy.deepcopy(self._config["planner"])
+
+
+class LatentODE(ConfigViews):
     """The NumPy latent ODE: `encode` a window of a run, `decode` a latent into a run.
 
     Usually obtained from `load_model(path)`; `random_model()` builds one with random
@@ -120,31 +149,6 @@ class LatentODE:
             (self.weights[f"{prefix}.layers.{i}.weight"], self.weights[f"{prefix}.layers.{i}.bias"])
             for i in range(depth + 1)
         ]
-
-    # -- read-only views of the config ------------------------------------------------------
-
-    @property
-    def config(self):
-        """The model file's config (a copy: editing it does not change the model)."""
-        return copy.deepcopy(self._config)
-
-    @property
-    def points_per_epoch(self):
-        return int(self._config["time"]["points_per_epoch"])
-
-    @property
-    def horizon(self):
-        """Number of log points (K) of the runs the model was trained on."""
-        return int(self._config["time"]["horizon"])
-
-    @property
-    def lr_range(self):
-        lo, hi = self._config["planner"]["lr_range"]
-        return float(lo), float(hi)
-
-    @property
-    def planner_defaults(self):
-        return copy.deepcopy(self._config["planner"])
 
     @property
     def channel_names(self):
