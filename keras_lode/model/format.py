@@ -495,6 +495,13 @@ def _check_controlled_sections(config, ck):
         ck.fail("planner", "a JSON object", type(planner).__name__)
     _check_lr_range(planner, ck)
     _check_json(planner, "planner", ck)
+    if planner.get("trust") is not None:
+        from keras_lode.planning.candidates import TrustRegion
+
+        try:
+            TrustRegion.from_json(planner["trust"])
+        except ValueError as e:
+            ck.fail("planner.trust", "a trust region (see docs/model-format.md)", str(e))
 
 
 def _check_json(value, key, ck):

@@ -212,6 +212,7 @@ def fit_controlled(
     import torch
 
     from keras_lode.model import ControlledODE
+    from keras_lode.planning.candidates import TrustRegion
     from keras_lode.train import decision
     from keras_lode.train.controlled import ControlledMember, ensemble_config, ensemble_weights
 
@@ -291,11 +292,15 @@ def fit_controlled(
         "calibration": cal,
         "decision": skill,
     }
+    # The LR changes the training runs made from each kind of state: the control planner
+    # proposes only those (keras_lode.planning.candidates).
+    trust = TrustRegion.from_runs(train_runs)
     config = ensemble_config(
         trained,
         lr_range=lr_range,
         points_per_epoch=data.points_per_epoch,
         calibration={"sd_scale": cal["sd_scale"], "sd_floor": cal["sd_floor"]},
+        planner={"trust": trust.to_json()},
         training=training,
     )
     model = ControlledODE(config, ensemble_weights(trained))

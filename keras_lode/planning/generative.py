@@ -1,4 +1,4 @@
-"""The planning algorithm: imagine futures with a latent ODE and follow the best LR path.
+"""The paper's planner: imagine futures with a generative latent ODE and follow the best LR path.
 
 Pure, vectorized NumPy (docs/design.md). Nothing here knows about Keras or torch: the
 planner talks to any model object with `encode`, `decode`, `config`, `horizon`,
@@ -42,7 +42,7 @@ from keras_lode.constants import CHANNELS
 from keras_lode.model.format import PLANNER_DEFAULTS
 from keras_lode.planning.plan import Plan, derive_seed
 
-__all__ = ["DEFAULTS", "Plan", "derive_seed", "plan"]
+__all__ = ["DEFAULTS", "plan_generative"]
 
 #: The paper's defaults, used where neither the call nor the model's
 #: `planner_defaults` sets a value.
@@ -54,7 +54,7 @@ ANCHOR_RULES = ("max_lr", "nearest")
 _BAND_POINTS = 3
 
 
-def plan(
+def plan_generative(
     model,
     window,
     *,
