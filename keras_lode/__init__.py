@@ -38,7 +38,15 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'keras_lode' has no attribute {name!r}")
-    mod = importlib.import_module(module)
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:  # no Keras backend: say which and how to install it
+        from keras_lode._backend import missing_backend_error
+
+        error = missing_backend_error(e, f"keras_lode.{name}")
+        if error is None or error is e:
+            raise
+        raise error from e
     value = mod if module.endswith("." + name) else getattr(mod, name)
     globals()[name] = value
     return value

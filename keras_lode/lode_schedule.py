@@ -27,11 +27,13 @@ from __future__ import annotations
 import logging
 import math
 
-import keras
 import numpy as np
-from keras import ops
 
+from keras_lode._backend import import_keras
 from keras_lode._checks import check_int
+
+keras = import_keras("keras_lode.LODESchedule")  # a clear error when no backend is installed
+ops = keras.ops
 
 _PACKAGE = "keras_lode"
 logger = logging.getLogger(__name__)

@@ -20,10 +20,11 @@ from __future__ import annotations
 import inspect
 import math
 
-import keras
-from keras import ops
-
+from keras_lode._backend import import_keras
 from keras_lode.constants import FAMILIES
+
+keras = import_keras("keras_lode.schedules")  # a clear error when no backend is installed
+ops = keras.ops
 
 _ANNEALS = ("cosine", "linear")
 

@@ -52,6 +52,7 @@ def run(args) -> int:
     from pathlib import Path
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from keras_lode._backend import import_keras
     from keras_lode.commands._args import parse_seeds
     from keras_lode.experiments import (
         default_model,
@@ -69,8 +70,9 @@ def run(args) -> int:
         model = args.model or default_model(args.task)
         methods = parse_methods(args.methods, model, args.runs, args.lode_warmup)
         overrides = {"epochs": args.epochs} if args.epochs else {}
+        import_keras("keras-lode compare")
         task = get_task(args.task, scale=args.scale, **overrides)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"keras-lode compare: error: {e}", file=sys.stderr)
         return 2
     results = run_comparison(task, methods, seeds, verbose=args.verbose)

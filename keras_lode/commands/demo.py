@@ -55,6 +55,7 @@ def run(args) -> int:
     from pathlib import Path
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from keras_lode._backend import import_keras
     from keras_lode.commands._args import parse_seeds
     from keras_lode.experiments import (
         default_model,
@@ -89,10 +90,10 @@ def run(args) -> int:
                 points_per_epoch=10, data_args=dict(n_train=1280, n_val=256, n_test=256)
             )
         task = get_task("fmnist_cnn", scale="quick" if args.quick else "cpu", **overrides)
-    except (ValueError, FileNotFoundError) as e:
+        keras = import_keras("keras-lode demo")
+    except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"keras-lode demo: error: {e}", file=sys.stderr)
         return 2
-    import keras
 
     print(
         f"keras-lode demo: Fashion-MNIST CNN, {task.epochs} epochs, "

@@ -89,6 +89,7 @@ def _ints(text, name):
 def run(args) -> int:
     import logging
 
+    from keras_lode._backend import import_keras
     from keras_lode.experiments import sweep, sweep_status
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -119,6 +120,8 @@ def run(args) -> int:
                 f"{task.epochs} epochs)"
             )
             return 0
+        if args.engine == "local":  # Ray's workers may have a backend the driver lacks
+            import_keras("keras-lode sweep")
         results = sweep(
             spec,
             args.out,
