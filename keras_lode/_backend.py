@@ -1,4 +1,4 @@
-"""The Keras backend: a clear error when it is not installed.
+"""The Keras backend: a clear error when it is not installed, and a quiet TensorFlow start.
 
 `pip install keras-lode` installs Keras but no backend (planning needs none). Keras then
 fails on first use with a bare `ModuleNotFoundError: No module named 'tensorflow'`;
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 # Backend -> (modules whose absence means the backend is missing, pip package, extra).
@@ -18,6 +20,27 @@ BACKENDS = {
     "jax": (("jax", "jaxlib"), "jax", "jax"),
     "torch": (("torch",), "torch", "torch"),
 }
+
+
+# Lines TensorFlow's C++ runtime writes to stderr while it loads, before
+# TF_CPP_MIN_LOG_LEVEL applies (TensorFlow >= 2.20 logs them through absl).
+_TF_NOISE = (
+    "WARNING: All log messages before absl::InitializeLog() is called",
+    "port.cc:",
+    "cudart_stub.cc:",
+    "cpu_feature_guard.cc:",
+    "To enable the following instructions:",
+    "oneDNN custom operations are on",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation_placer.cc:",
+    "cuda_executor.cc:",
+    "cuda_dnn.cc:",
+    "cuda_fft.cc:",
+    "cuda_blas.cc:",
+    "TF-TRT Warning",
+)
 
 
 def backend_name() -> str:
@@ -70,17 +93,67 @@ def missing_backend_error(exc: BaseException, what: str) -> ModuleNotFoundError 
     return error
 
 
-def import_keras(what: str):
+def import_keras(what: str, quiet: bool = False):
     """Imports and returns `keras`, raising `missing_backend_error` if its backend is missing.
 
     Args:
         what: what needs Keras (named in the error).
+        quiet: hide TensorFlow's start-up log lines (`hide_tensorflow_noise`), as the
+            command line does.
     """
     try:
-        import keras
+        if quiet:
+            with hide_tensorflow_noise():
+                import keras
+        else:
+            import keras
     except ModuleNotFoundError as e:
         error = missing_backend_error(e, what)
         if error is None:
             raise
         raise error from e
     return keras
+
+
+class hide_tensorflow_noise:
+    """Context manager: sets `TF_CPP_MIN_LOG_LEVEL=3` (unless set) and, while TensorFlow is
+    imported inside it, drops the log lines its C++ runtime writes to stderr at load time.
+
+    Other stderr output of the block is written back when it ends. A no-op for the
+    stderr part when TensorFlow is already imported or the backend is not TensorFlow.
+    """
+
+    def __enter__(self):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        self._saved = None
+        if "tensorflow" in sys.modules or backend_name() != "tensorflow":
+            return self
+        try:
+            sys.stderr.flush()
+            self._capture = tempfile.TemporaryFile(mode="w+b")
+            self._saved = os.dup(2)
+            os.dup2(self._capture.fileno(), 2)
+        except (OSError, ValueError, AttributeError):  # no real fd 2 (e.g. captured stderr)
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is None:
+            return False
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        self._capture.seek(0)
+        text = self._capture.read().decode("utf-8", "replace")
+        self._capture.close()
+        kept = [line for line in text.splitlines(True) if not _is_tf_noise(line)]
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+        return False
+
+
+def _is_tf_noise(line: str) -> bool:
+    return any(marker in line for marker in _TF_NOISE)

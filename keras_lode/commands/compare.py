@@ -70,7 +70,7 @@ def run(args) -> int:
         model = args.model or default_model(args.task)
         methods = parse_methods(args.methods, model, args.runs, args.lode_warmup)
         overrides = {"epochs": args.epochs} if args.epochs else {}
-        import_keras("keras-lode compare")
+        import_keras("keras-lode compare", quiet=True)
         task = get_task(args.task, scale=args.scale, **overrides)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"keras-lode compare: error: {e}", file=sys.stderr)

@@ -90,7 +90,7 @@ def run(args) -> int:
                 points_per_epoch=10, data_args=dict(n_train=1280, n_val=256, n_test=256)
             )
         task = get_task("fmnist_cnn", scale="quick" if args.quick else "cpu", **overrides)
-        keras = import_keras("keras-lode demo")
+        keras = import_keras("keras-lode demo", quiet=True)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"keras-lode demo: error: {e}", file=sys.stderr)
         return 2

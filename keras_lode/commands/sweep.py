@@ -28,7 +28,14 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--lrs", default=None, help="comma-separated peak LRs; default: task's")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds; default: task's")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where trials run: local (this machine, in this process or --workers "
+        "subprocesses) or ray (Ray Tune, on --address or a local Ray; needs keras_lode[ray]) "
+        "(default: %(default)s)",
+    )
     parser.add_argument(
         "--address", default=None, help="Ray cluster address (ray engine; default: local Ray)"
     )
@@ -101,6 +108,9 @@ def run(args) -> int:
     try:
         lrs = _floats(args.lrs, "lrs")
         seeds = _ints(args.seeds, "seeds")
+        if args.engine == "local":  # Ray's workers may have a backend the driver lacks
+            # Imported here, quietly: TensorFlow's start-up lines hidden as in `demo`.
+            import_keras("keras-lode sweep", quiet=True)
         if args.dry_run:
             task, grid = sweep_status(
                 spec,
@@ -120,8 +130,6 @@ def run(args) -> int:
                 f"{task.epochs} epochs)"
             )
             return 0
-        if args.engine == "local":  # Ray's workers may have a backend the driver lacks
-            import_keras("keras-lode sweep")
         results = sweep(
             spec,
             args.out,

@@ -72,11 +72,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="context window W in log points (default: 30 generative, 10 controlled)",
     )
     parser.add_argument(
-        "--hidden", type=int, default=None, help="GRU hidden size (default: 20 / 24)"
+        "--hidden",
+        type=int,
+        default=None,
+        help="GRU hidden size (default: 20 generative, 24 controlled)",
     )
     parser.add_argument("--latent", type=int, default=20, help="generative: latent size")
-    parser.add_argument("--state", type=int, default=None, help="ODE state size (20 / 24)")
-    parser.add_argument("--width", type=int, default=None, help="MLP width (20 / 32)")
+    parser.add_argument(
+        "--state",
+        type=int,
+        default=None,
+        help="ODE state size (default: 20 generative, 24 controlled)",
+    )
+    parser.add_argument(
+        "--width", type=int, default=None, help="MLP width (default: 20 generative, 32 controlled)"
+    )
     parser.add_argument("--depth", type=int, default=2, help="MLP hidden layers")
     parser.add_argument(
         "--step-size", type=float, default=0.5, help="RK4 step (a run spans 10 time units)"
@@ -86,7 +96,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-steps", type=int, default=1500, help="optimizer steps (at most)")
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="windows per step (default: 32 / 64)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per step (default: 32 generative, 64 controlled)",
     )
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of runs held out")

@@ -315,6 +315,8 @@ def write_run(run: Run, path: str | os.PathLike) -> Path:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the usual permissions (umask applied).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -323,6 +325,21 @@ def write_run(run: Run, path: str | os.PathLike) -> Path:
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux); else
+    set and restored at once (os.umask is the only portable way to read it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 # ---------------------------------------------------------------------- reading
