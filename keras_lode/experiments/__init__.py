@@ -10,7 +10,8 @@ One concept per module:
 - `engines`: `sweep` on the local engine (in process or subprocesses) or Ray Tune;
 - `methods`: `Method` (a family, `lode`, `replay`, `retrieval`), its controllers and the
   LODE callback, `parse_methods`, `best_first`, `default_model`;
-- `running`: `train_one`, `run_comparison`, `predict_accuracy`, `write_json`;
+- `running`: `train_one`, `run_comparison`, `load_task_data`, `predict_accuracy`,
+  `write_json`;
 - `stats`: `paired_difference`, `summarize`, `format_table`;
 - `plots`: `plot_comparison`.
 
@@ -55,6 +56,7 @@ _LAZY = {
     "train_one": "running",
     "run_comparison": "running",
     "predict_accuracy": "running",
+    "load_task_data": "running",
     "write_json": "running",
     "paired_difference": "stats",
     "summarize": "stats",

@@ -136,6 +136,40 @@ def observer_class():
     return Observer
 
 
+def load_task_data(task, seed: int = 0):
+    """`task.load_data()` as a `TaskData`, for a comparison run.
+
+    The loader is called with `seed=` when it takes one (the example tasks), else with no
+    argument, as a sweep calls it. What it returns may be anything a sweep accepts (a
+    `TaskData`, a dict of `(x, y)` splits, ...: `keras_lode.experiments.task.split_data`),
+    but a comparison also needs the test split: it reports the test metric.
+
+    Raises:
+        ValueError: the data has no usable train/val/test split (naming the task).
+    """
+    import inspect
+
+    from keras_lode.experiments.task import TaskData, split_data
+
+    try:
+        params = inspect.signature(task.load_data).parameters.values()
+        takes_seed = any(p.name == "seed" or p.kind is p.VAR_KEYWORD for p in params)
+    except (TypeError, ValueError):  # no signature (a builtin): try the example tasks' call
+        takes_seed = True
+    data = task.load_data(seed=seed) if takes_seed else task.load_data()
+    if isinstance(data, TaskData):
+        return data
+    parts = split_data(data)
+    if parts["test"] is None:
+        raise ValueError(
+            f"Task {task.name!r}: a comparison reports the test metric, but `load_data()` "
+            "returned no 'test' split. Return {'train': (x, y), 'val': (x, y), "
+            "'test': (x, y)} (or a TaskData)."
+        )
+    arrays = [np.asarray(a) for part in ("train", "val", "test") for a in parts[part]]
+    return TaskData(*arrays)
+
+
 def train_one(
     task,
     method: Method,
@@ -148,8 +182,9 @@ def train_one(
     """Trains `task`'s model once with `method` and returns its measurements.
 
     Args:
-        task: a `keras_lode.experiments.Task` whose `load_data(seed=...)` returns a
-            `TaskData` (e.g. `keras_lode.tasks.get_task(...)`).
+        task: a `keras_lode.experiments.Task` (an example task from
+            `keras_lode.tasks.get_task(...)` or your own, as a sweep takes it; its data is
+            loaded with `load_task_data`).
         method: the LR method.
         seed: seed of initialization and batch order.
         data: preloaded `TaskData` (loaded from `task` when None).
@@ -169,7 +204,7 @@ def train_one(
 
     from keras_lode.schedules import make_schedule
 
-    data = data if data is not None else task.load_data(seed=seed)
+    data = data if data is not None else load_task_data(task, seed)
     steps_per_epoch = task.steps_per_epoch(len(data.x_train))
     total_steps = steps_per_epoch * task.epochs
     model = task.build_model(seed=seed)
@@ -270,7 +305,7 @@ def run_comparison(task, methods, seeds, verbose=0) -> list[dict]:
 
     Prints one line per run (method, seed, test metric at best validation and at the end).
     """
-    data = task.load_data(seed=0)
+    data = load_task_data(task, 0)
     results = []
     for seed in seeds:
         for m in methods:
