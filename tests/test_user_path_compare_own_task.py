@@ -1,5 +1,6 @@
-"""Issue 16, item 1: `keras-lode compare --task my_task.py:TASK` takes an own task exactly as
-`keras-lode sweep --task` does."""
+"""Issue 16, item 1 (and item 9's compare defaults): `keras-lode compare --task my_task.py:TASK`
+takes an own task exactly as `keras-lode sweep --task` does, and compare's default methods are
+the baselines the README names."""
 
 from __future__ import annotations
 
@@ -90,3 +91,22 @@ def test_load_task_data_accepts_what_a_sweep_accepts(task_file):
     data = load_task_data(load_task(task_file), seed=3)
     assert isinstance(data, TaskData)
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (64, 16, 16)
+
+
+def test_compare_defaults_are_the_readme_baselines():
+    import argparse
+
+    from keras_lode.cli import build_parser
+    from keras_lode.commands.compare import DEFAULT_METHODS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices["compare"]
+    args = parser.parse_args([])
+    # README "Results at a glance": one-cycle @ 1e-2 is the best baseline, cosine @ 1e-2 the
+    # best schedule of the shipped LODE's sweep (and demo's baseline, which the LODE warms up on).
+    assert args.methods == DEFAULT_METHODS
+    assert set(args.methods.split(",")) == {"lode@1e-2", "onecycle@1e-2", "cosine@1e-2"}
+    assert args.lode_warmup == "cosine"
+    text = " ".join(parser.format_help().split())
+    assert "one-cycle @ 1e-2, the best baseline" in text
+    assert "--task" in text and "file.py:attr" in text
