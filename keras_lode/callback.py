@@ -13,6 +13,12 @@ very next training step uses it:
 - optimizer built with a float LR: the callback assigns the optimizer's LR variable
   through `self.model.optimizer` at every log point (piecewise constant per interval).
 
+The planner follows the model's kind (`keras_lode.plan`): a generative (paper) LODE is
+planned by imagining futures, a controlled LODE by scoring candidate schedules, with the
+schedule the run follows (the warm-up, then the current plan) as the default it leaves
+only when sure. For a controlled model the first replan and the cadence are fractions of
+the run (20% and 10% by default), so a short run does not spend half of itself warming up.
+
 A failed replan (the planner raises, a non-finite loss or missing validation values
 in the window, a non-finite plan) never stops training: the current plan is kept and
 a warning names the cause. The callback's state (history, warm-up, replans) is saved
@@ -21,7 +27,6 @@ as JSON so a fit resumed with `keras.callbacks.BackupAndRestore` continues the p
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -42,16 +47,6 @@ logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "keras_lode.callback_state"
 STATE_VERSION = 1
-# Planner options the callback resolves itself; the rest of plan()'s keywords are
-# accepted as overrides.
-_OWN = ("model", "window", "position", "total_points", "current_plan", "seed")
-
-
-def _planner_options() -> tuple[str, ...]:
-    from keras_lode.planning import plan
-
-    names = inspect.signature(plan).parameters
-    return tuple(n for n in names if n not in _OWN)
 
 
 def _json_floats(a) -> list:
@@ -78,13 +73,20 @@ class LODECallback(LogPointObserver):
     ```
 
     Args:
-        model: path of a LODE model file, or a loaded `LatentODE` (any object with
-            `encode`/`decode` and, optionally, `planner_defaults`, `horizon`,
-            `points_per_epoch`, `lr_range`).
+        model: path of a LODE model file, or a loaded model: a `LatentODE` (generative,
+            any object with `encode`/`decode`) or a `ControlledODE` (`kind ==
+            "controlled"`, with `predict`/`spread`); optionally `planner_defaults`,
+            `horizon`, `points_per_epoch`, `lr_range`.
         validation_data: `(x, y)` arrays; the metric is measured on a fixed subset.
         points_per_epoch: log points per epoch P; default the model's (else 10).
-        window: context window W in log points; default the model's planner default.
-        replan_every: replan every k log points; default the model's, else P.
+        window: context window W in log points; default the model's planner default
+            (a controlled model reads its own encoder window, `model.window`).
+        replan_every: replan every k log points (an int), or every fraction of the run
+            (a float in (0, 1]); default the model's, else P (generative) or 0.1 of the
+            run (controlled), at least one point.
+        first_replan: log point of the first replan (an int), or a fraction of the run
+            (a float in (0, 1)); never before W points exist. Default: as soon as W points
+            exist (generative), 0.2 of the run (controlled).
         warmup: LR followed until the first plan: a float, a Keras
             `LearningRateSchedule` or a callable `step -> lr`; default the optimizer's
             (the `LODESchedule`'s `initial_learning_rate`, or the float LR).
@@ -104,8 +106,11 @@ class LODECallback(LogPointObserver):
         metric: `"accuracy"` or a callable `metric(y_true, y_pred) -> float`; must be
             the metric the LODE was trained on.
         verbose: 1 prints one summary line per replan.
-        **planner_overrides: options of `keras_lode.plan` (`samples`, `sigma`, `tol`,
-            `loss_floor`, `top_k`, `anchor`, `lr_range`, `reward_at`).
+        **planner_overrides: options of the model's planner
+            (`keras_lode.planning.planner_options(kind)`): for a generative model
+            `samples`, `sigma`, `tol`, `loss_floor`, `top_k`, `anchor`, `lr_range`,
+            `reward_at`; for a controlled one `kappa`, `margin`, `starts`, `ends`,
+            `shapes`, `lr_range`, `trust`.
 
     Raises:
         TypeError: for an unknown planner option or a wrong argument type.
@@ -120,7 +125,8 @@ class LODECallback(LogPointObserver):
         validation_data,
         points_per_epoch: int | None = None,
         window: int | None = None,
-        replan_every: int | None = None,
+        replan_every: int | float | None = None,
+        first_replan: int | float | None = None,
         warmup=None,
         seed: int | None = 0,
         state_path=None,
@@ -135,12 +141,16 @@ class LODECallback(LogPointObserver):
             from keras_lode.model import load_model
 
             model = load_model(model)
-        if not (hasattr(model, "encode") and hasattr(model, "decode")):
+        kind = getattr(model, "kind", "generative")
+        needs = ("predict", "spread") if kind == "controlled" else ("encode", "decode")
+        if not all(hasattr(model, a) for a in needs):
             raise TypeError(
-                "Argument `model` must be a LODE model file path or a LatentODE "
-                f"(with encode/decode). Received: {type(model).__name__}"
+                "Argument `model` must be a LODE model file path, a LatentODE (with "
+                "encode/decode) or a ControlledODE (with predict/spread). Received: "
+                f"{type(model).__name__} of kind {kind!r}"
             )
         self.lode = model
+        self.kind = kind
         defaults = dict(getattr(model, "planner_defaults", None) or {})
         if points_per_epoch is None:
             points_per_epoch = getattr(model, "points_per_epoch", None) or 10
@@ -152,15 +162,31 @@ class LODECallback(LogPointObserver):
         super().__init__(
             points_per_epoch, validation_data, validation_samples, metric, validation_batch_size
         )
-        from keras_lode.planning import DEFAULTS
+        from keras_lode.planning import CONTROL_DEFAULTS, DEFAULTS, planner_options
 
         if window is None:
-            window = defaults.get("window") or DEFAULTS["window"]
+            if kind == "controlled":
+                window = int(model.window)
+            else:
+                window = defaults.get("window") or DEFAULTS["window"]
         self.window = self._int_arg("window", window)
         if replan_every is None:
-            replan_every = defaults.get("replan_every") or self.points_per_epoch
-        self.replan_every = self._int_arg("replan_every", replan_every)
-        allowed = _planner_options()
+            if kind == "controlled":
+                replan_every = defaults.get("replan_every") or CONTROL_DEFAULTS["replan_every"]
+            else:
+                replan_every = defaults.get("replan_every") or self.points_per_epoch
+        if first_replan is None and kind == "controlled":
+            first_replan = defaults.get("first_replan") or CONTROL_DEFAULTS["first_replan"]
+        self._replan_every_arg = self._cadence_arg("replan_every", replan_every, high=1.0)
+        self._first_replan_arg = (
+            None if first_replan is None else self._cadence_arg("first_replan", first_replan)
+        )
+        # Resolved against the run's length at train begin (fractions need K).
+        self.replan_every = (
+            self._replan_every_arg if isinstance(self._replan_every_arg, int) else None
+        )
+        self.first_replan = None
+        allowed = planner_options(kind)
         unknown = sorted(set(planner_overrides) - set(allowed))
         if unknown:
             raise TypeError(
@@ -197,6 +223,37 @@ class LODECallback(LogPointObserver):
             raise ValueError(f"Argument `{name}` must be a positive int. Received: {value!r}")
         return int(value)
 
+    @staticmethod
+    def _cadence_arg(name, value, high: float = 1.0 - 1e-12):
+        """A positive int (log points) or a float fraction of the run in (0, high]."""
+        if isinstance(value, float | np.floating):
+            if not (math.isfinite(value) and 0 < value <= high):
+                raise ValueError(
+                    f"Argument `{name}` as a fraction of the run must be in (0, {high:.3g}]. "
+                    f"Received: {value!r}"
+                )
+            return float(value)
+        if name == "first_replan":
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(
+                    f"Argument `{name}` must be a log point (int >= 0) or a fraction of the "
+                    f"run (float). Received: {value!r}"
+                )
+            return int(value)
+        return LODECallback._int_arg(name, value)
+
+    def _resolve_cadence(self) -> None:
+        """Points of the first replan and between replans, for this run's K points."""
+        K = self.total_points
+        every = self._replan_every_arg
+        self.replan_every = every if isinstance(every, int) else max(1, round(every * K))
+        first = self._first_replan_arg
+        if first is None:
+            first = self.window - 1
+        elif isinstance(first, float):
+            first = round(first * K)
+        self.first_replan = max(int(first), self.window - 1)
+
     # ------------------------------------------------------------------ set-up
     def _fit_begin(self) -> None:
         optimizer = self.model.optimizer
@@ -214,10 +271,12 @@ class LODECallback(LogPointObserver):
                 "keras_lode.LODESchedule or a float. Received a learning_rate of type "
                 f"{type(lr).__name__}."
             )
-        if self.window >= self.total_points:
+        self._resolve_cadence()
+        if self.first_replan >= self.total_points - 1:
             warnings.warn(
-                f"LODECallback: window={self.window} log points is not shorter than the run "
-                f"({self.total_points} points); it will never replan.",
+                f"LODECallback: the first replan (log point {self.first_replan}, window "
+                f"{self.window}) is not before the run's last point ({self.total_points} "
+                "points); it will never replan.",
                 stacklevel=2,
             )
         self._warmup_table = self._warmup_values(optimizer)
@@ -410,10 +469,10 @@ class LODECallback(LogPointObserver):
         )
         logs["learning_rate"] = lr
         self._last_lr = lr
-        w = self.window
+        first = self.first_replan
         if (
-            n >= w - 1
-            and (n - (w - 1)) % self.replan_every == 0
+            n >= first
+            and (n - first) % self.replan_every == 0
             and n < self.total_points - 1
             and n not in self._replans
         ):

@@ -1,4 +1,4 @@
-"""Figures of a plan: the imagined futures, the accepted ones, anchors and the chosen LR.
+"""Figures of a plan: the paper planner's imagined futures, or the control planner's candidates.
 
 Needs matplotlib (`pip install 'keras-lode[plot]'`); it is imported only when a figure is
 made, and only its object-oriented API is used (no pyplot), so plotting never changes the
@@ -51,7 +51,10 @@ def plot_plan(plan, path, *, observed=None, title=None):
     ```
 
     Args:
-        plan: a `keras_lode.planning.Plan`.
+        plan: a `keras_lode.planning.Plan`, or a `ControlPlan` (then: the candidate LR
+            paths with the default and the chosen one, the predicted metric under both with
+            the members' range, and every candidate's final metric, mean +/- sd, best
+            bounds first).
         path: output file; the format follows the suffix (`.png`, `.pdf`, `.svg`, ...).
         observed: optional (K', 3) raw channels `[loss, ln lr, metric]` of the recorded
             run from log point 0 (e.g. `run.channels()`), drawn for comparison.
@@ -72,6 +75,8 @@ def plot_plan(plan, path, *, observed=None, title=None):
                 "Argument `observed` must have shape (K, 3) [loss, ln lr, metric]. "
                 f"Received: shape {observed.shape}"
             )
+    if getattr(plan, "kind", None) == "controlled":
+        return _plot_control(Figure, plan, path, observed, title)
 
     cand = np.asarray(plan.candidates, dtype=np.float64)
     S, M, _ = cand.shape
@@ -164,6 +169,67 @@ def plot_plan(plan, path, *, observed=None, title=None):
         axes[1, 1].axhline(v, color=_PLAN, ls=":", lw=0.8)
     fig.suptitle(plan.summary() if title is None else title, fontsize=10)
 
+    path = os.fspath(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _plot_control(Figure, plan, path, observed, title, top=20):
+    n, K = plan.position, plan.total_points
+    W = plan.window.shape[0]
+    t_win = np.arange(n - W + 1, n + 1)
+    t_fut = np.arange(n, K)
+    pred = np.asarray(plan.predictions, dtype=np.float64)  # (M, C, T, 2)
+    fig = Figure(figsize=(14, 5), layout="constrained")
+    ax_lr, ax_m, ax_c = fig.subplots(1, 3)
+
+    for c in range(1, len(plan.names)):
+        ax_lr.plot(plan.points, plan.paths[c], color=_ACCEPTED, lw=0.7, alpha=0.6)
+    ax_lr.plot(plan.points, plan.paths[0], color=_OBSERVED, ls="--", lw=1.5, label="default")
+    ax_lr.plot(plan.points, plan.lr, color=_PLAN, lw=2.2, label=f"plan: {plan.chosen_name}")
+    ax_lr.plot(t_win, np.exp(plan.window[:, 1]), color=_OBSERVED, lw=2, label="observed")
+    if observed is not None:
+        ax_lr.plot(np.arange(len(observed)), np.exp(observed[:, 1]), color=_RECORDED, ls=":",
+                   lw=1, label="recorded run")  # fmt: skip
+    ax_lr.set_yscale("log")
+    ax_lr.set_title(f"{len(plan.names)} candidates ({len(plan.rejected)} outside trust)")
+    ax_lr.set_xlabel("run log point")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.legend(fontsize=8)
+
+    ax_m.plot(t_win, plan.window[:, 2], color=_OBSERVED, lw=2, label="observed")
+    if observed is not None:
+        ax_m.plot(np.arange(len(observed)), observed[:, 2], color=_RECORDED, ls=":", lw=1)
+    for c, color, label in ((0, _OBSERVED, "default"), (plan.chosen, _PLAN, "plan")):
+        m = pred[:, c, :, 1]
+        ax_m.fill_between(t_fut, m.min(axis=0), m.max(axis=0), color=color, alpha=0.15, lw=0)
+        ax_m.plot(t_fut, m.mean(axis=0), color=color, lw=1.5, label=f"{label} (members' range)")
+        if c == plan.chosen:
+            break
+    ax_m.set_title("predicted metric")
+    ax_m.set_xlabel("run log point")
+    ax_m.legend(fontsize=8)
+
+    rows = plan.table(top)
+    y = np.arange(len(rows))[::-1]
+    means = np.array([r["mean"] for r in rows])
+    sds = np.array([r["sd"] for r in rows])
+    colors = [
+        _PLAN
+        if r["name"] == plan.chosen_name
+        else (_OBSERVED if r["name"] == "default" else _CHOSEN)
+        for r in rows
+    ]
+    ax_c.errorbar(means, y, xerr=plan.kappa * sds, fmt="none", ecolor=colors, lw=1.2)
+    ax_c.scatter(means, y, c=colors, s=18, zorder=3)
+    ax_c.axvline(plan.mean[0] + plan.margin, color=_OBSERVED, ls=":", lw=0.8,
+                 label="default mean + margin")  # fmt: skip
+    ax_c.set_yticks(y, [r["name"] for r in rows], fontsize=7)
+    ax_c.set_title(f"final metric, mean +/- {plan.kappa:g} sd (top {len(rows)} bounds)")
+    ax_c.legend(fontsize=8)
+    for ax in (ax_lr, ax_m, ax_c):
+        ax.grid(alpha=0.3)
+    fig.suptitle(plan.summary() if title is None else title, fontsize=9)
     path = os.fspath(path)
     fig.savefig(path, dpi=110)
     return path

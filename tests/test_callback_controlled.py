@@ -1,0 +1,234 @@
+"""LODECallback with a controlled model, on each Keras backend: plan followed, faults, resume.
+
+As in test_callback.py, a one-weight model with a gradient of exactly 1 lets the LR of
+every step be read back from the weight updates. `DoublingControlled` is a hand-made
+controlled model whose plan is known: it scores a path by its mean LR, so the control
+planner always picks the library's highest path, the constant at 2x the current LR.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from lr_probe import applied_lr, count_traces, probe_model
+
+from keras_lode.callback import LODECallback
+from keras_lode.lode_schedule import LODESchedule
+from keras_lode.planning import ControlPlan
+
+pytestmark = pytest.mark.backend
+
+SPE, P, EPOCHS, W = 4, 2, 4, 3
+K = EPOCHS * P  # 8 log points; replans at points 2, 4, 6
+LR_RANGE = (1e-6, 10.0)
+
+
+class DoublingControlled:
+    kind = "controlled"
+    window = W
+    horizon = K
+    points_per_epoch = P
+    lr_range = LR_RANGE
+    members = 3
+
+    def __init__(self, fail=False):
+        self.fail = fail
+        self.planner_defaults = {"lr_range": list(LR_RANGE)}
+
+    def predict(self, t_window, window, t, log_lr):
+        if self.fail:
+            raise RuntimeError("boom")
+        score = np.exp(log_lr[:, 1:]).mean(axis=1)
+        out = np.zeros((self.members, log_lr.shape[0], len(t), 2))
+        out[:, :, :, 1] = score[None, :, None] + np.array([-1e-3, 0.0, 1e-3])[:, None, None]
+        return out
+
+    def spread(self, values):
+        return values.mean(axis=0), values.std(axis=0, ddof=1)
+
+
+def _doubling_table(warm=0.1, replans=(2, 4, 6)):
+    table = np.full(K, warm)
+    for n in replans:
+        table[n + 1 :] = 2 * table[n]
+    return table
+
+
+def _data():
+    x = np.ones((SPE * 2, 1), "float32")
+    return x, np.full((SPE * 2, 1), -1000.0, "float32")
+
+
+def _metric(y_true, y_pred):
+    return float(np.mean(y_pred))
+
+
+class _Weights(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def _kernel(self):
+        return float(keras.ops.convert_to_numpy(self.model.layers[-1].kernel)[0, 0])
+
+    def on_train_begin(self, logs=None):
+        self.values.append(self._kernel())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(self._kernel())
+
+
+def _callback(lode=None, **kwargs):
+    x, y = _data()
+    kwargs = {"first_replan": 2, "replan_every": 2, "margin": 0.0, **kwargs}
+    return LODECallback(
+        lode or DoublingControlled(),
+        validation_data=(x[:4], y[:4]),
+        metric=_metric,
+        verbose=0,
+        **kwargs,
+    )
+
+
+def _fit(model, cb, extra=(), backup=None):
+    x, y = _data()
+    callbacks = ([backup] if backup else []) + [*extra, cb]
+    return model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
+                     callbacks=callbacks)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["schedule", "float"])
+def test_fit_follows_the_control_plan(mode, backend):
+    keras.utils.set_random_seed(0)
+    lr = LODESchedule(initial_learning_rate=0.1) if mode == "schedule" else 0.1
+    model = probe_model("sgd", lr, 1.0)
+    traces = count_traces(model)
+    weights = _Weights()
+    cb = _callback()
+    _fit(model, cb, extra=[weights])
+    table = _doubling_table()
+    assert sorted(cb.plans) == [2, 4, 6]
+    assert all(
+        isinstance(p, ControlPlan) and p.chosen_name == "constant 2x" for p in cb.plans.values()
+    )
+    np.testing.assert_allclose(cb.plan_table, table, rtol=1e-6)
+    applied = applied_lr(weights.values, "sgd")
+    steps = np.arange(EPOCHS * SPE)
+    if mode == "schedule":
+        u = np.clip((steps + 1) * P / SPE - 1, 0, K - 1)
+        expected = np.interp(u, np.arange(K), table)
+    else:
+        expected = table[steps // (SPE // P)]
+    np.testing.assert_allclose(applied, expected, rtol=2e-4)
+    # The replan at point 2 (after step 5) reaches the very next step.
+    assert applied[6] != pytest.approx(0.1, rel=1e-3)
+    if backend != "torch":
+        assert 1 <= traces["n"] <= 2  # replans never retrace
+
+
+def test_planner_raising_keeps_the_current_plan(backend):
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
+    weights = _Weights()
+    cb = _callback(DoublingControlled(fail=True))
+    with pytest.warns(UserWarning, match="planning raised RuntimeError: boom") as record:
+        history = _fit(model, cb, extra=[weights])
+    assert len([r for r in record if "boom" in str(r.message)]) == 3
+    assert len(history.history["loss"]) == EPOCHS
+    np.testing.assert_allclose(cb.plan_table, 0.1)
+    np.testing.assert_allclose(applied_lr(weights.values, "sgd"), 0.1, rtol=2e-4)
+
+
+def test_nan_loss_skips_the_replan(backend):
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", 0.1, 1.0)
+    x, y = _data()
+    x[1] = np.nan
+    cb = _callback()
+    with pytest.warns(UserWarning, match="non-finite training loss"):
+        history = model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
+                            callbacks=[cb])  # fmt: skip
+    assert len(history.history["loss"]) == EPOCHS
+    assert not cb.plans
+    np.testing.assert_allclose(cb.plan_table, 0.1)
+
+
+class _Kill(keras.callbacks.Callback):
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step, self.seen = at_step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at_step:
+            raise RuntimeError("killed")
+
+
+def test_resume_after_backup_and_restore_keeps_the_plan(tmp_path, backend):
+    def fresh():
+        keras.utils.set_random_seed(0)
+        return probe_model("adam", LODESchedule(initial_learning_rate=0.1), 1.0)
+
+    w_full = _Weights()
+    cb_full = _callback(state_path=tmp_path / "full.json")
+    _fit(fresh(), cb_full, extra=[w_full])
+    state = tmp_path / "state.json"
+    backup = tmp_path / "backup"
+    with pytest.raises(RuntimeError, match="killed"):
+        _fit(fresh(), _callback(state_path=state), extra=[_Kill(11)],
+             backup=keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))  # fmt: skip
+    assert sorted(int(n) for n in json.loads(state.read_text())["replans"]) == [2, 4]
+    w_res = _Weights()
+    cb_res = _callback(state_path=state)
+    _fit(fresh(), cb_res, extra=[w_res],
+         backup=keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))  # fmt: skip
+    np.testing.assert_allclose(cb_res.plan_table, cb_full.plan_table, rtol=1e-9)
+    full = applied_lr(w_full.values, "adam")
+    resumed = applied_lr(w_res.values, "adam")
+    np.testing.assert_allclose(resumed, full[2 * SPE :], rtol=2e-4)
+
+
+class _Long(DoublingControlled):
+    horizon = 20
+    points_per_epoch = 5
+
+
+def test_cadence_in_fractions_of_the_run():
+    # Defaults for a controlled model: first replan at 20% of the run, then every 10%.
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", 0.1, 1.0)
+    x = np.ones((40, 1), "float32")
+    y = np.full((40, 1), -1000.0, "float32")
+    cb = LODECallback(_Long(), validation_data=(x[:4], y[:4]), metric=_metric,
+                      points_per_epoch=5, verbose=0, margin=0.0)  # fmt: skip
+    model.fit(x, y, batch_size=2, epochs=4, shuffle=False, verbose=0, callbacks=[cb])
+    # K = 20 points: first replan at point 4, every 2 points, never at the last point.
+    assert cb.first_replan == 4 and cb.replan_every == 2
+    assert sorted(cb.plans) == [4, 6, 8, 10, 12, 14, 16, 18]
+    # Never before the encoder has its window.
+    cb2 = LODECallback(_Long(), validation_data=(x[:4], y[:4]), metric=_metric,
+                       points_per_epoch=5, verbose=0, first_replan=0.01)  # fmt: skip
+    model.fit(x, y, batch_size=2, epochs=4, shuffle=False, verbose=0, callbacks=[cb2])
+    assert min(cb2.plans) == W - 1
+    with pytest.raises(ValueError, match="fraction of the run"):
+        LODECallback(DoublingControlled(), validation_data=(x, y), replan_every=1.5)
+    with pytest.raises(TypeError, match="Unknown planner option"):
+        LODECallback(DoublingControlled(), validation_data=(x, y), samples=4)
+
+
+def test_real_controlled_model_in_a_fit():
+    from keras_lode.model.controlled import random_controlled
+
+    lode = random_controlled(1, members=2, horizon=K, points_per_epoch=P, window=W,
+                             lr_range=(1e-3, 1.0))  # fmt: skip
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
+    cb = _callback(lode)
+    _fit(model, cb)
+    assert sorted(cb.plans) == [2, 4, 6]
+    table = cb.plan_table
+    assert np.all(np.isfinite(table)) and np.all((table >= 1e-3 * (1 - 1e-9)) & (table <= 1.0))
+    np.testing.assert_allclose(table[7:], cb.plans[6].lr)
