@@ -9,7 +9,6 @@ JSON. Nothing heavy is imported at module level.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 
@@ -173,8 +172,9 @@ def run(args) -> int:
             "lr": p.lr.tolist(),
             "summary": p.summary(),
         }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=1)
+        from keras_lode._json import write_json
+
+        write_json(args.json, out, indent=1)  # strict JSON: a non-finite value is null
         print(f"wrote {args.json}")
     if args.plot:
         try:

@@ -193,8 +193,10 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(t["extrapolation"]))
     print(f"Wrote {args.output}")
     if args.report:
-        with open(args.report, "w", encoding="utf-8") as f:
-            f.write(report.to_json())
+        from keras_lode._json import write_json
+
+        # Strict JSON (a NaN metric is null), not report.to_json(), which writes bare NaN.
+        write_json(args.report, {"training": report.training, "history": report.history}, 2)
     return 0
 
 
@@ -290,8 +292,7 @@ def _run_controlled(args, runs) -> int:
     )
     print(f"Wrote {args.output}")
     if args.report:
-        import json
+        from keras_lode._json import write_json
 
-        with open(args.report, "w", encoding="utf-8") as f:
-            json.dump(t, f, indent=2, allow_nan=False)
+        write_json(args.report, t, indent=2)  # strict JSON: a NaN metric is null
     return 0

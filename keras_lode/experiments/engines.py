@@ -18,7 +18,6 @@ Tasks are given as `Task` objects or as spec strings (see `keras_lode.experiment
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -29,6 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from keras_lode._json import dumps
 from keras_lode.experiments.grid import Trial, TrialResult, make_grid, make_switched_trials
 from keras_lode.experiments.task import Task, absolute_spec, load_task
 from keras_lode.experiments.trial import run_trial
@@ -260,7 +260,7 @@ def _run_subprocesses(spec, scale, trials, out_dir, workers, timeout, bar):
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     def one(t: Trial) -> TrialResult:
-        payload = json.dumps(
+        payload = dumps(
             {
                 "task": spec,
                 "scale": scale,

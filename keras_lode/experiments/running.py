@@ -21,8 +21,6 @@ print(result["test_at_best_val"], result["test_at_end"])
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
@@ -198,7 +196,8 @@ def train_one(
     Returns:
         A JSON-ready dict: `method`, `kind`, `peak_lr`, `seed`, `epochs` (per-epoch val/test
         metric and train loss), `points` (per-log-point step, lr, interval loss, metric),
-        `best_val`, `test_at_best_val`, `test_at_end`, `wall_s`, `backend`.
+        `best_val`, `test_at_best_val`, `test_at_end`, `wall_s`, `backend`, and `lode`
+        (`lode_summary`: how many plans the LODE made) for the `lode` method, else None.
     """
     import keras
 
@@ -297,6 +296,19 @@ def train_one(
         "test_at_best_val": epochs[best]["test_metric"],
         "test_at_end": epochs[-1]["test_metric"],
         "wall_s": wall,
+        "lode": None if lode_cb is None else lode_summary(lode_cb),
+    }
+
+
+def lode_summary(callback) -> dict:
+    """What a `LODECallback` did in a run: its plans (fallbacks among them), its window W and
+    the run's log points (a run no longer than W never plans)."""
+    plans = list(getattr(callback, "plans", {}).values())
+    return {
+        "plans": len(plans),
+        "fallbacks": sum(bool(getattr(p, "fallback", False)) for p in plans),
+        "window": getattr(callback, "window", None),
+        "total_points": getattr(callback, "total_points", None),
     }
 
 
@@ -320,11 +332,8 @@ def run_comparison(task, methods, seeds, verbose=0) -> list[dict]:
 
 
 def write_json(path, payload) -> Path:
-    """Writes `payload` as JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1, allow_nan=True)
-    os.replace(tmp, path)
-    return path
+    """Writes `payload` as strict JSON atomically (non-finite floats as null; see
+    `keras_lode._json.write_json`)."""
+    from keras_lode._json import write_json as _write_json
+
+    return _write_json(path, payload, indent=1)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from keras_lode._json import dumps
 from keras_lode.experiments.grid import Trial, TrialResult
 from keras_lode.experiments.task import Task, load_task, split_data
 from keras_lode.runs import SUFFIX, Run, run_name, write_run
@@ -248,7 +249,7 @@ def main(argv: Sequence[str]) -> int:
     task = load_task(args["task"], args.get("scale"))
     trial = Trial.from_dict(args)
     result = run_trial(task, trial, args["out_dir"])
-    print(json.dumps(dataclasses.asdict(result)))
+    print(dumps(dataclasses.asdict(result)))  # strict JSON: a NaN metric is null
     return 0
 
 
