@@ -244,15 +244,11 @@ class LODECallback(LogPointObserver):
 
     def _resolve_cadence(self) -> None:
         """Points of the first replan and between replans, for this run's K points."""
-        K = self.total_points
-        every = self._replan_every_arg
-        self.replan_every = every if isinstance(every, int) else max(1, round(every * K))
-        first = self._first_replan_arg
-        if first is None:
-            first = self.window - 1
-        elif isinstance(first, float):
-            first = round(first * K)
-        self.first_replan = max(int(first), self.window - 1)
+        from keras_lode.planning.plan import resolve_cadence
+
+        self.first_replan, self.replan_every = resolve_cadence(
+            self.total_points, self.window, self._first_replan_arg, self._replan_every_arg
+        )
 
     # ------------------------------------------------------------------ set-up
     def _fit_begin(self) -> None:

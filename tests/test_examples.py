@@ -123,6 +123,12 @@ def test_paired_difference_matches_hand_computation():
     half = 4.303 * d.std(ddof=1) / math.sqrt(3)
     assert p["mean"] == pytest.approx(d.mean())
     assert p["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    # 80% power at 5%: (t_0.975 + t_0.80) sd / sqrt(n), df = 2.
+    assert p["mde80"] == pytest.approx((4.303 + 1.061) * d.std(ddof=1) / math.sqrt(3))
+    from keras_lode.experiments.stats import minimum_detectable_effect
+
+    # Large n: the normal approximation, 2.80 sd / sqrt(n).
+    assert minimum_detectable_effect(1.0, 400) == pytest.approx(2.802 / 20, rel=1e-3)
     with pytest.raises(ValueError, match="equal"):
         paired_difference([1, 2], [1])
 

@@ -41,19 +41,44 @@ _T_975 = {
 }
 
 
+# One-sided 80% Student-t quantiles (the power term of a minimum detectable effect).
+_T_80 = {1: 1.376, 2: 1.061, 3: 0.978, 4: 0.941, 5: 0.920, 6: 0.906, 7: 0.896, 8: 0.889,
+         9: 0.883, 10: 0.879, 12: 0.873, 15: 0.866, 20: 0.860, 30: 0.854, 60: 0.848,
+         120: 0.845}  # fmt: skip
+
+
+def _table_quantile(table: dict, df: int, limit: float) -> float:
+    if df <= 0:
+        return float("nan")
+    for k in sorted(table):
+        if df <= k:
+            return table[k]
+    return limit
+
+
+def minimum_detectable_effect(sd: float, n: int) -> float:
+    """The paired mean difference a two-sided 5% t-test detects with 80% power.
+
+    `(t_0.975 + t_0.80) * sd / sqrt(n)` with `n - 1` degrees of freedom (the usual
+    approximation), for `n` pairs whose differences have standard deviation `sd`.
+    """
+    if n < 2 or not math.isfinite(sd):
+        return float("nan")
+    return (t_quantile_975(n - 1) + _table_quantile(_T_80, n - 1, 0.842)) * sd / math.sqrt(n)
+
+
 def t_quantile_975(df: int) -> float:
     """The two-sided 95% Student-t quantile for `df` degrees of freedom (from a table: the
     next tabulated df at or above `df`, 1.960 past 120; NaN for `df <= 0`)."""
-    if df <= 0:
-        return float("nan")
-    for k in sorted(_T_975):
-        if df <= k:
-            return _T_975[k]
-    return 1.960
+    return _table_quantile(_T_975, df, 1.960)
 
 
 def paired_difference(a, b) -> dict:
-    """Mean paired difference `a - b` with a 95% t-interval (pairs matched by position)."""
+    """Mean paired difference `a - b` with a 95% t-interval (pairs matched by position).
+
+    Returns `{"mean", "std", "n", "ci95", "mde80"}`; `mde80` is the smallest true mean
+    difference these `n` pairs would detect at 80% power (`minimum_detectable_effect`).
+    """
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
@@ -65,10 +90,17 @@ def paired_difference(a, b) -> dict:
     n = len(d)
     mean = float(d.mean())
     if n < 2:
-        return {"mean": mean, "std": float("nan"), "n": n, "ci95": [float("nan")] * 2}
+        nan = float("nan")
+        return {"mean": mean, "std": nan, "n": n, "ci95": [nan, nan], "mde80": nan}
     sd = float(d.std(ddof=1))
     half = t_quantile_975(n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "std": sd, "n": n, "ci95": [mean - half, mean + half]}
+    return {
+        "mean": mean,
+        "std": sd,
+        "n": n,
+        "ci95": [mean - half, mean + half],
+        "mde80": minimum_detectable_effect(sd, n),
+    }
 
 
 def summarize(results: list[dict], reference: str | None = None, key="test_at_best_val"):

@@ -1,4 +1,4 @@
-"""The result of a planning call (`Plan`) and the per-call seeds (`derive_seed`)."""
+"""A planning call's result (`Plan`), its per-call seeds (`derive_seed`), the replan cadence."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from keras_lode._checks import check_int
 
-__all__ = ["Plan", "derive_seed"]
+__all__ = ["Plan", "derive_seed", "resolve_cadence"]
 
 
 @dataclasses.dataclass
@@ -107,3 +107,29 @@ def derive_seed(seed: int | None, position: int) -> int:
     check_int("position", position, minimum=0)
     state = np.random.SeedSequence([int(seed), int(position)]).generate_state(1, np.uint64)
     return int(state[0] >> np.uint64(1))
+
+
+def resolve_cadence(total_points: int, window: int, first_replan, replan_every) -> tuple[int, int]:
+    """The log point of the first replan and the points between replans, for a K-point run.
+
+    Args:
+        total_points: the run's number of log points K.
+        window: points the planner reads; no replan before `window - 1`.
+        first_replan: a log point (int), a fraction of the run (float), or None (as soon
+            as the window is full).
+        replan_every: points (int) or a fraction of the run (float); at least 1 point.
+
+    Returns:
+        `(first, every)`: replans happen at `first, first + every, ...` below `K - 1`.
+    """
+    if isinstance(replan_every, float):
+        every = max(1, round(replan_every * total_points))
+    else:
+        every = int(replan_every)
+    if first_replan is None:
+        first = window - 1
+    elif isinstance(first_replan, float):
+        first = round(first_replan * total_points)
+    else:
+        first = int(first_replan)
+    return max(first, window - 1), every
