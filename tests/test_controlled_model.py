@@ -174,11 +174,15 @@ def test_file_round_trip(tmp_path):
     model = random_controlled(2, members=3, horizon=40)
     path = tmp_path / "c.npz"
     model.save(path)
-    again = keras_lode.load_model(path)
+    again = keras_lode.load_model(path, dtype=np.float64)
     assert isinstance(again, ControlledODE) and again.members == 3 and again.kind == "controlled"
     tw, w = np.arange(0, 10), np.column_stack([np.ones(10), np.full(10, -6.0), np.ones(10) / 2])
     t, lr = np.arange(9, 40), np.full((1, 31), -7.0)
     np.testing.assert_array_equal(again.predict(tw, w, t, lr), model.predict(tw, w, t, lr))
+    # By default a controlled model computes in float32 (a generative one in float64).
+    fast = keras_lode.load_model(path)
+    assert fast.dtype is np.float32
+    np.testing.assert_allclose(fast.predict(tw, w, t, lr), model.predict(tw, w, t, lr), atol=1e-4)
 
 
 def test_refuses_a_wrong_member_count(tmp_path):

@@ -231,3 +231,41 @@ def test_through_the_keras_lode_entry_point(files, capsys):
     assert cli_main.main(argv) == 0
     out = capsys.readouterr().out
     assert "31/31 futures accepted" in out and "seed 3" in out
+
+
+def test_plan_with_a_controlled_model_lists_candidates(tmp_path, capsys):
+    from keras_lode.model.controlled import random_controlled
+    from keras_lode.planning import TrustRegion
+
+    run = make_run(points=60)
+    model = random_controlled(
+        0, members=3, horizon=60, window=8, mean=[1.0, math.log(1e-2), 0.5],
+        std=[0.5, 1.0, 0.2], lr_range=(1e-5, 2e-2), field_scale=0.3,
+    )  # fmt: skip
+    cfg = model.config
+    cfg["planner"]["trust"] = TrustRegion.from_runs([run]).to_json()
+    from keras_lode.model import ControlledODE
+
+    weights = {f"member{i}.{k}": v[i] for k, v in model.weights.items() for i in range(3)}
+    ControlledODE(cfg, weights).save(tmp_path / "c.npz")
+    run_path = run.save(tmp_path)
+    out_json = tmp_path / "plan.json"
+    assert cli(tmp_path / "c.npz", run_path, "--at", 20, "--json", out_json, "--top", 5) == 0
+    text = capsys.readouterr().out
+    assert "LODE control plan at point 20/60" in text and "<- plan" in text or "default" in text
+    data = json.loads(out_json.read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert data["kind"] == "controlled" and len(data["lr"]) == 60 - 21
+    bounds = [c["bound"] for c in data["candidates"]]
+    assert bounds == sorted(bounds, reverse=True)
+    # The same call through the API, with the recorded LR as the default candidate.
+    from keras_lode.model import load_model
+
+    p = plan(load_model(tmp_path / "c.npz"), run.channels()[13:21], position=20,
+             total_points=60, current_plan=run.lr[21:])  # fmt: skip
+    assert data["chosen"] == p.chosen_name
+    np.testing.assert_allclose(data["lr"], p.lr)
+    if not p.switched:
+        np.testing.assert_allclose(data["lr"], run.lr[21:])
+    # Generative-only options are refused for a controlled model.
+    assert cli(tmp_path / "c.npz", run_path, "--at", 20, "--samples", 3) == 2
+    assert "apply to a generative model" in capsys.readouterr().err

@@ -3,7 +3,9 @@
 Reads the run's window of W log points ending at point N, plans the rest of the run with
 `keras_lode.plan`, and prints the summary line and the planned LR next to the LR the run
 actually used (one row per epoch by default); optionally saves a figure and the plan as
-JSON. Nothing heavy is imported at module level.
+JSON. With a controlled model the default candidate is the LR the run actually followed
+from N on, and the best-scored candidates are listed with their mean, sd and bound.
+Nothing heavy is imported at module level.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss-floor", type=float, help="floor of the loss-band unit")
     parser.add_argument("--top-k", type=int, help="number of best futures averaged")
     parser.add_argument("--anchor", choices=("max_lr", "nearest"), help="anchor rule")
+    parser.add_argument(
+        "--kappa", type=float, help="controlled model: pessimism, score = mean - kappa * sd"
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        help="controlled model: how much the best bound must beat the default's mean by to switch",
+    )
+    parser.add_argument(
+        "--top", type=int, default=10, help="controlled model: candidates listed (default 10)"
+    )
     parser.add_argument(
         "--every", type=int, help="print every E-th planned point (default: one per epoch)"
     )
@@ -98,7 +111,11 @@ def run(args) -> int:
         return _fail(f"cannot load RUN {args.run}: {e}")
 
     defaults = getattr(model, "planner_defaults", None) or {}
-    W = args.window if args.window is not None else int(defaults.get("window", 30))
+    controlled = getattr(model, "kind", "generative") == "controlled"
+    if args.window is not None:
+        W = args.window
+    else:
+        W = int(model.window) if controlled else int(defaults.get("window", 30))
     channels = rec.channels()
     K = _total_points(rec, args.total_points)
     n = args.at
@@ -115,14 +132,28 @@ def run(args) -> int:
         return _fail(f"--every must be >= 1. Received: {args.every}")
 
     window = channels[n - W + 1 : n + 1]
-    options = {
-        "samples": args.samples,
-        "sigma": args.sigma,
-        "tol": args.tol,
-        "loss_floor": args.loss_floor,
-        "top_k": args.top_k,
-        "anchor": args.anchor,
-    }
+    current = None
+    if controlled:
+        options = {"kappa": args.kappa, "margin": args.margin}
+        generative_only = ("samples", "sigma", "tol", "loss_floor", "top_k", "anchor")
+        given = [
+            f"--{o.replace('_', '-')}" for o in generative_only if getattr(args, o) is not None
+        ]
+        if given:
+            return _fail(f"{', '.join(given)} apply to a generative model; this one is controlled")
+        if len(rec) == K:  # the default candidate: what the run actually did from here
+            current = rec.lr[n + 1 :]
+    else:
+        options = {
+            "samples": args.samples,
+            "sigma": args.sigma,
+            "tol": args.tol,
+            "loss_floor": args.loss_floor,
+            "top_k": args.top_k,
+            "anchor": args.anchor,
+        }
+        if args.kappa is not None or args.margin is not None:
+            return _fail("--kappa and --margin apply to a controlled model")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -131,6 +162,7 @@ def run(args) -> int:
                 window,
                 position=n,
                 total_points=K,
+                current_plan=current,
                 seed=args.seed,
                 points_per_epoch=rec.points_per_epoch,
                 **options,
@@ -144,6 +176,15 @@ def run(args) -> int:
     print(f"model: {args.model} (horizon {model.horizon} log points, P={model.points_per_epoch})")
     print(f"run:   {rec.run_id} ({len(rec)} of {K} log points recorded, P={P}, {rec.status})")
     print(p.summary())
+    if controlled:
+        print(f"{'candidate':<24} {'mean':>8} {'sd':>8} {'bound':>8}")
+        for row in p.table(args.top):
+            mark = " <- plan" if row["name"] == p.chosen_name else ""
+            print(
+                f"{row['name']:<24} {row['mean']:8.4f} {row['sd']:8.4f} {row['bound']:8.4f}{mark}"
+            )
+        if p.rejected:
+            print(f"{len(p.rejected)} candidates left out (LR range or trust region)")
     every = args.every or (P if P else max(1, (K - n - 1) // 20))
     print(f"{'point':>6} {'epoch':>7} {'planned lr':>11} {'recorded lr':>12}")
     points = p.points
@@ -154,7 +195,28 @@ def run(args) -> int:
         recorded = f"{rec.lr[pt]:12.4g}" if pt < len(rec) else f"{'-':>12}"
         print(f"{pt:6d} {epoch} {p.lr[i]:11.4g} {recorded}")
 
-    if args.json:
+    if args.json and controlled:
+        out = {
+            "model": args.model,
+            "run": rec.run_id,
+            "kind": "controlled",
+            "position": p.position,
+            "total_points": p.total_points,
+            "chosen": p.chosen_name,
+            "switched": p.switched,
+            "fallback": p.fallback,
+            "reason": p.reason,
+            "kappa": p.kappa,
+            "margin": p.margin,
+            "candidates": p.table(),
+            "rejected": p.rejected,
+            "trust": list(p.trust),
+            "lr_range": list(p.lr_range),
+            "points": p.points.tolist(),
+            "lr": p.lr.tolist(),
+            "summary": p.summary(),
+        }
+    elif args.json:
         out = {
             "model": args.model,
             "run": rec.run_id,
@@ -172,6 +234,7 @@ def run(args) -> int:
             "lr": p.lr.tolist(),
             "summary": p.summary(),
         }
+    if args.json:
         from keras_lode._json import write_json
 
         write_json(args.json, out, indent=1)  # strict JSON: a non-finite value is null

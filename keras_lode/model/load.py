@@ -13,7 +13,7 @@ from keras_lode.model.latent_ode import LatentODE
 __all__ = ["load_model"]
 
 
-def load_model(path, dtype=np.float64):
+def load_model(path, dtype=None):
     """Loads a model file as a NumPy `LatentODE` or `ControlledODE` (by its `kind`).
 
     The file is read with `allow_pickle=False` semantics (array headers are checked
@@ -27,7 +27,11 @@ def load_model(path, dtype=np.float64):
 
     Args:
         path: the `.npz` model file.
-        dtype: compute dtype, `np.float64` (default) or `np.float32`.
+        dtype: compute dtype, `np.float64` or `np.float32`; default float64 for a
+            generative model and float32 for a controlled one (its float32 predictions
+            agree with float64 to ~1e-6, far below the metric differences a plan is
+            chosen on, and a replan takes two-thirds of the time:
+            `benchmarks/control_latency.py`).
 
     Returns:
         A `LatentODE` (`model.kind == "generative"`) or a `ControlledODE`
@@ -40,5 +44,8 @@ def load_model(path, dtype=np.float64):
     """
     path = os.fspath(path)
     config, weights = read_model_file(path)
-    cls = ControlledODE if model_kind(config) == "controlled" else LatentODE
+    controlled = model_kind(config) == "controlled"
+    if dtype is None:
+        dtype = np.float32 if controlled else np.float64
+    cls = ControlledODE if controlled else LatentODE
     return cls(config, weights, dtype=dtype, _validated=True)

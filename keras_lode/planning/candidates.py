@@ -96,8 +96,9 @@ def candidate_library(
         remaining: number of points R left to plan (>= 1).
         lr_range: (low, high): the LR range the training runs visited.
         default: (R,) the continuation of the schedule the run follows now; None holds
-            `lr_now` (then `"default"` is the constant at 1x). It is always kept, clipped to
-            `lr_range`: staying the course is the fallback of every decision.
+            `lr_now` (then `"default"` is the constant at 1x). It is always kept as it is,
+            even where it leaves `lr_range` (a schedule that anneals to zero): staying the
+            course is the fallback of every decision, and the plan is then that schedule.
         starts: start levels as multiples of `lr_now`.
         ends: end levels as fractions of the start level.
         shapes: decaying shapes to include (a subset of `SHAPES`).
@@ -112,7 +113,7 @@ def candidate_library(
     lo, hi = (float(v) for v in lr_range)
     if default is None:
         default = np.full(R, lr_now)
-    default = np.clip(np.asarray(default, dtype=np.float64), lo, hi)
+    default = np.asarray(default, dtype=np.float64)
     if default.shape != (R,):
         raise ValueError(
             f"Argument `default` must have {R} LRs (one per remaining point). "
