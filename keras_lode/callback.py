@@ -283,6 +283,7 @@ class LODECallback(LogPointObserver):
         self.last_plan = None
         self.plan_seconds = 0.0
         self._first_epoch = True
+        self._checked = False
         self._applied = None
         self._dirty = False
         self._last_lr = None
@@ -488,6 +489,17 @@ class LODECallback(LogPointObserver):
         elif not np.all(np.isfinite(window[:, 1])):
             cause = "the window has a non-finite learning rate"
         result = None
+        if cause is None and not self._checked:
+            # Once per fit: say so if this run is unlike the model's training runs.
+            self._checked = True
+            try:
+                from keras_lode.planning.plausibility import warn_implausible
+
+                warn_implausible(
+                    self.lode, self._history[: n + 1], run_name="this fit", stacklevel=2
+                )
+            except ValueError as e:  # a check must never stop the fit
+                logger.warning("LODECallback could not check the run: %s", e)
         if cause is None:
             t0 = time.perf_counter()
             try:

@@ -169,6 +169,15 @@ def run(args) -> int:
             )
         except (TypeError, ValueError) as e:
             return _fail(str(e))
+    from keras_lode.planning.plausibility import implausible
+
+    problems = implausible(model, channels, task=rec.meta.get("task"))
+    if problems:
+        print(
+            f"warning: run {rec.run_id!r} does not look like the model's training runs: "
+            + "; ".join(problems),
+            file=sys.stderr,
+        )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
 
