@@ -45,7 +45,7 @@ def main(argv=None):
     import keras_lode
     from keras_lode._json import dumps
     from keras_lode.train import fit
-    from keras_lode.train.decision import counterfactual_skill, format_skill
+    from keras_lode.train.decision import counterfactual_skill
     from keras_lode.train.ensemble import split_by_seed
 
     runs = keras_lode.load_runs(args.runs)
@@ -101,7 +101,6 @@ def main(argv=None):
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(dumps(out, indent=1) + "\n")
-    print(format_skill(t["decision"], t["calibration"]))
     print(
         f"Counterfactuals ({cf['groups']} held-out windows): Spearman lode "
         f"{cf['spearman_lode']:.2f} vs config-mean {cf['spearman_config_mean']:.2f}; regret "
