@@ -29,6 +29,7 @@ _LAZY = {
     "schedules": "keras_lode.schedules",
     "importers": "keras_lode.importers",
     "sweep": "keras_lode.sweep",
+    "LODEWarning": "keras_lode._warnings",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -33,13 +33,13 @@ import math
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from keras_lode._warnings import warn as _warn
 from keras_lode.lode_schedule import LODESchedule
 from keras_lode.runs.observer import LogPointObserver, current_learning_rate
 
@@ -269,11 +269,10 @@ class LODECallback(LogPointObserver):
             )
         self._resolve_cadence()
         if self.first_replan >= self.total_points - 1:
-            warnings.warn(
+            _warn(
                 f"LODECallback: the first replan (log point {self.first_replan}, window "
                 f"{self.window}) is not before the run's last point ({self.total_points} "
-                "points); it will never replan.",
-                stacklevel=2,
+                "points); it will never replan."
             )
         self._warmup_table = self._warmup_values(optimizer)
         self._table = self._warmup_table.copy()
@@ -335,11 +334,10 @@ class LODECallback(LogPointObserver):
                     try:
                         self.schedule._attach(self.model.optimizer)
                     except Exception as e:  # an optimizer unlike Keras's own
-                        warnings.warn(
+                        _warn(
                             "LODECallback: could not carry the plan in the optimizer's state "
                             f"({type(e).__name__}: {e}); the schedule reads it on the host at "
-                            "every step instead (slower, same learning rates).",
-                            stacklevel=2,
+                            "every step instead (slower, same learning rates)."
                         )
             elif self._dirty and next_point < self.total_points:
                 if keras.backend.backend() == "jax":
@@ -387,10 +385,9 @@ class LODECallback(LogPointObserver):
     def _resume(self, epoch: int) -> None:
         path = self.state_path
         if not path.exists():
-            warnings.warn(
+            _warn(
                 f"LODECallback: the fit resumes at epoch {epoch} but there is no state file "
-                f"{str(path)!r}; following the warm-up until {self.window} new points exist.",
-                stacklevel=2,
+                f"{str(path)!r}; following the warm-up until {self.window} new points exist."
             )
             return
         try:
@@ -409,10 +406,9 @@ class LODECallback(LogPointObserver):
             history = _from_json_floats(state["history"], (self.total_points, 3))
             replans = {int(k): _from_json_floats(v) for k, v in state["replans"].items()}
         except (OSError, ValueError, KeyError, TypeError) as e:
-            warnings.warn(
+            _warn(
                 f"LODECallback: could not resume from {str(path)!r} ({e}); starting a new "
-                "plan from the warm-up.",
-                stacklevel=2,
+                "plan from the warm-up."
             )
             return
         # Keras restarts the epoch from its first batch: keep what happened before it.
@@ -495,9 +491,7 @@ class LODECallback(LogPointObserver):
             try:
                 from keras_lode.planning.plausibility import warn_implausible
 
-                warn_implausible(
-                    self.lode, self._history[: n + 1], run_name="this fit", stacklevel=2
-                )
+                warn_implausible(self.lode, self._history[: n + 1], run_name="this fit")
             except ValueError as e:  # a check must never stop the fit
                 logger.warning("LODECallback could not check the run: %s", e)
         if cause is None:
@@ -526,10 +520,9 @@ class LODECallback(LogPointObserver):
                 result = None
             self.plan_seconds += time.perf_counter() - t0
         if result is None:
-            warnings.warn(
+            _warn(
                 f"LODECallback: replan at log point {n} skipped ({cause}); training continues "
-                "on the current plan.",
-                stacklevel=2,
+                "on the current plan."
             )
             return
         self._table[n + 1 :] = lrs

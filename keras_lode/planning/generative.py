@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 
 from keras_lode._checks import check_int, check_number
+from keras_lode._warnings import warn as _warn
 from keras_lode.constants import CHANNELS
 from keras_lode.model.format import PLANNER_DEFAULTS
 from keras_lode.planning.plan import Plan, derive_seed
@@ -382,10 +382,9 @@ def _time_scale(model, K: int, points_per_epoch) -> float:
     detail = f"{K} log points" + (
         f" at {points_per_epoch} per epoch" if points_per_epoch is not None else ""
     )
-    warnings.warn(
+    _warn(
         f"The run ({detail}) differs from the model's horizon ({horizon} log points"
         + (f" at {model_p} per epoch" if model_p is not None else "")
-        + f"): mapping by fraction of training, run point i -> model time i * {scale:.6g}.",
-        stacklevel=3,
+        + f"): mapping by fraction of training, run point i -> model time i * {scale:.6g}."
     )
     return scale

@@ -20,10 +20,10 @@ file or a wrong model does not go unnoticed.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
+from keras_lode._warnings import warn as _warn
 from keras_lode.constants import CHANNELS
 
 __all__ = ["implausible", "warn_implausible"]
@@ -94,7 +94,7 @@ def implausible(
     return problems
 
 
-def warn_implausible(model, channels, *, run_name: str, task=None, stacklevel: int = 2, **kw):
+def warn_implausible(model, channels, *, run_name: str, task=None, **kw):
     """Issues one `UserWarning` naming the run and every problem `implausible` finds.
 
     Returns:
@@ -102,11 +102,10 @@ def warn_implausible(model, channels, *, run_name: str, task=None, stacklevel: i
     """
     problems = implausible(model, channels, task=task, **kw)
     if problems:
-        warnings.warn(
+        _warn(
             f"Run {run_name!r} does not look like the runs the model was trained on: "
             + "; ".join(problems)
-            + ". Plans for it extrapolate; check the file's columns and the model.",
-            stacklevel=stacklevel + 1,
+            + ". Plans for it extrapolate; check the file's columns and the model."
         )
     return problems
 
