@@ -46,6 +46,9 @@ from keras_lode.runs.observer import LogPointObserver, current_learning_rate
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "keras_lode.callback_state"
+# Above this many optimizer steps a LODESchedule's table holds one LR per log point instead of
+# one per step (the warm-up is then interpolated between log points).
+_MAX_STEP_TABLE = 100_000
 STATE_VERSION = 1
 
 
@@ -89,7 +92,10 @@ class LODECallback(LogPointObserver):
             exist (generative), 0.2 of the run (controlled).
         warmup: LR followed until the first plan: a float, a Keras
             `LearningRateSchedule` or a callable `step -> lr`; default the optimizer's
-            (the `LODESchedule`'s `initial_learning_rate`, or the float LR).
+            (the `LODESchedule`'s `initial_learning_rate`, or the float LR). With a
+            `LODESchedule` (runs up to 100,000 steps) it is served exactly at every step,
+            and it goes on exactly for as long as no plan changes it; a float-LR optimizer
+            gets its value at each log point, held for the interval.
         seed: base seed; replan at log point n uses `planner.derive_seed(seed, n)`,
             so a rerun or a resumed fit replans identically. None draws one.
         state_path: JSON file for the callback's state (for `BackupAndRestore`).
@@ -274,8 +280,17 @@ class LODECallback(LogPointObserver):
                 f"{self.window}) is not before the run's last point ({self.total_points} "
                 "points); it will never replan."
             )
-        self._warmup_table = self._warmup_values(optimizer)
+        self._warmup_table = self._warmup_values(optimizer, self._point_steps() - 1)
         self._table = self._warmup_table.copy()
+        # With a LODESchedule the warm-up is served exactly at every step (a table of one LR
+        # per step; plans are interpolated between log points as before). Past
+        # _MAX_STEP_TABLE steps, the table has one LR per log point (interpolated between).
+        total_steps = self.epochs * self.steps_per_epoch
+        self._per_step = self.mode == "schedule" and total_steps <= _MAX_STEP_TABLE
+        if self._per_step:
+            self._step_table = self._warmup_values(optimizer, np.arange(total_steps))
+            # The last step of each interval is exactly the point table's value.
+            self._step_table[self._point_steps() - 1] = self._warmup_table
         self._history = np.full((self.total_points, 3), np.nan)
         self._replans: dict[int, np.ndarray] = {}
         self.plans = {}
@@ -295,8 +310,18 @@ class LODECallback(LogPointObserver):
         epochs = np.arange(self.epochs)[:, None] * self.steps_per_epoch
         return (epochs + within[None, :]).ravel()
 
-    def _warmup_values(self, optimizer) -> np.ndarray:
-        steps = self._point_steps() - 1  # LR of each interval's last step
+    def _interpolate_steps(self, next_point: int) -> int:
+        """Per-step table from log point `next_point` on: the plan, interpolated as
+        `LODESchedule` does between log points; returns the first step it covers."""
+        s0 = int(self._point_steps()[next_point - 1]) if next_point > 0 else 0
+        steps = np.arange(s0, len(self._step_table), dtype=np.float64)
+        u = np.clip((steps + 1) * self.points_per_epoch / self.steps_per_epoch - 1, 0,
+                    self.total_points - 1)  # fmt: skip
+        self._step_table[s0:] = np.interp(u, np.arange(self.total_points), self._table)
+        return s0
+
+    def _warmup_values(self, optimizer, steps) -> np.ndarray:
+        """The warm-up LR at each of `steps` (0-based optimizer steps)."""
         warm = self.warmup
         if warm is None:
             if self.mode == "schedule":
@@ -304,17 +329,27 @@ class LODECallback(LogPointObserver):
             else:
                 warm = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         if callable(warm):
-            values = np.array(
-                [float(keras.ops.convert_to_numpy(warm(int(s)))) for s in steps], np.float64
-            )
+            values = None
+            try:  # Keras schedules are elementwise: one call for every step
+                values = np.asarray(
+                    keras.ops.convert_to_numpy(warm(np.asarray(steps, "float32"))), np.float64
+                ).reshape(-1)
+                if values.shape != (len(steps),):
+                    values = None
+            except Exception:  # a step -> lr function that takes a scalar only
+                values = None
+            if values is None:
+                values = np.array(
+                    [float(keras.ops.convert_to_numpy(warm(int(s)))) for s in steps], np.float64
+                )
         else:
             values = np.full(len(steps), float(warm))
         bad = ~np.isfinite(values) | (values <= 0)
         if np.any(bad):
             i = int(np.argmax(bad))
             raise ValueError(
-                f"Argument `warmup` must give finite, positive LRs; at log point {i} "
-                f"(step {int(steps[i])}) it gave {values[i]!r}."
+                f"Argument `warmup` must give finite, positive LRs; at step {int(steps[i])} "
+                f"it gave {values[i]!r}."
             )
         return values
 
@@ -322,9 +357,14 @@ class LODECallback(LogPointObserver):
         """Makes the optimizer follow `self._table` from log point `next_point` on."""
         if self.mode == "schedule":
             if self._applied is None:
-                replaced = self.schedule.configure(
-                    self._table, self.steps_per_epoch, self.points_per_epoch
-                )
+                if self._per_step:
+                    replaced = self.schedule.configure(
+                        self._step_table, self.steps_per_epoch, self.steps_per_epoch
+                    )
+                else:
+                    replaced = self.schedule.configure(
+                        self._table, self.steps_per_epoch, self.points_per_epoch
+                    )
                 if replaced and keras.backend.backend() == "tensorflow":
                     # A train function traced in an earlier fit read the old variables.
                     self.model.make_train_function(force=True)
@@ -345,7 +385,11 @@ class LODECallback(LogPointObserver):
                     # does): the assignment below then reaches the next step, and no
                     # later sync overwrites it with the state's old plan.
                     self.model  # noqa: B018
-                self.schedule.set_plan(self._table[next_point:], start=next_point)
+                if self._per_step:
+                    s0 = self._interpolate_steps(next_point)
+                    self.schedule.set_plan(self._step_table[s0:], start=s0)
+                else:
+                    self.schedule.set_plan(self._table[next_point:], start=next_point)
             self._applied = True
             self._dirty = False
             return
@@ -414,12 +458,14 @@ class LODECallback(LogPointObserver):
         # Keras restarts the epoch from its first batch: keep what happened before it.
         cut = epoch * self.points_per_epoch
         self._history[:cut] = history[:cut]
-        table = self._warmup_table.copy()
+        self._table = self._warmup_table.copy()
         for n in sorted(replans):
             if n < cut and len(replans[n]) == self.total_points - n - 1:
-                table[n + 1 :] = replans[n]
                 self._replans[n] = replans[n]
-        self._table = table
+                if not np.array_equal(self._table[n + 1 :], replans[n]):
+                    self._table[n + 1 :] = replans[n]
+                    if self._per_step:  # replayed as the fit applied it
+                        self._interpolate_steps(n + 1)
         self._applied = None if self.mode == "schedule" else self._applied
         self._apply_table(cut)
         logger.info("LODECallback resumed from %s at log point %d.", path, cut)
@@ -525,8 +571,10 @@ class LODECallback(LogPointObserver):
                 "on the current plan."
             )
             return
-        self._table[n + 1 :] = lrs
-        self._dirty = True
+        if not np.array_equal(self._table[n + 1 :], lrs):
+            # A plan that keeps the current one changes nothing (a warm-up stays exact).
+            self._table[n + 1 :] = lrs
+            self._dirty = True
         self._replans[n] = lrs.copy()
         self.plans[n] = result
         self.last_plan = result
@@ -565,6 +613,11 @@ class LODECallback(LogPointObserver):
     def plan_table(self) -> np.ndarray:
         """The LR per log point the run follows now (warm-up + applied replans)."""
         return self._table.copy()
+
+    @property
+    def step_table(self) -> np.ndarray | None:
+        """The LR per optimizer step a `LODESchedule` serves now (None: one per log point)."""
+        return self._step_table.copy() if getattr(self, "_per_step", False) else None
 
     def to_run(self, meta=None):
         """The observed log points as a `keras_lode.Run` (only the points seen so far).

@@ -408,7 +408,10 @@ def test_model_saved_mid_fit_loads_with_its_optimizer_state(tmp_path, saver_firs
     assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == saver.iterations
     inner = getattr(loaded.optimizer, "inner_optimizer", loaded.optimizer)
     np.testing.assert_allclose(inner._learning_rate.plan, saver.plan, rtol=1e-12)
-    np.testing.assert_allclose(saver.plan, _halving_table(skip=(4, 6)), rtol=1e-6)
+    # The schedule's table has one LR per step (the warm-up is served exactly per step).
+    steps = np.arange(EPOCHS * SPE)
+    expected = _expected_schedule(_halving_table(skip=(4, 6)), steps)
+    np.testing.assert_allclose(saver.plan, expected, rtol=1e-6)
     moments = [
         keras.ops.convert_to_numpy(v)
         for v in loaded.optimizer.variables
@@ -439,7 +442,7 @@ def test_jax_fit_with_callback_makes_no_host_lookups():
         applied, _expected_schedule(_halving_table(), np.arange(EPOCHS * SPE)), rtol=2e-4
     )
     # Without the callback the same schedule still follows a replan, through the host.
-    schedule.set_plan([0.01] * K)
+    schedule.set_plan([0.01] * len(schedule.plan))  # one LR per step after the callback's fit
     weights = _Weights()
     model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[weights])
     assert traced and all(t is traced[0] for t in traced)  # one trace, one step tracer
@@ -482,3 +485,35 @@ def test_jax_attach_failure_falls_back_to_the_host_lookup():
         _expected_schedule(_halving_table(), np.arange(EPOCHS * SPE)),
         rtol=2e-4,
     )
+
+
+@pytest.mark.parametrize("family", ["onecycle", "cosine"])
+def test_warmup_is_the_named_schedule_at_every_step(family, backend):
+    """The warm-up is served exactly per step, not sampled at log points (user path, item 2)."""
+    from keras_lode.schedules import make_schedule
+
+    steps = np.arange(EPOCHS * SPE)
+    warm = make_schedule(family, 0.1, len(steps))
+    exact = np.array([float(keras.ops.convert_to_numpy(warm(int(s)))) for s in steps])
+    # No replan: the whole run is the warm-up.
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    weights = _Weights()
+    cb = _callback(warmup=warm, window=K)
+    x, y = _data()
+    with pytest.warns(UserWarning, match="never replan"):
+        model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
+                  callbacks=[weights, cb])  # fmt: skip
+    np.testing.assert_allclose(applied_lr(weights.values, "sgd"), exact, rtol=2e-4)
+    np.testing.assert_allclose(cb.step_table, exact, rtol=1e-6)
+    # With replans: exact up to the first one (point 2 ends at step 6), the plan after it.
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    weights = _Weights()
+    cb = _callback(warmup=warm)
+    model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
+              callbacks=[weights, cb])  # fmt: skip
+    applied = applied_lr(weights.values, "sgd")
+    np.testing.assert_allclose(applied[:6], exact[:6], rtol=2e-4)
+    assert sorted(cb.plans) == [2, 4, 6]
+    np.testing.assert_allclose(applied[6:], cb.step_table[6:], rtol=2e-4)
+    table = cb.plan_table
+    np.testing.assert_allclose(cb.step_table[6:], _expected_schedule(table, steps)[6:], rtol=1e-6)
