@@ -19,8 +19,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "keras_lode.model",
     "LatentODE": "keras_lode.model",
+    "ControlledODE": "keras_lode.model",
     "plan": "keras_lode.planning",
     "Plan": "keras_lode.planning",
+    "ControlPlan": "keras_lode.planning",
     "Run": "keras_lode.runs",
     "load_runs": "keras_lode.runs",
     "RunRecorder": "keras_lode.runs.recorder",
