@@ -1,25 +1,33 @@
 """Q1 of docs/benchmarks.md: does the LODE schedule train better models than the sweep's best?
 
-The protocol, per task:
+Protocol v2, per task:
 
-1. **Sweep** (training data): families {cosine, onecycle, constant, step} x peak LRs x sweep
-   seeds, every run recorded at P log points per epoch (`keras-lode sweep`).
-2. **Train** the LODE on the sweep (`keras-lode train`), which reports reconstruction and
-   extrapolation errors on held-out runs.
-3. **Evaluate** on seeds the sweep never used: every family at its best peak LR (chosen on the
-   sweep's validation metric: mean over sweep seeds of each run's best validation value), the
-   LODE, *replay* (the LR curve of the single best sweep run) and *retrieval* (follow the LR
-   curve of the sweep run whose recent window is nearest to the current one).
-4. Report test accuracy at the epoch of best validation and at the end, mean +/- std, and the
-   paired difference LODE - best baseline with a 95% interval.
+1. **Sweep** (training data, `keras-lode sweep`): six families (cosine, one-cycle, constant,
+   step, linear decay, WSD) x five log-spaced peak LRs x four seeds, recorded at P log points
+   per epoch, plus switched runs (a grid point re-run from its seed that switches to another
+   config mid-run; counted separately) that teach the controlled LODE what an LR change does.
+2. **Train** both LODEs on the same runs: the paper's generative model (`keras-lode train`)
+   and the controlled ensemble (`keras-lode train --kind controlled`).
+3. **Evaluate** on seeds the sweep never used. The *best baseline* is the family and peak LR
+   with the best sweep validation metric (mean over sweep seeds of each run's best validation
+   value; never the test metric). It and both LODE planners run on every evaluation seed
+   (>= 20); every other family at its best peak LR, *replay* (the LR curve of the best sweep
+   run) and *retrieval* (follow the sweep run whose recent window is nearest) on the first 5.
+   Both planners warm up on the best baseline's schedule, which the control planner also
+   keeps as its default. Every method of a seed gets the same initial weights and data order:
+   `keras.utils.set_random_seed(seed)` before the model is built, the same data split, and no
+   method draws from the global random streams (the planners use their own generators).
+4. Report test accuracy at the epoch of best validation and at the end, mean +/- sd, and per
+   LODE planner the paired difference vs the best baseline with a 95% interval and the
+   minimum detectable effect at 80% power (`summary.paired`).
 
 Every stage writes to `--work` and is skipped when its output exists, so an interrupted run
 resumes; evaluation results are saved after every run. Raw numbers go to
 `benchmarks/results/quality_<task>_<scale>.json`.
 
-    python benchmarks/quality.py --task fmnist_cnn --scale cpu          # < 1 h on 2 CPU cores
-    python benchmarks/quality.py --task fmnist_cnn --scale full         # GPU
-    python benchmarks/quality.py --task fmnist_cnn --scale cpu --stage evaluate --model M.npz
+    python benchmarks/quality.py --task fmnist_cnn --scale cpu          # ~2.5 h on 2 CPU cores
+    python benchmarks/quality.py --task fmnist_cnn --scale cpu --stage evaluate \
+        --model M.npz --controlled-model C.npz
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from keras_lode.constants import PAPER_FAMILIES
+from keras_lode.constants import FAMILIES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -41,13 +49,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Sweep grid per scale: peak LRs are log-spaced around each family's usual optimum.
 GRIDS = {
-    "cpu": {"lrs": (1e-3, 3e-3, 1e-2), "sweep_seeds": (0, 1), "eval_seeds": tuple(range(100, 105))},
+    "cpu": {
+        "lrs": (0.0015, 0.003, 0.006, 0.012, 0.024),
+        "sweep_seeds": (0, 1, 2, 3),
+        "eval_seeds": tuple(range(100, 120)),
+        "switched": 36,
+    },
     "full": {
         "lrs": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-        "sweep_seeds": (0, 1, 2, 3, 4),
-        "eval_seeds": tuple(range(100, 110)),
+        "sweep_seeds": (0, 1, 2, 3),
+        "eval_seeds": tuple(range(100, 120)),
+        "switched": 48,
     },
 }
+# Methods beyond the best baseline and the two planners run on this many evaluation seeds.
+FEW_SEEDS = 5
+PLANNERS = ("lode_control", "lode_generative")
 
 
 def parse_args(argv=None):
@@ -76,21 +93,18 @@ def parse_args(argv=None):
         help="result JSONs of other evaluation processes to merge into --out "
         "(e.g. methods evaluated in parallel with --methods and --out)",
     )
-    p.add_argument("--model", default=None, help="use this LODE file instead of training one")
+    p.add_argument("--model", default=None, help="use this generative LODE file")
+    p.add_argument("--controlled-model", default=None, help="use this controlled LODE file")
     p.add_argument("--lrs", default=None, help="override the sweep's peak LRs (comma-separated)")
     p.add_argument("--sweep-seeds", default=None, help="override the sweep seeds")
     p.add_argument("--eval-seeds", default=None, help="override the evaluation seeds")
+    p.add_argument("--switched", type=int, default=None, help="switched runs of the sweep")
+    p.add_argument("--workers", type=int, default=2, help="parallel sweep trials / members")
     p.add_argument(
         "--methods",
         default=None,
-        help="evaluate only these (labels: cosine, onecycle, constant, step, lode, "
-        "replay, retrieval)",
-    )
-    p.add_argument(
-        "--sweep-engine",
-        choices=("builtin", "cli"),
-        default="builtin",
-        help="builtin: train the grid in this process; cli: `keras-lode sweep`",
+        help="evaluate only these labels (families, lode_control, lode_generative, replay, "
+        "retrieval)",
     )
     p.add_argument("--train-args", default="", help="extra arguments for `keras-lode train`")
     p.add_argument(
@@ -117,61 +131,39 @@ def _cli(*args):
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def stage_sweep(spec, runs_dir, lrs, seeds, engine):
-    """Runs (or resumes: finished runs are skipped) the sweep; returns the wall time.
-
-    `engine="builtin"` trains each grid point here with `keras_lode.experiments.train_one`
-    recording it with `keras_lode.RunRecorder`; `engine="cli"` calls `keras-lode sweep`.
-    """
+def stage_sweep(spec, runs_dir, lrs, seeds, switched, workers):
+    """Runs (or resumes: finished runs are skipped) the sweep; returns the wall time."""
     t0 = time.perf_counter()
-    if engine == "cli":
-        _cli(
-            "sweep",
-            "--task",
-            f"keras_lode.tasks:{spec.name}:{spec.scale}",
-            "--out",
-            runs_dir,
-            "--schedules",
-            ",".join(PAPER_FAMILIES),
-            "--lrs",
-            ",".join(map(str, lrs)),
-            "--seeds",
-            ",".join(map(str, seeds)),
-        )
-        return time.perf_counter() - t0
-    from keras_lode.experiments import Method, train_one
-    from keras_lode.runs import run_name
-
-    runs_dir = Path(runs_dir)
-    data = spec.load_data(seed=0)
-    grid = [(f, lr, s) for s in seeds for f in PAPER_FAMILIES for lr in lrs]
-    for i, (fam, lr, seed) in enumerate(grid, 1):
-        if (runs_dir / f"{run_name(fam, lr, seed)}.run.csv").is_file():
-            continue
-        r = train_one(spec, Method(fam, peak_lr=lr), seed=seed, data=data, record_to=runs_dir)
-        print(
-            f"  sweep {i}/{len(grid)} {fam}@{lr:g} seed {seed}: best val "
-            f"{100 * r['best_val']:.2f} ({r['wall_s']:.0f} s)",
-            flush=True,
-        )
+    _cli(
+        "sweep",
+        "--task",
+        f"keras_lode.tasks:{spec.name}:{spec.scale}",
+        "--out",
+        runs_dir,
+        "--families",
+        ",".join(FAMILIES),
+        "--lrs",
+        ",".join(map(str, lrs)),
+        "--seeds",
+        ",".join(map(str, seeds)),
+        "--switched",
+        switched,
+        "--workers",
+        workers,
+        "-q",
+    )
     return time.perf_counter() - t0
 
 
-def stage_train(task, runs_dir, model_path, extra):
+def stage_train(task, runs_dir, model_path, extra, kind="generative", workers=2):
     t0 = time.perf_counter()
     report = Path(model_path).with_suffix(".train.json")
-    _cli(
-        "train",
-        runs_dir,
-        "-o",
-        model_path,
-        "--task",
-        task,
-        "--report",
-        report,
-        "--no-progress",
-        *extra.split(),
-    )
+    args = ["train", runs_dir, "-o", model_path, "--task", task, "--no-progress"]
+    if kind == "controlled":
+        args += ["--kind", "controlled", "--workers", workers]
+    else:
+        args += ["--report", report, *extra.split()]
+    _cli(*args)
     return time.perf_counter() - t0
 
 
@@ -181,7 +173,7 @@ def best_peak_lrs(runs):
 
     table = {}
     for r in runs:
-        if r.status != "complete":
+        if r.status != "complete" or r.meta.get("switch"):
             continue
         m = np.asarray(r.metric, dtype=float)
         m = m[np.isfinite(m)]
@@ -197,7 +189,7 @@ def best_peak_lrs(runs):
     return best, {f"{f}@{lr:g}": float(np.mean(v)) for (f, lr), v in sorted(table.items())}
 
 
-def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payload):
+def stage_evaluate(spec, runs, models, seeds, methods_filter, out_path, payload):
     from keras_lode.experiments import Method, best_first, train_one
 
     best, grid = best_peak_lrs(runs)
@@ -205,43 +197,51 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
     payload["best_peak_lr"] = {
         f: {"peak_lr": v[0], "val": v[1], "n": v[2]} for f, v in best.items()
     }
-    ordered = best_first(payload["runs_dir"])
+    grid_dir = payload["runs_dir"]
+    ordered = [r for r in best_first(grid_dir) if not r.meta.get("switch")]
     top = max(best, key=lambda f: best[f][1])
+    payload["best_baseline"] = top
     payload["lode_warmup"] = f"{top}@{best[top][0]:g}"
-    methods = [Method(f, peak_lr=best[f][0], label=f) for f in PAPER_FAMILIES if f in best]
-    methods += [
-        # Until its first plan (W log points) the LODE follows the best family at its best
-        # peak LR, so its windows look like the sweep runs it learned from.
+    extra = (
+        {"validation_samples": payload["lode_validation_samples"]}
+        if payload.get("lode_validation_samples")
+        else {}
+    )
+    # Until its first plan each LODE follows the best baseline's schedule (the control
+    # planner also keeps it as its default), so its windows look like the sweep's runs.
+    full = [Method(top, peak_lr=best[top][0], label=top)] + [
         Method(
             "lode",
-            model=model_path,
+            model=models[label],
             peak_lr=best[top][0],
-            label="lode",
-            options={"warmup_family": top}
-            | (
-                {"validation_samples": payload["lode_validation_samples"]}
-                if payload.get("lode_validation_samples")
-                else {}
-            ),
-        ),
+            label=label,
+            options={"warmup_family": top} | extra,
+        )  # fmt: skip
+        for label in PLANNERS
+        if models.get(label)
+    ]
+    few = [Method(f, peak_lr=best[f][0], label=f) for f in FAMILIES if f in best and f != top]
+    few += [
         Method("replay", runs=ordered[:1], label="replay"),
         Method("retrieval", runs=ordered, label="retrieval"),
     ]
     if methods_filter:
         keep = set(methods_filter.split(","))
-        methods = [m for m in methods if m.label in keep]
+        full = [m for m in full if m.label in keep]
+        few = [m for m in few if m.label in keep]
     payload["replay_run"] = ordered[0].run_id
     done = {(r["method"], r["seed"]) for r in payload["results"]}
     data = spec.load_data(seed=0)
-    for seed in seeds:
-        for m in methods:
+    for i, seed in enumerate(seeds):
+        for m in full + (few if i < FEW_SEEDS else []):
             if (m.label, seed) in done:
                 continue
             r = train_one(spec, m, seed=seed, data=data)
-            r.pop("points", None) if m.kind in PAPER_FAMILIES and seed != seeds[0] else None
+            if m.kind in FAMILIES and i > 0:
+                r.pop("points", None)
             payload["results"].append(r)
             print(
-                f"  {m.label:<10} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
+                f"  {m.label:<16} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
                 f"  test@end {100 * r['test_at_end']:.2f}  ({r['wall_s']:.0f} s)",
                 flush=True,
             )
@@ -249,14 +249,27 @@ def stage_evaluate(spec, runs, model_path, seeds, methods_filter, out_path, payl
 
 
 def _finish(payload, out_path):
-    from keras_lode.experiments import summarize, write_json
+    from keras_lode.experiments import paired_difference, summarize, write_json
 
     res = payload["results"]
     if res:
-        payload["summary"] = summarize(res, "lode", "test_at_best_val")
-        payload["summary_end"] = summarize(res, "lode", "test_at_end")
-        baselines = [r for r in res if r["kind"] in PAPER_FAMILIES or r["method"] == "lode"]
-        payload["summary_vs_families"] = summarize(baselines, "lode")
+        top = payload.get("best_baseline")
+        payload["summary"] = {"rows": {}, "paired": []}
+        for key in ("test_at_best_val", "test_at_end"):
+            payload["summary"]["rows"][key] = summarize(res, None, key)["rows"]
+            by = {}
+            for r in res:
+                by.setdefault(r["method"], {})[r["seed"]] = r[key]
+            for ref in PLANNERS:
+                if top not in by or ref not in by:
+                    continue
+                seeds = sorted(set(by[ref]) & set(by[top]))
+                if len(seeds) < 2:
+                    continue
+                d = paired_difference([by[ref][s] for s in seeds], [by[top][s] for s in seeds])
+                payload["summary"]["paired"].append(
+                    {"reference": ref, "baseline": top, "key": key, **d}
+                )
     write_json(out_path, payload)
 
 
@@ -441,26 +454,37 @@ def main(argv=None) -> int:
     work = Path(args.work or ROOT / "bench_work" / f"{args.task}_{args.scale}")
     runs_dir = work / "runs"
     model_path = Path(args.model) if args.model else work / f"{args.task}.npz"
+    control_path = (
+        Path(args.controlled_model)
+        if args.controlled_model
+        else work / f"{args.task}_controlled.npz"
+    )
+    switched = args.switched if args.switched is not None else grid["switched"]
     out_path = Path(
         args.out or ROOT / "benchmarks" / "results" / f"quality_{args.task}_{args.scale}.json"
     )
     payload = {"results": []}
     if out_path.is_file():
         payload = json.loads(out_path.read_text())
+        if payload.get("protocol") != 2:  # results of the first protocol: start afresh
+            payload = {"results": []}
     payload.update(
         {
             "benchmark": "quality (docs/benchmarks.md Q1)",
+            "protocol": 2,
             "task": args.task,
             "scale": args.scale,
             "epochs": spec.epochs,
             "points_per_epoch": spec.points_per_epoch,
             "data": spec.data_args,
-            "families": PAPER_FAMILIES,
+            "families": list(FAMILIES),
+            "switched": switched,
             "lrs": lrs,
             "sweep_seeds": sweep_seeds,
             "eval_seeds": eval_seeds,
             "runs_dir": str(runs_dir),
             "model": str(model_path),
+            "controlled_model": str(control_path),
             "lode_validation_samples": args.lode_validation_samples,
             "backend": keras.backend.backend(),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
@@ -481,23 +505,36 @@ def main(argv=None) -> int:
         payload.setdefault("merged_commands", {})[extra] = other.get("command")
     if args.stage in ("all", "sweep"):
         payload["timing_s"]["sweep"] = stage_sweep(
-            spec, runs_dir, lrs, sweep_seeds, args.sweep_engine
+            spec, runs_dir, lrs, sweep_seeds, switched, args.workers
         )
-    if args.stage in ("all", "train") and not args.model:
+    if args.stage in ("all", "train"):
         payload["train_args"] = args.train_args
-        payload["timing_s"]["train"] = stage_train(args.task, runs_dir, model_path, args.train_args)
+        if not args.model and not model_path.is_file():
+            payload["timing_s"]["train"] = stage_train(
+                args.task, runs_dir, model_path, args.train_args
+            )
+        if not args.controlled_model and not control_path.is_file():
+            payload["timing_s"]["train_controlled"] = stage_train(
+                args.task, runs_dir, control_path, "", kind="controlled", workers=args.workers
+            )
     if args.stage in ("all", "evaluate"):
         runs = load_runs(runs_dir)
-        payload["sweep_runs"] = len(runs)
-        needs_model = not args.methods or "lode" in args.methods.split(",")
-        if needs_model and not model_path.is_file():
-            raise FileNotFoundError(f"LODE model {model_path} not found: run the train stage.")
-        if model_path.is_file():
-            from keras_lode import load_model
+        payload["sweep_runs"] = sum(1 for r in runs if not r.meta.get("switch"))
+        payload["switched_runs"] = sum(1 for r in runs if r.meta.get("switch"))
+        from keras_lode import load_model
 
-            payload["model_training"] = load_model(model_path).config.get("training", {})
+        models = {}
+        for label, path in (("lode_generative", model_path), ("lode_control", control_path)):
+            wanted = not args.methods or label in args.methods.split(",")
+            if wanted and not path.is_file():
+                raise FileNotFoundError(f"LODE model {path} not found: run the train stage.")
+            if path.is_file():
+                models[label] = str(path)
+                payload.setdefault("model_training", {})[label] = load_model(path).config.get(
+                    "training", {}
+                )
         t0 = time.perf_counter()
-        stage_evaluate(spec, runs, str(model_path), eval_seeds, args.methods, out_path, payload)
+        stage_evaluate(spec, runs, models, eval_seeds, args.methods, out_path, payload)
         payload["timing_s"]["evaluate"] = payload["timing_s"].get("evaluate", 0) + (
             time.perf_counter() - t0
         )
@@ -511,7 +548,12 @@ def main(argv=None) -> int:
     if payload.get("results"):
         from keras_lode.experiments import format_table
 
-        print(format_table(payload["results"], "lode"))
+        print(format_table(payload["results"], "lode_control"))
+        for d in payload["summary"]["paired"]:
+            lo, hi = d["ci95"]
+            print(f"{d['reference']} - {d['baseline']} ({d['key']}): {100 * d['mean']:+.2f} "
+                  f"[{100 * lo:+.2f}, {100 * hi:+.2f}] points, n={d['n']}, "
+                  f"mde80 {100 * d['mde80']:.2f}")  # fmt: skip
     print(f"wrote {out_path}")
     return 0
 
