@@ -303,13 +303,19 @@ def train_one(
 def lode_summary(callback) -> dict:
     """What a `LODECallback` did in a run: its plans (fallbacks among them), its window W and
     the run's log points (a run no longer than W never plans)."""
-    plans = list(getattr(callback, "plans", {}).values())
-    return {
+    plans = getattr(callback, "plans", {})
+    out = {
         "plans": len(plans),
-        "fallbacks": sum(bool(getattr(p, "fallback", False)) for p in plans),
+        "fallbacks": sum(bool(getattr(p, "fallback", False)) for p in plans.values()),
         "window": getattr(callback, "window", None),
         "total_points": getattr(callback, "total_points", None),
     }
+    if getattr(callback, "kind", None) == "controlled":
+        # Which replans left the default, and for what.
+        out["switches"] = {
+            str(n): p.chosen_name for n, p in sorted(plans.items()) if getattr(p, "switched", 0)
+        }
+    return out
 
 
 def run_comparison(task, methods, seeds, verbose=0) -> list[dict]:
