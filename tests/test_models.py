@@ -71,3 +71,48 @@ def test_model_card_quotes_the_file(name):
     assert f"{training['val_mse']:.4f}" in text
     for section in ("## Sweep", "## Hardware", "## Errors", "## Reproduce"):
         assert section in text
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_shipped_model_has_a_sample_run_it_plans(name, capsys):
+    """`keras-lode plan` works on a fresh clone without a sweep (the user's path, item 4)."""
+    import argparse
+    import warnings
+
+    import keras_lode
+    from keras_lode.commands import plan as plan_cmd
+
+    sample = ROOT / "models" / f"{name}.sample.run.csv"
+    assert sample.is_file(), f"{sample} is missing"
+    [run] = keras_lode.load_runs(sample)
+    model = keras_lode.load_model(ROOT / "models" / f"{name}.npz")
+    assert run.meta["task"] == name and run.status == "complete"
+    assert len(run) == model.horizon and run.points_per_epoch == model.points_per_epoch
+    parser = argparse.ArgumentParser()
+    plan_cmd.add_arguments(parser)
+    at = model.horizon // 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rc = plan_cmd.run(parser.parse_args([str(ROOT / "models" / f"{name}.npz"), str(sample),
+                                             "--at", str(at)]))  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "does not look like" not in captured.err  # the sample is like the training runs
+    assert f"LODE plan at point {at}/{model.horizon}" in captured.out
+
+
+def test_readme_plan_example_runs_as_written(capsys):
+    import shlex
+
+    from keras_lode import cli
+
+    readme = (ROOT / "README.md").read_text()
+    lines = [
+        ln.strip() for ln in readme.splitlines() if ln.strip().startswith("keras-lode plan models/")
+    ]
+    assert lines, "the README has no `keras-lode plan models/...` example"
+    for line in lines:
+        argv = shlex.split(line.split("#")[0])[1:]
+        argv = [a for a in argv if a not in ("\\\\",)]
+        assert cli.main(argv) == 0, line
+    assert "LODE plan at point" in capsys.readouterr().out
