@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +38,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_lode._json import write_json
 from keras_lode._warnings import warn as _warn
 from keras_lode.lode_schedule import LODESchedule
 from keras_lode.runs.observer import LogPointObserver, current_learning_rate
@@ -487,14 +487,11 @@ class LODECallback(LogPointObserver):
             "replans": {str(n): _json_floats(v) for n, v in sorted(self._replans.items())},
             "finished": finished,
         }
-        path = self.state_path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state, f)
-            os.replace(tmp, path)
-        except OSError as e:
+            # Strict JSON, written to a temporary file and renamed, with the usual file mode.
+            write_json(self.state_path, state, indent=None)
+        except (OSError, ValueError) as e:
+            path = self.state_path
             logger.warning("LODECallback could not write its state to %s: %s", path, e)
 
     # ------------------------------------------------------------------ log points

@@ -9,6 +9,7 @@ planner always picks the library's highest path, the constant at 2x the current 
 from __future__ import annotations
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -181,6 +182,11 @@ def test_resume_after_backup_and_restore_keeps_the_plan(tmp_path, backend):
         _fit(fresh(), _callback(state_path=state), extra=[_Kill(11)],
              backup=keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))  # fmt: skip
     assert sorted(int(n) for n in json.loads(state.read_text())["replans"]) == [2, 4]
+    # The state file is strict JSON (NaN as null) with the usual mode, not mkstemp's 0600.
+    json.loads(state.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert state.stat().st_mode & 0o777 == 0o666 & ~umask
     w_res = _Weights()
     cb_res = _callback(state_path=state)
     _fit(fresh(), cb_res, extra=[w_res],

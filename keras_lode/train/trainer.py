@@ -43,7 +43,6 @@ print(report.training["extrapolation"]["overall"]["lode"]["mean"])
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import sys
@@ -97,7 +96,9 @@ class FitReport:
 
     def to_json(self) -> str:
         """The training summary and history as JSON."""
-        return json.dumps({"training": self.training, "history": self.history}, indent=2)
+        from keras_lode._json import dumps
+
+        return dumps({"training": self.training, "history": self.history}, indent=2)
 
 
 def _check(name, value, kind, minimum=None, maximum=None, open_min=False):
