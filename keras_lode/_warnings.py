@@ -23,6 +23,7 @@ __all__ = ["LODEWarning", "warn"]
 class LODEWarning(UserWarning):
     """A warning from keras_lode: a skipped replan, an implausible run, a mapped horizon..."""
 
+
 _PACKAGES = ("keras_lode", "keras", "tensorflow", "jax", "jaxlib", "torch", "tf_keras", "optree")
 
 
