@@ -213,34 +213,6 @@ def test_replay_and_retrieval_set_the_optimizer_lr():
     np.testing.assert_allclose(r["points"]["lr"], [1e-4] * 4, rtol=1e-6)
 
 
-def test_demo_quick_writes_table_json_and_plot(tmp_path, capsys):
-    from keras_lode.cli import main
-
-    if not (ROOT / "models" / "fmnist_cnn.npz").is_file():
-        pytest.fail("models/fmnist_cnn.npz (the demo's shipped model) is missing")
-    # One short epoch is shorter than the LODE's window: it warns that it will never
-    # replan, and follows its warm-up, which is the baseline's own schedule.
-    with pytest.warns(UserWarning, match="never replan"):
-        rc = main(
-            [
-                "demo",
-                "--quick",
-                "--model",
-                str(ROOT / "models" / "fmnist_cnn.npz"),
-                "--out",
-                str(tmp_path),
-            ]
-        )
-    assert rc == 0
-    out = capsys.readouterr().out
-    assert "paired lode - cosine@1e-02" in out
-    payload = json.loads((tmp_path / "demo.json").read_text())
-    lode, base = payload["results"]
-    assert (lode["method"], base["method"]) == ("lode", "cosine@1e-02")
-    np.testing.assert_allclose(lode["points"]["lr"], base["points"]["lr"], rtol=1e-5)
-    assert (tmp_path / "demo.png").stat().st_size > 10_000
-
-
 def test_cnn_example_quick_with_shipped_lode(tmp_path):
     # One quick epoch has 4 log points, fewer than the model's window: the callback warns
     # that it will never replan and the run follows its warm-up (constant at --peak-lr).

@@ -159,3 +159,4 @@ def test_demo_quick_replans_and_claims_no_difference(tmp_path, capsys):
     assert lode["kind"] == "lode" and base["kind"] == "cosine"
     # The LODE's plans reached the optimizer: its LR curve leaves the baseline's.
     assert lode["points"]["lr"] != base["points"]["lr"]
+    assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000  # the figure is written
