@@ -36,6 +36,40 @@ from keras_lode.experiments.methods import (
 )
 
 
+def epoch_batches(x, y, batch_size: int, seed: int):
+    """Training batches in an order fixed by `seed` alone, reshuffled every epoch.
+
+    `model.fit(..., shuffle=True)` draws its order from the backend's global random state,
+    which anything else in the fit may advance (a callback's extra `predict`, for one), so
+    two methods of one seed could see different batch orders after the first epoch. This
+    `keras.utils.PyDataset` draws epoch `e`'s permutation from `np.random.default_rng([seed,
+    e])`: every method of a seed sees the same batches in the same order.
+    """
+    import keras
+
+    class EpochBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.order = self._permutation()
+
+        def _permutation(self):
+            return np.random.default_rng([int(seed), self.epoch]).permutation(len(x))
+
+        def __len__(self):
+            return -(-len(x) // batch_size)
+
+        def __getitem__(self, i):
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            return x[idx], y[idx]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = self._permutation()
+
+    return EpochBatches()
+
+
 def predict_accuracy(model, x, y, batch_size: int = 512) -> float:
     """Top-1 accuracy of `model` on `(x, y)` (per position for sequence outputs), via predict.
 
@@ -184,7 +218,8 @@ def train_one(
             `keras_lode.tasks.get_task(...)` or your own, as a sweep takes it; its data is
             loaded with `load_task_data`).
         method: the LR method.
-        seed: seed of initialization and batch order.
+        seed: seed of initialization and batch order (`epoch_batches`: the same for every
+            method of a seed).
         data: preloaded `TaskData` (loaded from `task` when None).
         verbose: passed to `model.fit`.
         measure_points: measure the validation metric at every log point (needed by
@@ -206,6 +241,7 @@ def train_one(
     data = data if data is not None else load_task_data(task, seed)
     steps_per_epoch = task.steps_per_epoch(len(data.x_train))
     total_steps = steps_per_epoch * task.epochs
+    keras.utils.set_random_seed(int(seed))  # the same initial weights for every method
     model = task.build_model(seed=seed)
     lode_cb = None
     schedule = None
@@ -260,12 +296,10 @@ def train_one(
     # the LR an interval ran with goes before whoever sets it.
     callbacks = [cb for cb in (recorder, observer, lode_cb) if cb is not None]
     t0 = time.perf_counter()
+    # The batch order depends on the seed only (`epoch_batches`), whatever the method does.
     model.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=task.batch_size,
+        epoch_batches(data.x_train, data.y_train, task.batch_size, seed),
         epochs=task.epochs,
-        shuffle=True,
         callbacks=callbacks,
         verbose=verbose,
     )
