@@ -3,8 +3,8 @@
 A warning from inside `model.fit` (the callback, the planner it calls) is raised many frames
 below the user's code: Keras's training loop, the callback list, keras_lode itself. A fixed
 `stacklevel` would name one of those files. `warn` walks up the stack past every frame of
-keras_lode, Keras, the backends and the Python standard library's `runpy`/`threading`, so the
-warning names the first frame of the user's own code (e.g. their `model.fit(...)` line),
+keras_lode, Keras and the backends (and Python's frozen import frames), so the warning
+names the first frame of the user's own code (e.g. their `model.fit(...)` line),
 which is also where a `warnings.filterwarnings(..., module=...)` filter applies.
 
 Every such warning is a `LODEWarning` (a `UserWarning`), so one filter silences or escalates

@@ -49,6 +49,10 @@ STATE_FORMAT = "keras_lode.callback_state"
 # Above this many optimizer steps a LODESchedule's table holds one LR per log point instead of
 # one per step (the warm-up is then interpolated between log points).
 _MAX_STEP_TABLE = 100_000
+# A warm-up that cannot take an array of steps is called once per step up to this many steps.
+_MAX_SCALAR_CALLS = 5_000
+# A warm-up LR of exactly 0 (between log points) is served as this (the table must be > 0).
+_TINY_LR = 1e-30
 STATE_VERSION = 1
 
 
@@ -176,13 +180,24 @@ class LODECallback(LogPointObserver):
             else:
                 window = defaults.get("window") or DEFAULTS["window"]
         self.window = self._int_arg("window", window)
+        if kind == "controlled" and self.window < int(model.window):
+            raise ValueError(
+                f"Argument `window` ({self.window}) is shorter than the controlled model's "
+                f"encoder window ({int(model.window)} log points): it could never plan. Leave "
+                "it unset to use the model's."
+            )
         if replan_every is None:
-            if kind == "controlled":
-                replan_every = defaults.get("replan_every") or CONTROL_DEFAULTS["replan_every"]
-            else:
-                replan_every = defaults.get("replan_every") or self.points_per_epoch
+            replan_every = defaults.get("replan_every")
+            if replan_every is None:
+                replan_every = (
+                    CONTROL_DEFAULTS["replan_every"]
+                    if kind == "controlled"
+                    else self.points_per_epoch
+                )
         if first_replan is None and kind == "controlled":
-            first_replan = defaults.get("first_replan") or CONTROL_DEFAULTS["first_replan"]
+            first_replan = defaults.get("first_replan")
+            if first_replan is None:
+                first_replan = CONTROL_DEFAULTS["first_replan"]
         self._replan_every_arg = self._cadence_arg("replan_every", replan_every, high=1.0)
         self._first_replan_arg = (
             None if first_replan is None else self._cadence_arg("first_replan", first_replan)
@@ -288,9 +303,18 @@ class LODECallback(LogPointObserver):
         total_steps = self.epochs * self.steps_per_epoch
         self._per_step = self.mode == "schedule" and total_steps <= _MAX_STEP_TABLE
         if self._per_step:
-            self._step_table = self._warmup_values(optimizer, np.arange(total_steps))
-            # The last step of each interval is exactly the point table's value.
-            self._step_table[self._point_steps() - 1] = self._warmup_table
+            steps = self._warmup_values(optimizer, np.arange(total_steps), strict=False)
+            if steps is None:
+                self._per_step = False
+                logger.info(
+                    "LODECallback: the warm-up is served per log point (interpolated between): "
+                    "evaluating it at each of %d steps was not possible or too slow.",
+                    total_steps,
+                )
+            else:
+                # The last step of each interval is exactly the point table's value.
+                steps[self._point_steps() - 1] = self._warmup_table
+                self._step_table = steps
         self._history = np.full((self.total_points, 3), np.nan)
         self._replans: dict[int, np.ndarray] = {}
         self.plans = {}
@@ -320,8 +344,13 @@ class LODECallback(LogPointObserver):
         self._step_table[s0:] = np.interp(u, np.arange(self.total_points), self._table)
         return s0
 
-    def _warmup_values(self, optimizer, steps) -> np.ndarray:
-        """The warm-up LR at each of `steps` (0-based optimizer steps)."""
+    def _warmup_values(self, optimizer, steps, strict: bool = True) -> np.ndarray | None:
+        """The warm-up LR at each of `steps` (0-based optimizer steps).
+
+        `strict=False` (the per-step table) returns None instead of calling a scalar-only
+        schedule more than `_MAX_SCALAR_CALLS` times, and lifts LRs of 0 (a warm-up that
+        starts at 0) to a tiny positive value; non-finite or negative values give None.
+        """
         warm = self.warmup
         if warm is None:
             if self.mode == "schedule":
@@ -339,11 +368,17 @@ class LODECallback(LogPointObserver):
             except Exception:  # a step -> lr function that takes a scalar only
                 values = None
             if values is None:
+                if not strict and len(steps) > _MAX_SCALAR_CALLS:
+                    return None
                 values = np.array(
                     [float(keras.ops.convert_to_numpy(warm(int(s)))) for s in steps], np.float64
                 )
         else:
             values = np.full(len(steps), float(warm))
+        if not strict:
+            if not np.all(np.isfinite(values) & (values >= 0)):
+                return None
+            return np.maximum(values, _TINY_LR)
         bad = ~np.isfinite(values) | (values <= 0)
         if np.any(bad):
             i = int(np.argmax(bad))
@@ -535,7 +570,7 @@ class LODECallback(LogPointObserver):
                 from keras_lode.planning.plausibility import warn_implausible
 
                 warn_implausible(self.lode, self._history[: n + 1], run_name="this fit")
-            except ValueError as e:  # a check must never stop the fit
+            except Exception as e:  # a check must never stop the fit
                 logger.warning("LODECallback could not check the run: %s", e)
         if cause is None:
             t0 = time.perf_counter()

@@ -84,7 +84,10 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     Before the plan is known (`learning_rates=None`) the schedule serves
     `initial_learning_rate`. `LODECallback` fills in the warm-up values and then
-    replaces the remaining part of the plan every few log points (`set_plan`).
+    replaces the remaining part of the plan every few log points (`set_plan`). For runs
+    up to 100,000 steps the callback configures one entry per *step*
+    (`points_per_epoch = steps_per_epoch`), so that the warm-up is served exactly; `plan`
+    and the saved config then hold one LR per step.
 
     Example:
 

@@ -517,3 +517,22 @@ def test_warmup_is_the_named_schedule_at_every_step(family, backend):
     np.testing.assert_allclose(applied[6:], cb.step_table[6:], rtol=2e-4)
     table = cb.plan_table
     np.testing.assert_allclose(cb.step_table[6:], _expected_schedule(table, steps)[6:], rtol=1e-6)
+
+
+def test_warmup_that_starts_at_zero_is_served_per_step(backend):
+    """A warm-up whose LR is 0 at step 0 (linear warm-up from 0) does not stop the fit."""
+    steps = np.arange(EPOCHS * SPE)
+
+    def warm(step):
+        return 0.1 * np.minimum(np.asarray(step, "float64") / 8.0, 1.0)
+
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    weights = _Weights()
+    cb = _callback(warmup=warm, window=K)
+    x, y = _data()
+    with pytest.warns(UserWarning, match="never replan"):
+        model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
+                  callbacks=[weights, cb])  # fmt: skip
+    expected = np.maximum(warm(steps), 1e-30)
+    np.testing.assert_allclose(cb.step_table, expected, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(applied_lr(weights.values, "sgd"), warm(steps), atol=1e-6)

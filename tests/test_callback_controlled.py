@@ -239,3 +239,9 @@ def test_real_controlled_model_in_a_fit():
     table = cb.plan_table
     assert np.all(np.isfinite(table)) and np.all((table >= 1e-3 * (1 - 1e-9)) & (table <= 1.0))
     np.testing.assert_allclose(table[7:], cb.plans[6].lr)
+
+
+def test_window_shorter_than_the_models_encoder_is_refused():
+    x, y = _data()
+    with pytest.raises(ValueError, match="shorter than the controlled model's encoder window"):
+        LODECallback(DoublingControlled(), validation_data=(x, y), window=W - 1)

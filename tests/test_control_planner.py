@@ -289,3 +289,10 @@ def test_schedule_lr_helper_is_consistent_with_library_default():
     lr = schedule_lr("onecycle", 1e-2, K)
     c = candidate_library(float(lr[10]), K - 11, lr_range=(1e-6, 1.0), default=lr[11:])
     np.testing.assert_array_equal(c.lr[0], lr[11:])
+
+
+def test_a_previous_control_plan_is_a_valid_current_plan():
+    model = FakeControlled(lambda lr: lr.mean(axis=1))
+    p1 = plan(model, window_at(20), position=20, total_points=K, current_plan=default_path(20))
+    p2 = plan(model, window_at(25), position=25, total_points=K, current_plan=p1)
+    np.testing.assert_allclose(p2.paths[0], p1.lr[5:])  # the default: p1's continuation

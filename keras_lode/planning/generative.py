@@ -340,7 +340,9 @@ def _check_window(window, n: int) -> np.ndarray:
 def _resolve_current_plan(current_plan, n: int, K: int) -> np.ndarray | None:
     if current_plan is None:
         return None
-    if isinstance(current_plan, Plan):
+    if isinstance(current_plan, Plan) or all(
+        hasattr(current_plan, a) for a in ("lr", "position", "total_points")
+    ):  # a Plan or a ControlPlan
         if current_plan.total_points != K or current_plan.position > n:
             raise ValueError(
                 "Argument `current_plan` is a Plan for another run or a later point "
