@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_lode._checks import check_int, check_number
+from keras_lode._checks import check_number
 from keras_lode.planning import candidates as lib
 
 __all__ = ["CONTROL_DEFAULTS", "ControlPlan", "plan_control"]
@@ -189,8 +189,10 @@ def plan_control(
         ValueError / TypeError: bad arguments or a window of the wrong shape.
     """
     from keras_lode.planning.generative import (
+        _check_position,
         _check_window,
         _model_defaults,
+        _pick,
         _resolve_current_plan,
         _resolve_lr_range,
         _time_scale,
@@ -200,11 +202,7 @@ def plan_control(
     defaults = _model_defaults(model)
 
     def pick(name, value):
-        if value is not None:
-            return value
-        if defaults.get(name) is not None:
-            return defaults[name]
-        return CONTROL_DEFAULTS[name]
+        return _pick(name, value, defaults, CONTROL_DEFAULTS)
 
     kappa = check_number("kappa", pick("kappa", kappa), minimum=0.0)
     margin = check_number("margin", pick("margin", margin))
@@ -214,13 +212,7 @@ def plan_control(
     unknown = sorted(set(shapes) - set(lib.SHAPES))
     if unknown:
         raise ValueError(f"Unknown candidate shape(s) {unknown}; expected some of {lib.SHAPES}")
-    K = check_int("total_points", total_points, minimum=2)
-    n = check_int("position", position, minimum=0)
-    if n >= K - 1:
-        raise ValueError(
-            f"Argument `position` must be < total_points - 1 = {K - 1} (a point must remain "
-            f"to plan). Received: position={n}"
-        )
+    n, K = _check_position(position, total_points)
     window = _check_window(window, n)
     W = int(getattr(model, "window", window.shape[0]))
     if window.shape[0] < W:

@@ -141,13 +141,7 @@ def plan_generative(
     anchor = opts["anchor"]
     if anchor not in ANCHOR_RULES:
         raise ValueError(f"Argument `anchor` must be one of {ANCHOR_RULES}. Received: {anchor!r}")
-    K = check_int("total_points", total_points, minimum=2)
-    n = check_int("position", position, minimum=0)
-    if n >= K - 1:
-        raise ValueError(
-            f"Argument `position` must be < total_points - 1 = {K - 1} (a point must remain "
-            f"to plan). Received: position={n}"
-        )
+    n, K = _check_position(position, total_points)
     reward_at = K if reward_at is None else check_int("reward_at", reward_at, minimum=0)
     if reward_at <= n:
         raise ValueError(
@@ -283,12 +277,25 @@ def _model_defaults(model) -> dict:
     return defaults
 
 
-def _pick(name: str, value, defaults: dict):
+def _pick(name: str, value, defaults: dict, table: dict = DEFAULTS):
+    """The call's value, else the model's `planner_defaults`, else `table`'s."""
     if value is not None:
         return value
     if defaults.get(name) is not None:
         return defaults[name]
-    return DEFAULTS[name]
+    return table[name]
+
+
+def _check_position(position, total_points) -> tuple[int, int]:
+    """`(n, K)`, checked: a point must remain after `n` to plan."""
+    K = check_int("total_points", total_points, minimum=2)
+    n = check_int("position", position, minimum=0)
+    if n >= K - 1:
+        raise ValueError(
+            f"Argument `position` must be < total_points - 1 = {K - 1} (a point must remain "
+            f"to plan). Received: position={n}"
+        )
+    return n, K
 
 
 def _resolve_lr_range(lr_range, defaults: dict, model) -> tuple[float, float]:
