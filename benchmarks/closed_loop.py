@@ -52,7 +52,7 @@ from keras_lode.runs.synthetic import (  # noqa: E402
     schedule_lr,
     simulate,
     synthetic_run,
-    synthetic_switched_run,
+    synthetic_switched_runs,
 )
 
 PLANNERS = ("control", "control_kappa0", "control_single", "generative")
@@ -69,20 +69,7 @@ def sweep(world: int, points: int, switched: int):
     trials = make_switched_trials(
         FAMILIES, DEFAULT_PEAK_LRS, seeds, runs=switched, points=points, seed=world
     )
-    runs += [
-        synthetic_switched_run(
-            t.family,
-            t.peak_lr,
-            t.switch.to_family,
-            t.switch.to_peak_lr,
-            t.switch.at_point,
-            seed=t.seed,
-            points=points,
-            points_per_epoch=10,
-        )
-        for t in trials
-    ]
-    return runs
+    return runs + synthetic_switched_runs(trials, points=points, points_per_epoch=10)
 
 
 def best_configs(runs):

@@ -212,26 +212,14 @@ def _synthetic_switched(runs, n, seed):
     if not n:
         return []
     from keras_lode.experiments.grid import make_switched_trials
-    from keras_lode.runs.synthetic import synthetic_switched_run
+    from keras_lode.runs.synthetic import synthetic_switched_runs
 
     families = sorted({r.meta["schedule"] for r in runs})
     lrs = sorted({r.meta["peak_lr"] for r in runs})
     seeds = sorted({r.meta["seed"] for r in runs})
     k, p = len(runs[0]), runs[0].points_per_epoch
     trials = make_switched_trials(families, lrs, seeds, runs=n, points=k, seed=seed)
-    return [
-        synthetic_switched_run(
-            t.family,
-            t.peak_lr,
-            t.switch.to_family,
-            t.switch.to_peak_lr,
-            t.switch.at_point,
-            seed=t.seed,
-            points=k,
-            points_per_epoch=p,
-        )
-        for t in trials
-    ]
+    return synthetic_switched_runs(trials, points=k, points_per_epoch=p)
 
 
 def _run_controlled(args, runs) -> int:

@@ -238,6 +238,29 @@ def synthetic_switched_run(
     return _run(lr, family, peak_lr, seed, points_per_epoch, steps_per_point, diverge_lr, extra)
 
 
+def synthetic_switched_runs(trials, *, points: int = 600, points_per_epoch: int = 10) -> list:
+    """The synthetic twin of each switched trial (`keras_lode.experiments.make_switched_trials`).
+
+    Args:
+        trials: objects with `family`, `peak_lr`, `seed` and `switch` (`to_family`,
+            `to_peak_lr`, `at_point`), as `Trial` has.
+        points, points_per_epoch: the runs' K and P.
+    """
+    return [
+        synthetic_switched_run(
+            t.family,
+            t.peak_lr,
+            t.switch.to_family,
+            t.switch.to_peak_lr,
+            t.switch.at_point,
+            seed=t.seed,
+            points=points,
+            points_per_epoch=points_per_epoch,
+        )
+        for t in trials
+    ]
+
+
 def _check_points(points, points_per_epoch, steps_per_point):
     check_int("points", points, minimum=2)
     check_int("points_per_epoch", points_per_epoch, minimum=1)
