@@ -52,3 +52,41 @@ def count_traces(model):
 
     model.train_step = train_step
     return counter
+
+
+class KernelTrace(keras.callbacks.Callback):
+    """Records the probe model's kernel before the first step and after every step.
+
+    `hook(step)` (optional) is called after each step with the number of steps done.
+    `applied_lr(trace.values, optimizer_name)` gives each step's LR.
+    """
+
+    def __init__(self, hook=None):
+        super().__init__()
+        self.values = []
+        self.hook = hook
+
+    def _kernel(self):
+        return float(keras.ops.convert_to_numpy(self.model.layers[-1].kernel)[0, 0])
+
+    def on_train_begin(self, logs=None):
+        if not self.values:
+            self.values.append(self._kernel())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(self._kernel())
+        if self.hook is not None:
+            self.hook(len(self.values) - 1)
+
+
+class KillAt(keras.callbacks.Callback):
+    """Raises `RuntimeError("killed")` at the end of the `at_step`-th batch (a crash)."""
+
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step, self.seen = at_step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at_step:
+            raise RuntimeError("killed")

@@ -16,7 +16,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from lr_probe import applied_lr, count_traces, probe_model
+from lr_probe import KernelTrace, KillAt, applied_lr, count_traces, probe_model
 
 from keras_lode.callback import LODECallback
 from keras_lode.lode_schedule import LODESchedule
@@ -87,21 +87,6 @@ def _metric(y_true, y_pred):
     return float(np.mean(y_pred))
 
 
-class _Weights(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.values = []
-
-    def _kernel(self):
-        return float(keras.ops.convert_to_numpy(self.model.layers[-1].kernel)[0, 0])
-
-    def on_train_begin(self, logs=None):
-        self.values.append(self._kernel())
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.values.append(self._kernel())
-
-
 def _callback(lode=None, **kwargs):
     x, y = _data()
     kwargs = {**OVERRIDES, **kwargs}
@@ -120,7 +105,7 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
     lr = LODESchedule(initial_learning_rate=0.1) if mode == "schedule" else 0.1
     model = _build(optimizer_name, lr)
     traces = count_traces(model)
-    weights = _Weights()
+    weights = KernelTrace()
     cb = _callback()
     x, y = _data()
     # A recorder placed before the callback (README, "Using keras_lode in model.fit") sees
@@ -166,7 +151,7 @@ def test_real_planner_with_random_model():
 
     lode = random_model(seed=0, horizon=K, points_per_epoch=P, lr_range=(1e-3, 1.0))
     model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
-    weights = _Weights()
+    weights = KernelTrace()
     cb = LODECallback(
         lode,
         validation_data=(_data()[0][:4], _data()[1][:4]),
@@ -216,7 +201,7 @@ def test_run_longer_than_horizon_is_mapped_by_fraction():
 
 def test_planner_raising_keeps_current_plan(backend):
     model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
-    weights = _Weights()
+    weights = KernelTrace()
     cb = _callback(HalvingLODE(fail=True))
     x, y = _data()
     with pytest.warns(UserWarning, match="planning raised RuntimeError: boom") as record:
@@ -262,23 +247,12 @@ def test_missing_validation_values_skip_that_replan():
     assert np.all(np.isfinite(cb.plan_table))
 
 
-class _Kill(keras.callbacks.Callback):
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step, self.seen = at_step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at_step:
-            raise RuntimeError("killed")
-
-
 def test_kill_and_resume_continues_the_same_plan(tmp_path):
     x, y = _data()
 
     def fit(state, extra=(), backup=None):
         model = _build("adam", LODESchedule(initial_learning_rate=0.1))
-        weights = _Weights()
+        weights = KernelTrace()
         cb = _callback(state_path=state)
         callbacks = ([backup] if backup else []) + [weights, cb, *extra]
         model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks)
@@ -291,7 +265,7 @@ def test_kill_and_resume_continues_the_same_plan(tmp_path):
         # Killed at step 11: mid-epoch 2 (of 0..3), after the replan at point 4.
         fit(
             state,
-            extra=[_Kill(11)],
+            extra=[KillAt(11)],
             backup=keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch"),
         )
     saved = json.loads(state.read_text())
@@ -432,7 +406,7 @@ def test_jax_fit_with_callback_makes_no_host_lookups():
 
     schedule._jax_host_lookup = counting
     model = _build("adamw", schedule)
-    weights = _Weights()
+    weights = KernelTrace()
     cb = _callback()
     x, y = _data()
     model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[weights, cb])
@@ -443,7 +417,7 @@ def test_jax_fit_with_callback_makes_no_host_lookups():
     )
     # Without the callback the same schedule still follows a replan, through the host.
     schedule.set_plan([0.01] * len(schedule.plan))  # one LR per step after the callback's fit
-    weights = _Weights()
+    weights = KernelTrace()
     model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[weights])
     assert traced and all(t is traced[0] for t in traced)  # one trace, one step tracer
     np.testing.assert_allclose(applied_lr(weights.values, "adamw"), 0.01, rtol=2e-4)
@@ -466,7 +440,7 @@ def test_jax_attach_failure_falls_back_to_the_host_lookup():
         return plain(variable)
 
     model.optimizer._track_variable = refuse_second
-    weights = _Weights()
+    weights = KernelTrace()
     x, y = _data()
     with pytest.warns(UserWarning, match="could not carry the plan.*no more variables"):
         model.fit(
@@ -497,7 +471,7 @@ def test_warmup_is_the_named_schedule_at_every_step(family, backend):
     exact = np.array([float(keras.ops.convert_to_numpy(warm(int(s)))) for s in steps])
     # No replan: the whole run is the warm-up.
     model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
-    weights = _Weights()
+    weights = KernelTrace()
     cb = _callback(warmup=warm, window=K)
     x, y = _data()
     with pytest.warns(UserWarning, match="never replan"):
@@ -507,7 +481,7 @@ def test_warmup_is_the_named_schedule_at_every_step(family, backend):
     np.testing.assert_allclose(cb.step_table, exact, rtol=1e-6)
     # With replans: exact up to the first one (point 2 ends at step 6), the plan after it.
     model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
-    weights = _Weights()
+    weights = KernelTrace()
     cb = _callback(warmup=warm)
     model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
               callbacks=[weights, cb])  # fmt: skip
@@ -527,7 +501,7 @@ def test_warmup_that_starts_at_zero_is_served_per_step(backend):
         return 0.1 * np.minimum(np.asarray(step, "float64") / 8.0, 1.0)
 
     model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
-    weights = _Weights()
+    weights = KernelTrace()
     cb = _callback(warmup=warm, window=K)
     x, y = _data()
     with pytest.warns(UserWarning, match="never replan"):

@@ -14,7 +14,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from lr_probe import applied_lr, count_traces, probe_model
+from lr_probe import KernelTrace, KillAt, applied_lr, count_traces, probe_model
 
 from keras_lode.callback import LODECallback
 from keras_lode.lode_schedule import LODESchedule
@@ -67,21 +67,6 @@ def _metric(y_true, y_pred):
     return float(np.mean(y_pred))
 
 
-class _Weights(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.values = []
-
-    def _kernel(self):
-        return float(keras.ops.convert_to_numpy(self.model.layers[-1].kernel)[0, 0])
-
-    def on_train_begin(self, logs=None):
-        self.values.append(self._kernel())
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.values.append(self._kernel())
-
-
 def _callback(lode=None, **kwargs):
     x, y = _data()
     kwargs = {"first_replan": 2, "replan_every": 2, "margin": 0.0, **kwargs}
@@ -107,7 +92,7 @@ def test_fit_follows_the_control_plan(mode, backend):
     lr = LODESchedule(initial_learning_rate=0.1) if mode == "schedule" else 0.1
     model = probe_model("sgd", lr, 1.0)
     traces = count_traces(model)
-    weights = _Weights()
+    weights = KernelTrace()
     cb = _callback()
     _fit(model, cb, extra=[weights])
     table = _doubling_table()
@@ -133,7 +118,7 @@ def test_fit_follows_the_control_plan(mode, backend):
 def test_planner_raising_keeps_the_current_plan(backend):
     keras.utils.set_random_seed(0)
     model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
-    weights = _Weights()
+    weights = KernelTrace()
     cb = _callback(DoublingControlled(fail=True))
     with pytest.warns(UserWarning, match="planning raised RuntimeError: boom") as record:
         history = _fit(model, cb, extra=[weights])
@@ -157,29 +142,18 @@ def test_nan_loss_skips_the_replan(backend):
     np.testing.assert_allclose(cb.plan_table, 0.1)
 
 
-class _Kill(keras.callbacks.Callback):
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step, self.seen = at_step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at_step:
-            raise RuntimeError("killed")
-
-
 def test_resume_after_backup_and_restore_keeps_the_plan(tmp_path, backend):
     def fresh():
         keras.utils.set_random_seed(0)
         return probe_model("adam", LODESchedule(initial_learning_rate=0.1), 1.0)
 
-    w_full = _Weights()
+    w_full = KernelTrace()
     cb_full = _callback(state_path=tmp_path / "full.json")
     _fit(fresh(), cb_full, extra=[w_full])
     state = tmp_path / "state.json"
     backup = tmp_path / "backup"
     with pytest.raises(RuntimeError, match="killed"):
-        _fit(fresh(), _callback(state_path=state), extra=[_Kill(11)],
+        _fit(fresh(), _callback(state_path=state), extra=[KillAt(11)],
              backup=keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))  # fmt: skip
     assert sorted(int(n) for n in json.loads(state.read_text())["replans"]) == [2, 4]
     # The state file is strict JSON (NaN as null) with the usual mode, not mkstemp's 0600.
@@ -187,7 +161,7 @@ def test_resume_after_backup_and_restore_keeps_the_plan(tmp_path, backend):
     umask = os.umask(0)
     os.umask(umask)
     assert state.stat().st_mode & 0o777 == 0o666 & ~umask
-    w_res = _Weights()
+    w_res = KernelTrace()
     cb_res = _callback(state_path=state)
     _fit(fresh(), cb_res, extra=[w_res],
          backup=keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))  # fmt: skip

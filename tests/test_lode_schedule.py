@@ -12,7 +12,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from lr_probe import applied_lr, count_traces
+from lr_probe import KernelTrace, applied_lr, count_traces
 from lr_probe import probe_model as _build
 
 from keras_lode.lode_schedule import LODESchedule
@@ -35,27 +35,6 @@ def _expected(table, steps, spe=SPE, p=P):
 def _data(n):
     # |w - (-1000)| has gradient +1 in w for any w > -1000.
     return np.ones((n, 1), "float32"), np.full((n, 1), -1000.0, "float32")
-
-
-class _Weights(keras.callbacks.Callback):
-    """Records the kernel before the first and after every step."""
-
-    def __init__(self, hook=None):
-        super().__init__()
-        self.values = []
-        self.hook = hook
-
-    def _kernel(self):
-        return float(keras.ops.convert_to_numpy(self.model.layers[-1].kernel)[0, 0])
-
-    def on_train_begin(self, logs=None):
-        if not self.values:
-            self.values.append(self._kernel())
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.values.append(self._kernel())
-        if self.hook is not None:
-            self.hook(len(self.values) - 1)
 
 
 def test_values_eager_match_formula():
@@ -132,7 +111,7 @@ def test_applied_lr_follows_plan_and_replan_without_retrace(optimizer_name, back
         if done == 6:  # log point 2 ends after 6 steps: replace points 3.. for step 6 on
             sched.set_plan(new_tail, start=3)
 
-    rec = _Weights(hook=replan)
+    rec = KernelTrace(hook=replan)
     x, y = _data(SPE * 2)
     model.fit(x, y, batch_size=2, epochs=3, shuffle=False, verbose=0, callbacks=[rec])
     applied = applied_lr(rec.values, optimizer_name)
@@ -162,7 +141,7 @@ def test_save_load_fit_continues_with_same_lr(tmp_path):
     assert isinstance(restored, LODESchedule)
     np.testing.assert_allclose(restored.plan, [0.1, 0.2, 0.05, 0.04, 0.03, 0.02])
     assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == SPE
-    rec = _Weights()
+    rec = KernelTrace()
     loaded.fit(
         x, y, batch_size=2, initial_epoch=1, epochs=3, shuffle=False, verbose=0, callbacks=[rec]
     )
@@ -240,7 +219,7 @@ def test_torch_compiled_train_step_follows_plan_and_replan():
         if step == 4:
             schedule.set_plan([0.05, 0.05], start=2)
 
-    rec = _Weights(hook=replan)
+    rec = KernelTrace(hook=replan)
     x, y = _data(SPE * 2)
     model.fit(x, y, batch_size=2, epochs=2, shuffle=False, verbose=0, callbacks=[rec])
     expected = _expected([0.1, 0.2, 0.05, 0.05], np.arange(2 * SPE))
