@@ -28,6 +28,15 @@ import numpy as np
 
 from keras_lode._checks import check_number
 from keras_lode.planning import candidates as lib
+from keras_lode.planning.generative import (
+    _check_position,
+    _check_window,
+    _model_defaults,
+    _pick,
+    _resolve_current_plan,
+    _resolve_lr_range,
+    _time_scale,
+)
 
 __all__ = ["CONTROL_DEFAULTS", "ControlPlan", "plan_control"]
 
@@ -188,16 +197,6 @@ def plan_control(
     Raises:
         ValueError / TypeError: bad arguments or a window of the wrong shape.
     """
-    from keras_lode.planning.generative import (
-        _check_position,
-        _check_window,
-        _model_defaults,
-        _pick,
-        _resolve_current_plan,
-        _resolve_lr_range,
-        _time_scale,
-    )
-
     t0 = time.perf_counter()
     defaults = _model_defaults(model)
 
