@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -62,6 +63,22 @@ GRIDS = {
         "switched": 48,
     },
 }
+# Per-task departures from the scale's grid. The byte GPT at CPU scale diverges at a peak LR of
+# 0.016 (it stays at the unigram accuracy) and is best near 0.004, so its grid is centred there.
+TASK_GRIDS = {
+    ("text_gpt", "cpu"): {
+        "lrs": (0.001, 0.002, 0.004, 0.008, 0.016),
+        "eval_seeds": tuple(range(100, 112)),
+        "switched": 24,
+    },
+}
+
+
+def grid_for(task, scale):
+    """The sweep grid and evaluation seeds of `task` at `scale`."""
+    return GRIDS[scale] | TASK_GRIDS.get((task, scale), {})
+
+
 # Methods beyond the best baseline and the two planners run on this many evaluation seeds.
 FEW_SEEDS = 5
 PLANNERS = ("lode_control", "lode_generative")
@@ -93,6 +110,13 @@ def parse_args(argv=None):
         help="result JSONs of other evaluation processes to merge into --out "
         "(e.g. methods evaluated in parallel with --methods and --out)",
     )
+    p.add_argument(
+        "--ship",
+        choices=("winner", "generative", "controlled"),
+        default="winner",
+        help="card stage: the model to ship; winner: the planner with the larger paired mean "
+        "vs the best baseline (default)",
+    )
     p.add_argument("--model", default=None, help="use this generative LODE file")
     p.add_argument("--controlled-model", default=None, help="use this controlled LODE file")
     p.add_argument("--lrs", default=None, help="override the sweep's peak LRs (comma-separated)")
@@ -106,7 +130,14 @@ def parse_args(argv=None):
         help="evaluate only these labels (families, lode_control, lode_generative, replay, "
         "retrieval)",
     )
-    p.add_argument("--train-args", default="", help="extra arguments for `keras-lode train`")
+    p.add_argument(
+        "--train-args", default="", help="extra arguments for `keras-lode train` (generative)"
+    )
+    p.add_argument(
+        "--controlled-train-args",
+        default="",
+        help="extra arguments for `keras-lode train --kind controlled`",
+    )
     p.add_argument(
         "--lode-validation-samples",
         type=int,
@@ -160,7 +191,7 @@ def stage_train(task, runs_dir, model_path, extra, kind="generative", workers=2)
     report = Path(model_path).with_suffix(".train.json")
     args = ["train", runs_dir, "-o", model_path, "--task", task, "--no-progress"]
     if kind == "controlled":
-        args += ["--kind", "controlled", "--workers", workers]
+        args += ["--kind", "controlled", "--workers", workers, *extra.split()]
     else:
         args += ["--report", report, *extra.split()]
     _cli(*args)
@@ -260,15 +291,16 @@ def _finish(payload, out_path):
             by = {}
             for r in res:
                 by.setdefault(r["method"], {})[r["seed"]] = r[key]
-            for ref in PLANNERS:
-                if top not in by or ref not in by:
+            # Each planner vs the best baseline, then the two planners against each other.
+            for ref, base in [(p, top) for p in PLANNERS] + [PLANNERS]:
+                if base not in by or ref not in by:
                     continue
-                seeds = sorted(set(by[ref]) & set(by[top]))
+                seeds = sorted(set(by[ref]) & set(by[base]))
                 if len(seeds) < 2:
                     continue
-                d = paired_difference([by[ref][s] for s in seeds], [by[top][s] for s in seeds])
+                d = paired_difference([by[ref][s] for s in seeds], [by[base][s] for s in seeds])
                 payload["summary"]["paired"].append(
-                    {"reference": ref, "baseline": top, "key": key, **d}
+                    {"reference": ref, "baseline": base, "key": key, **d}
                 )
     write_json(out_path, payload)
 
@@ -281,74 +313,47 @@ def _fmt_lr(x):
     return f"{x:g}"
 
 
-def write_card(task, spec, payload, model_path, runs, note=""):
-    """Copies the model into models/ and writes its card from the file and the results."""
-    import shutil
+def _load_line(payload):
+    loads = payload.get("load_average") or {}
+    if not loads:
+        return "load average not recorded"
+    return "load average " + ", ".join(
+        f"{stage} {lo:.1f} -> {hi:.1f}" for stage, (lo, hi) in loads.items()
+    )
 
-    from keras_lode import load_model
 
-    dest = ROOT / "models" / f"{task}.npz"
-    if Path(model_path).resolve() != dest.resolve():
-        shutil.copyfile(model_path, dest)
-    m = load_model(dest)
+def winner(payload):
+    """The planner with the larger paired mean vs the best baseline (test at best validation)."""
+    rows = [
+        d
+        for d in (payload.get("summary") or {}).get("paired", [])
+        if d["key"] == "test_at_best_val" and d["baseline"] == payload.get("best_baseline")
+    ]
+    if not rows:
+        return None
+    return max(rows, key=lambda d: d["mean"])["reference"]
+
+
+def _paired_lines(payload):
+    lines = []
+    for d in (payload.get("summary") or {}).get("paired", []):
+        lo, hi = d["ci95"]
+        lines.append(
+            f"- {d['reference']} - {d['baseline']} ({d['key']}, n = {d['n']}): "
+            f"**{100 * d['mean']:+.2f}** points, 95% CI [{100 * lo:+.2f}, {100 * hi:+.2f}], "
+            f"minimum detectable effect at 80% power {100 * d['mde80']:.2f}"
+        )
+    return lines
+
+
+def _errors_generative(m, tr):
     c = m.config
-    tr = c["training"]
     hp = tr.get("hyperparameters", {})
-    opt = spec.make_optimizer  # the example task's OptimizerFactory
     ex = tr.get("extrapolation") or {}
     lines = [
-        f"# LODE model card: `{task}`",
-        "",
-        f"A latent-ODE learning-rate scheduler for the `{task}` example task "
-        f"(`keras_lode.tasks.get_task({task!r}, scale={spec.scale!r})`), trained by this "
-        "project's own sweep and trainer. File: "
-        f"`models/{task}.npz` ({dest.stat().st_size // 1024} KB, pickle-free).",
-        "",
-    ]
-    if note:
-        lines += [note, ""]
-    fams = sorted({r.meta["schedule"] for r in runs})
-    lrs = sorted({float(r.meta["peak_lr"]) for r in runs})
-    seeds = sorted({int(r.meta["seed"]) for r in runs})
-    lines += [
-        "## Sweep",
-        "",
-        f"- {tr['n_runs']} runs: families {', '.join(fams)} x peak LRs "
-        f"{', '.join(_fmt_lr(x) for x in lrs)} x seeds {', '.join(map(str, seeds))}"
-        f" ({sum(r.status == 'complete' for r in runs)} complete).",
-        f"- Task at scale `{spec.scale}`: {spec.epochs} epochs, P = {spec.points_per_epoch} log "
-        f"points per epoch (horizon K = {m.horizon}), batch {spec.batch_size}, optimizer "
-        f"{opt.name} (weight decay {opt.weight_decay}), data {json.dumps(spec.data_args)}, "
-        f"model {json.dumps(spec.model_args) if spec.model_args else 'defaults'}.",
-        f"- Channels [loss, ln lr, {spec.metric_name}]; the validation metric was measured on a "
-        f"fixed subset of {min(1024, spec.data_args.get('n_val') or 1024)} validation examples "
-        "at every log point (`RunRecorder`).",
-        f"- LR range of the training runs: {tr['lr_range'][0]:.3g} .. {tr['lr_range'][1]:.3g} "
-        "(the planner's clip range).",
-    ]
-    if payload.get("sweep_validation"):
-        lines += [
-            "- Sweep validation (mean over seeds of each run's best validation "
-            f"{spec.metric_name}): "
-            + ", ".join(f"{k} {100 * v:.2f}%" for k, v in payload["sweep_validation"].items())
-            + "."
-        ]
-    lines += [
-        "",
-        "## Hardware",
-        "",
-        f"- {payload.get('machine', '?')}; Keras backend {payload.get('backend', '?')} for the "
-        "sweep, PyTorch (CPU) for the LODE.",
-        "- The 2 CPU cores were shared with five other jobs (load average ~10), so wall times "
-        "are long and noisy: sweep "
-        f"{_minutes(payload.get('timing_s', {}).get('sweep'))}, LODE training "
-        f"{tr.get('wall_time_s', float('nan')):.0f} s.",
-        "",
-        "## Errors",
-        "",
         f"- Trained on {tr['n_train']} runs, validated on {tr['n_val']} held-out runs "
-        f"({', '.join(tr.get('val_run_ids', []))}): {tr['steps']} steps (best {tr['best_step']}),"
-        f" validation MSE {tr['val_mse']:.4f} (standardized channels).",
+        f"({', '.join(tr.get('val_run_ids', []))}): {tr['steps']} steps (best "
+        f"{tr['best_step']}), validation MSE {tr['val_mse']:.4f} (standardized channels).",
         f"- Architecture: hidden {c['architecture']['hidden']}, latent "
         f"{c['architecture']['latent']}, state {c['architecture']['state']}, width "
         f"{c['architecture']['width']}, depth {c['architecture']['depth']}; window W = "
@@ -370,26 +375,155 @@ def write_card(task, spec, payload, model_path, runs, note=""):
                     f"| {cut} | {name} | {e['loss']:.3f} | {e['log_lr']:.3f} | "
                     f"{e['metric']:.3f} | {e['mean']:.3f} |"
                 )
+    return lines
+
+
+def _errors_controlled(m, tr, metric_name):
+    from keras_lode.planning import CONTROL_DEFAULTS
+
+    c = m.config
+    a = c["architecture"]
+    skill, cal = tr["decision"], tr["calibration"]
+    err, rank = skill["final_metric_error"], skill["rank_spearman"]
+    names = ("lode", "config_mean", "family_mean", "hold_last")
+    lines = [
+        f"- {c['members']} members trained on {tr['n_train']} runs "
+        f"({tr.get('switched_runs', 0)} of the {tr['n_runs']} runs are switched); the "
+        f"{tr['n_heldout']} runs of seed(s) {tr['heldout_seeds']} are held out to calibrate the "
+        f"spread and measure the decision skill below. Training: {tr['wall_time_s']:.0f} s "
+        f"({tr.get('workers', 1)} processes).",
+        f"- Architecture: GRU encoder hidden {a['hidden']}, state {a['state']}, vector field "
+        f"width {a['width']} x depth {a['depth']}, control {a['control']}, window W = "
+        f"{a['window']}; trainer settings {json.dumps(tr.get('hyperparameters', {}))}.",
+        "- Planner defaults: "
+        + ", ".join(f"{k} {v}" for k, v in CONTROL_DEFAULTS.items())
+        + " (`keras_lode.planning.CONTROL_DEFAULTS`).",
+        "",
+        f"Decision skill on the held-out runs ({skill['n_cases']} cuts at "
+        f"{', '.join(f'{f:.0%}' for f in skill['fractions'])} of {skill['n_runs']} runs): "
+        f"error of the predicted final {metric_name} from the run so far, in points:",
+        "",
+        "| predictor | final-metric RMSE (points) | Spearman (mean over cuts) |",
+        "|---|---|---|",
+    ]
+    for n in names:
+        lines.append(f"| {n} | {100 * err[n]:.2f} | {rank[n]['mean']:.2f} |")
+    lines += [
+        "",
+        f"Coverage of mean +/- 2 sd on the held-out cuts: {cal['coverage_2sd_raw']:.2f} raw, "
+        f"{cal['coverage_2sd_calibrated']:.2f} calibrated (sd scale "
+        f"{cal['sd_scale']:.2f}, floor {cal['sd_floor']:.4f}).",
+    ]
+    return lines
+
+
+def write_card(task, spec, payload, model_path, runs, note="", card_command=""):
+    """Copies the model into models/ and writes its card from the file and the results."""
+    import shutil
+
+    from keras_lode import load_model
+
+    dest = ROOT / "models" / f"{task}.npz"
+    if Path(model_path).resolve() != dest.resolve():
+        shutil.copyfile(model_path, dest)
+    m = load_model(dest)
+    c = m.config
+    tr = c["training"]
+    controlled = m.kind == "controlled"
+    opt = spec.make_optimizer  # the example task's OptimizerFactory
+    what = (
+        f"A controlled latent-ODE ensemble ({c['members']} members; the LR path is its input, "
+        "the control planner chooses it)"
+        if controlled
+        else "A generative latent-ODE learning-rate scheduler (the paper's model and planner)"
+    )
+    lines = [
+        f"# LODE model card: `{task}`",
+        "",
+        f"{what} for the `{task}` example task "
+        f"(`keras_lode.tasks.get_task({task!r}, scale={spec.scale!r})`), trained by this "
+        "project's own sweep and trainer. File: "
+        f"`models/{task}.npz` ({dest.stat().st_size // 1024} KB, pickle-free).",
+        "",
+    ]
+    if note:
+        lines += [note, ""]
+    grid_runs = [r for r in runs if not r.meta.get("switch")]
+    fams = sorted({r.meta["schedule"] for r in grid_runs})
+    lrs = sorted({float(r.meta["peak_lr"]) for r in grid_runs})
+    seeds = sorted({int(r.meta["seed"]) for r in grid_runs})
+    switched = len(runs) - len(grid_runs)
+    lines += [
+        "## Sweep",
+        "",
+        f"- {tr['n_runs']} runs. Grid: families {', '.join(fams)} x peak LRs "
+        f"{', '.join(_fmt_lr(x) for x in lrs)} x seeds {', '.join(map(str, seeds))}, "
+        f"{len(grid_runs)} runs ({sum(r.status == 'complete' for r in grid_runs)} complete)"
+        + (
+            f"; plus {switched} switched runs (a grid point re-run from its seed that changes "
+            "schedule mid-run)."
+            if switched
+            else "."
+        ),
+        f"- Task at scale `{spec.scale}`: {spec.epochs} epochs, P = {spec.points_per_epoch} log "
+        f"points per epoch (horizon K = {m.horizon}), batch {spec.batch_size}, optimizer "
+        f"{opt.name} (weight decay {opt.weight_decay}), data {json.dumps(spec.data_args)}, "
+        f"model {json.dumps(spec.model_args) if spec.model_args else 'defaults'}.",
+        f"- Channels [loss, ln lr, {spec.metric_name}]; the validation metric was measured on a "
+        f"fixed subset of {min(1024, spec.data_args.get('n_val') or 1024)} validation examples "
+        "at every log point (`RunRecorder`).",
+        f"- LR range of the training runs: {tr['lr_range'][0]:.3g} .. {tr['lr_range'][1]:.3g} "
+        "(the planner's clip range).",
+    ]
+    if payload.get("sweep_validation"):
+        lines += [
+            "- Sweep validation (mean over seeds of each run's best validation "
+            f"{spec.metric_name}): "
+            + ", ".join(f"{k} {100 * v:.2f}%" for k, v in payload["sweep_validation"].items())
+            + "."
+        ]
+    timing = payload.get("timing_s", {})
+    lines += [
+        "",
+        "## Hardware",
+        "",
+        f"- {payload.get('machine', '?')}; Keras backend {payload.get('backend', '?')} for the "
+        "sweep, PyTorch (CPU) for the LODE.",
+        f"- Times on the 2 shared CPU cores ({_load_line(payload)}): sweep "
+        f"{sum(float(r.meta.get('wall_seconds', 0)) for r in runs) / 60:.0f} run-minutes "
+        f"(the sum of the runs' wall times; two ran at a time), LODE training "
+        f"{tr.get('wall_time_s', float('nan')):.0f} s, evaluation "
+        f"{_minutes(timing.get('evaluate'))}.",
+        "",
+        "## Errors",
+        "",
+    ]
+    lines += (
+        _errors_controlled(m, tr, spec.metric_name) if controlled else _errors_generative(m, tr)
+    )
     lines += ["", "## Benchmark results", ""]
-    summ = payload.get("summary")
-    if summ and payload.get("results"):
+    if payload.get("summary") and payload.get("results"):
         from keras_lode.experiments import format_table
 
         lines += [
-            f"`benchmarks/quality.py` on seeds the sweep never used "
-            f"({', '.join(map(str, sorted({r['seed'] for r in payload['results']})))}; `n` "
-            f"per method in the table); test {spec.metric_name} in %:",
+            f"`benchmarks/quality.py` (protocol {payload.get('protocol', 1)}) on seeds the "
+            f"sweep never used ({', '.join(map(str, sorted({r['seed'] for r in payload['results']})))};"  # noqa: E501
+            f" `n` per method in the table); test {spec.metric_name} in %, at the epoch of best "
+            "validation and at the end:",
             "",
             "```",
-            format_table(payload["results"], "lode"),
+            format_table(payload["results"], None),
             "```",
             "",
-            "Baselines at their best sweep peak LR (mean best validation over the sweep seeds): "
+            f"The best baseline, chosen on the sweep's validation metric (never on test), is "
+            f"{payload.get('lode_warmup')}; both planners warm up on it until their first plan, "
+            "and the control planner keeps it as its default. Other baselines at their best "
+            "sweep peak LR: "
             + ", ".join(f"{f}@{v['peak_lr']:g}" for f, v in payload["best_peak_lr"].items())
-            + f"; the LODE warms up on {payload.get('lode_warmup')} until its first plan; "
-            f"replay follows the best sweep run ({payload.get('replay_run')}). The paired "
-            "difference compares the LODE with the method of highest mean test accuracy "
-            "(chosen on the test set itself, which favors the baseline), seed by seed.",
+            + f"; replay follows the best sweep run ({payload.get('replay_run')}). Paired "
+            "differences, seed by seed, vs the best baseline and between the planners:",
+            "",
+            *_paired_lines(payload),
             "",
             f"Raw numbers: `benchmarks/results/quality_{task}_{spec.scale}.json`.",
         ]
@@ -398,38 +532,17 @@ def write_card(task, spec, payload, model_path, runs, note=""):
             "Not benchmarked yet: only the sweep and the LODE training ran for this task "
             "(see the note above)."
         ]
-    cmd = f"python benchmarks/quality.py --task {task} --scale {spec.scale}"
-    extra = []
-    if tuple(payload["lrs"]) != GRIDS[spec.scale]["lrs"]:
-        extra.append("--lrs " + ",".join(_fmt_lr(x) for x in payload["lrs"]))
-    if tuple(payload["sweep_seeds"]) != GRIDS[spec.scale]["sweep_seeds"]:
-        extra.append("--sweep-seeds " + ",".join(map(str, payload["sweep_seeds"])))
-    base = " ".join([cmd, *extra])
-    targs = payload.get("train_args", "")
-    train_cmd = f"{base} --stage train" + (f' --train-args "{targs}"' if targs else "")
-    evals = [f"{base} --stage evaluate  # skip for a sweep-only model"]
-    merged = payload.get("merged_commands") or {}
-    if merged:
-        own = [c for c in payload.get("history", []) if "--stage evaluate" in c]
-        evals = (
-            own
-            + [c for c in merged.values()]
-            + [f"{base} --stage report --merge " + " ".join(merged)]
-        )
     lines += [
         "",
         "## Reproduce",
         "",
-        "```bash",
-        f"{base} --stage sweep     # runs -> bench_work/{task}_{spec.scale}/runs",
-        train_cmd,
-        *evals,
-        f"{base} --stage card      # copies the model here and writes this card",
-        "```",
+        "The commands that produced the runs, the models and the results (from the results "
+        "file's history), then this card:",
         "",
-        "The train stage runs `keras-lode train bench_work/"
-        f"{task}_{spec.scale}/runs -o bench_work/{task}_{spec.scale}/{task}.npz --task {task} "
-        f"{payload.get('train_args', '')}`.",
+        "```bash",
+        *[c for c in payload.get("history", []) if "--stage card" not in c],
+        card_command,
+        "```",
         "",
     ]
     (ROOT / "models" / f"{task}.md").write_text("\n".join(lines))
@@ -444,7 +557,7 @@ def main(argv=None) -> int:
     from keras_lode.tasks import get_task
 
     spec = get_task(args.task, scale=args.scale)
-    grid = GRIDS[args.scale]
+    grid = grid_for(args.task, args.scale)
     lrs = _floats(args.lrs, grid["lrs"])
     sweep_seeds = _ints(args.sweep_seeds, grid["sweep_seeds"])
     eval_seeds = _ints(args.eval_seeds, grid["eval_seeds"])
@@ -488,11 +601,13 @@ def main(argv=None) -> int:
             "lode_validation_samples": args.lode_validation_samples,
             "backend": keras.backend.backend(),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
-            "command": "python benchmarks/quality.py " + " ".join(argv or sys.argv[1:]),
+            "command": "python benchmarks/quality.py " + shlex.join(argv or sys.argv[1:]),
         }
     )
     payload.setdefault("timing_s", {})
-    payload.setdefault("history", []).append(payload["command"])
+    history = payload.setdefault("history", [])
+    if payload["command"] not in history:
+        history.append(payload["command"])
     for extra in args.merge:
         other = json.loads(Path(extra).read_text())
         have = {(r["method"], r["seed"]) for r in payload["results"]}
@@ -503,20 +618,31 @@ def main(argv=None) -> int:
             payload.setdefault(k, other.get(k))
         payload.setdefault("merged_timing_s", {})[extra] = other.get("timing_s")
         payload.setdefault("merged_commands", {})[extra] = other.get("command")
+    loads = payload.setdefault("load_average", {})
     if args.stage in ("all", "sweep"):
+        before = os.getloadavg()[0]
         payload["timing_s"]["sweep"] = stage_sweep(
             spec, runs_dir, lrs, sweep_seeds, switched, args.workers
         )
+        loads["sweep"] = (before, os.getloadavg()[0])
     if args.stage in ("all", "train"):
+        before = os.getloadavg()[0]
         payload["train_args"] = args.train_args
+        payload["controlled_train_args"] = args.controlled_train_args
         if not args.model and not model_path.is_file():
             payload["timing_s"]["train"] = stage_train(
                 args.task, runs_dir, model_path, args.train_args
             )
         if not args.controlled_model and not control_path.is_file():
             payload["timing_s"]["train_controlled"] = stage_train(
-                args.task, runs_dir, control_path, "", kind="controlled", workers=args.workers
+                args.task,
+                runs_dir,
+                control_path,
+                args.controlled_train_args,
+                kind="controlled",
+                workers=args.workers,
             )
+        loads["train"] = (before, os.getloadavg()[0])
     if args.stage in ("all", "evaluate"):
         runs = load_runs(runs_dir)
         payload["sweep_runs"] = sum(1 for r in runs if not r.meta.get("switch"))
@@ -533,17 +659,28 @@ def main(argv=None) -> int:
                 payload.setdefault("model_training", {})[label] = load_model(path).config.get(
                     "training", {}
                 )
-        t0 = time.perf_counter()
+        t0, before = time.perf_counter(), os.getloadavg()[0]
         stage_evaluate(spec, runs, models, eval_seeds, args.methods, out_path, payload)
         payload["timing_s"]["evaluate"] = payload["timing_s"].get("evaluate", 0) + (
             time.perf_counter() - t0
         )
+        loads["evaluate"] = (before, os.getloadavg()[0])
     _finish(payload, out_path)
     if args.stage == "card":
         if payload.get("sweep_validation") is None and runs_dir.is_dir():
             payload["sweep_validation"] = best_peak_lrs(load_runs(runs_dir))[1]
             _finish(payload, out_path)
-        write_card(args.task, spec, payload, model_path, load_runs(runs_dir), args.card_note)
+        ship = winner(payload) if args.ship == "winner" else f"lode_{args.ship}"
+        ship = {"lode_control": "controlled"}.get(ship, "generative") if ship else "generative"
+        path = control_path if ship == "controlled" else model_path
+        print(f"shipping the {ship} model {path}")
+        argv_ = list(argv or sys.argv[1:])
+        if "--card-note" in argv_:  # the note is in the card itself
+            argv_[argv_.index("--card-note") + 1] = "<the note above>"
+        card_command = "python benchmarks/quality.py " + shlex.join(argv_)
+        write_card(
+            args.task, spec, payload, path, load_runs(runs_dir), args.card_note, card_command
+        )
         return 0
     if payload.get("results"):
         from keras_lode.experiments import format_table
