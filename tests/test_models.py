@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_shipped_model_loads_matches_task_and_plans(name):
     training = model.config["training"]
     assert training["n_runs"] >= 8 and set(training["families"]) >= {"cosine", "onecycle"}
 
-    w = model.planner_defaults["window"]
+    w = model.window if model.kind == "controlled" else model.planner_defaults["window"]
     k = model.horizon
     n = min(k - 2, w + 5)
     window = _window(model, w)
@@ -66,9 +67,16 @@ def test_model_card_quotes_the_file(name):
     text = card.read_text()
     model = keras_lode.load_model(ROOT / "models" / f"{name}.npz")
     training = model.config["training"]
-    # The card's numbers come from the file: its run count and validation error appear.
+    # The card's numbers come from the file: its run count and validation errors appear.
     assert f"{training['n_runs']} runs" in text
-    assert f"{training['val_mse']:.4f}" in text
+    if model.kind == "controlled":
+        err = training["decision"]["final_metric_error"]
+        assert f"| lode | {100 * err['lode']:.2f} |" in text
+        assert f"| config_mean | {100 * err['config_mean']:.2f} |" in text
+        cal = training["calibration"]["coverage_2sd_calibrated"]
+        assert f"{cal:.2f} calibrated" in text
+    else:
+        assert f"{training['val_mse']:.4f}" in text
     for section in ("## Sweep", "## Hardware", "## Errors", "## Reproduce"):
         assert section in text
 
@@ -98,7 +106,8 @@ def test_each_shipped_model_has_a_sample_run_it_plans(name, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "does not look like" not in captured.err  # the sample is like the training runs
-    assert f"LODE plan at point {at}/{model.horizon}" in captured.out
+    kind = "LODE control plan" if model.kind == "controlled" else "LODE plan"
+    assert f"{kind} at point {at}/{model.horizon}" in captured.out
 
 
 def test_readme_plan_example_runs_as_written(capsys):
@@ -115,4 +124,68 @@ def test_readme_plan_example_runs_as_written(capsys):
         argv = shlex.split(line.split("#")[0])[1:]
         argv = [a for a in argv if a not in ("\\\\",)]
         assert cli.main(argv) == 0, line
-    assert "LODE plan at point" in capsys.readouterr().out
+    assert re.search(r"LODE (control )?plan at point", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_card_quotes_its_benchmark(name):
+    """A card of a protocol-2 benchmark quotes the paired differences of the results file."""
+    import json
+
+    results = ROOT / "benchmarks" / "results" / f"quality_{name}_cpu.json"
+    payload = json.loads(results.read_text()) if results.is_file() else {}
+    if payload.get("protocol") != 2:
+        pytest.skip(f"{results.name} is not a protocol-2 benchmark")
+    text = (ROOT / "models" / f"{name}.md").read_text()
+    paired = payload["summary"]["paired"]
+    assert paired, "a protocol-2 results file without paired differences"
+    for d in paired:
+        lo, hi = d["ci95"]
+        line = (
+            f"- {d['reference']} - {d['baseline']} ({d['key']}, n = {d['n']}): "
+            f"**{100 * d['mean']:+.2f}** points, 95% CI [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+        )
+        assert line in text, line
+    # The shipped kind is the benchmark's better planner (larger paired mean vs the best
+    # baseline at the best-validation epoch).
+    import keras_lode
+
+    best = max(
+        (d for d in paired if d["key"] == "test_at_best_val"
+         and d["baseline"] == payload["best_baseline"]),
+        key=lambda d: d["mean"],
+    )  # fmt: skip
+    kind = keras_lode.load_model(ROOT / "models" / f"{name}.npz").kind
+    assert (
+        kind == {"lode_control": "controlled", "lode_generative": "generative"}[best["reference"]]
+    )
+
+
+def test_demo_and_example_baseline_is_the_shipped_sweeps_best(monkeypatch):
+    """`keras-lode demo`, `compare` and the CNN example warm up on the best baseline of the
+    sweep behind models/fmnist_cnn.npz, as its benchmark chose it (on sweep validation)."""
+    import importlib.util
+    import json
+
+    from keras_lode.commands.compare import DEFAULT_LODE_WARMUP
+    from keras_lode.commands.demo import BEST_BASELINE
+
+    payload = json.loads(
+        (ROOT / "benchmarks" / "results" / "quality_fmnist_cnn_cpu.json").read_text()
+    )
+    best = payload["best_peak_lr"][payload["best_baseline"]]["peak_lr"]
+    assert BEST_BASELINE == payload["lode_warmup"] == f"{payload['best_baseline']}@{best:g}"
+    assert DEFAULT_LODE_WARMUP == payload["best_baseline"]
+    spec = importlib.util.spec_from_file_location(
+        "cnn_example", ROOT / "examples" / "fashion_mnist_cnn.py"
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    import _common  # on sys.path once the example is loaded
+
+    args = _common.parser("x", "models/fmnist_cnn.npz").parse_args([])
+    assert (args.warmup, args.peak_lr) == ("constant", 3e-3)  # the generic defaults
+    captured = {}
+    monkeypatch.setattr(_common, "run", lambda task, a, verbose=2: captured.update(args=a))
+    example.main([])
+    assert (captured["args"].warmup, captured["args"].peak_lr) == (payload["best_baseline"], best)
