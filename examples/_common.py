@@ -6,12 +6,17 @@ import argparse
 import os
 from pathlib import Path
 
-# The LODE and the paper's four baselines, in the order --help lists them.
-SCHEDULES = ("lode", "cosine", "onecycle", "step", "constant")
+# The LODE and the baselines (the paper's four, linear decay and WSD), in --help's order.
+SCHEDULES = ("lode", "cosine", "onecycle", "step", "constant", "linear", "wsd")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def parser(description: str, default_model: str) -> argparse.ArgumentParser:
+def parser(
+    description: str, default_model: str, *, warmup: str = "constant", peak_lr: float = 3e-3
+) -> argparse.ArgumentParser:
+    """The examples' options. `warmup` and `peak_lr` default to the best baseline of the sweep
+    behind the example's shipped model, which the LODE follows until its first plan (and
+    which the control planner keeps unless a candidate is predicted to beat it)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument(
         "--schedule",
@@ -22,8 +27,8 @@ def parser(description: str, default_model: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--peak-lr",
         type=float,
-        default=3e-3,
-        help="peak LR of a baseline; warm-start LR of the LODE (default: 3e-3)",
+        default=peak_lr,
+        help=f"peak LR of a baseline; warm-up peak LR of the LODE (default: {peak_lr:g})",
     )
     p.add_argument(
         "--model",
@@ -33,8 +38,8 @@ def parser(description: str, default_model: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--warmup",
         choices=SCHEDULES[1:],
-        default="constant",
-        help="schedule (at --peak-lr) the LODE follows until its first plan",
+        default=warmup,
+        help=f"schedule (at --peak-lr) the LODE follows until its first plan (default: {warmup})",
     )
     p.add_argument(
         "--quick", action="store_true", help="seconds-long smoke run: tiny subset, 1 epoch"

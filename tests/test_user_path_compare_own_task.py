@@ -102,11 +102,14 @@ def test_compare_defaults_are_the_readme_baselines():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     parser = sub.choices["compare"]
     args = parser.parse_args([])
-    # README "Results at a glance": one-cycle @ 1e-2 is the best baseline, cosine @ 1e-2 the
-    # best schedule of the shipped LODE's sweep (and demo's baseline, which the LODE warms up on).
+    # README "Results at a glance": WSD @ 0.006 is the best schedule of the shipped LODE's
+    # sweep (demo's baseline, which the LODE warms up on), one-cycle @ 0.012 the second best.
+    from keras_lode.commands.demo import BEST_BASELINE
+
     assert args.methods == DEFAULT_METHODS
-    assert set(args.methods.split(",")) == {"lode@1e-2", "onecycle@1e-2", "cosine@1e-2"}
-    assert args.lode_warmup == "cosine"
+    assert set(args.methods.split(",")) == {"lode@0.006", "wsd@0.006", "onecycle@0.012"}
+    assert BEST_BASELINE in args.methods.split(",")
+    assert args.lode_warmup == BEST_BASELINE.split("@")[0] == "wsd"
     text = " ".join(parser.format_help().split())
-    assert "one-cycle @ 1e-2, the best baseline" in text
+    assert "WSD @ 0.006, the best schedule" in text
     assert "--task" in text and "file.py:attr" in text
