@@ -70,7 +70,7 @@ def test_gpt_example_quick_next_token_accuracy(tmp_path):
 
 def test_examples_reject_unknown_schedule(tmp_path):
     with pytest.raises(SystemExit):
-        _example("fashion_mnist_cnn").main(["--quick", "--schedule", "linear"])
+        _example("fashion_mnist_cnn").main(["--quick", "--schedule", "cyclic"])
 
 
 def test_fashion_mnist_loader_reads_idx():
@@ -217,7 +217,10 @@ def test_cnn_example_quick_with_shipped_lode(tmp_path):
     # One quick epoch has 4 log points, fewer than the model's window: the callback warns
     # that it will never replan and the run follows its warm-up (constant at --peak-lr).
     with pytest.warns(UserWarning, match="never replan"):
-        r = _run_example("fashion_mnist_cnn", tmp_path, "--schedule", "lode", "--peak-lr", "2e-3")
+        r = _run_example(
+            "fashion_mnist_cnn", tmp_path, "--schedule", "lode", "--peak-lr", "2e-3",
+            "--warmup", "constant",
+        )  # fmt: skip
     assert r["kind"] == "lode"
     np.testing.assert_allclose(r["points"]["lr"], [2e-3] * 4, rtol=1e-6)
     assert r["test_at_end"] > 0.2

@@ -156,7 +156,15 @@ def test_demo_quick_replans_and_claims_no_difference(tmp_path, capsys):
     assert payload["quick"] is True and payload["difference_reported"] is False
     assert payload["lode_plans"][0] > 0
     lode, base = payload["results"]
-    assert lode["kind"] == "lode" and base["kind"] == "cosine"
-    # The LODE's plans reached the optimizer: its LR curve leaves the baseline's.
-    assert lode["points"]["lr"] != base["points"]["lr"]
+    from keras_lode.commands.demo import BEST_BASELINE
+
+    assert lode["kind"] == "lode" and base["kind"] == BEST_BASELINE.split("@")[0]
+    # The control planner's plans reach the optimizer: its LR curve leaves the baseline's
+    # where a plan switched, and is the baseline's own (to float32 rounding) until then.
+    switches = lode["lode"]["switches"]
+    lr, base_lr = np.asarray(lode["points"]["lr"]), np.asarray(base["points"]["lr"])
+    first = min((int(n) for n in switches), default=len(lr) - 1)
+    np.testing.assert_allclose(lr[: first + 1], base_lr[: first + 1], rtol=1e-6)
+    if switches:
+        assert not np.allclose(lr[first + 1 :], base_lr[first + 1 :], rtol=1e-3)
     assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000  # the figure is written

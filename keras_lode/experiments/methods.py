@@ -155,10 +155,14 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
     1e-3) is the schedule followed before the first plan: the LODE was trained on sweep runs,
     so a warm-up that looks like one gives its encoder an in-distribution window.
 
+    The optimizer's LR is a `LODESchedule`, as the README recommends: the warm-up is then
+    served exactly at every step, so a LODE that never leaves it trains exactly as the
+    baseline it warmed up on (a float LR would hold each log point's LR for its interval).
+
     Returns:
-        `(callback, peak)`: the callback and the warm-up's peak LR.
+        `(callback, schedule)`: the callback and the `LODESchedule` to compile with.
     """
-    from keras_lode import LODECallback
+    from keras_lode import LODECallback, LODESchedule
     from keras_lode.schedules import make_schedule
 
     if not Path(method.model).is_file():
@@ -181,7 +185,7 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
         verbose=verbose,
         **options,
     )
-    return cb, peak
+    return cb, LODESchedule(initial_learning_rate=peak)
 
 
 # ----------------------------------------------------------------------------- parsing
