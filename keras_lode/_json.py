@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from keras_lode._atomic import write_atomic
 
 
 def json_safe(obj: Any) -> Any:
@@ -46,8 +47,4 @@ def write_json(path, payload, indent: int | None = 1) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = dumps(payload, indent=indent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda f: f.write(text + "\n"))

@@ -88,6 +88,37 @@ def test_run_files_respect_the_umask(tmp_path, umask):
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_every_file_writer_respects_the_umask_and_leaves_nothing_on_failure(tmp_path, umask):
+    """Model files and JSON share the run files' atomic writer (keras_lode._atomic)."""
+    from keras_lode._json import write_json
+    from keras_lode.model.controlled import random_controlled
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1.0})
+        random_controlled(0, members=1, hidden=2, state=2, width=2, depth=1).save(
+            tmp_path / "m.npz"
+        )
+        paths = [tmp_path / "a.json", tmp_path / "m.npz"]
+    finally:
+        os.umask(old)
+    for p in paths:
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o666 & ~umask, p
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "m.npz"]  # no temp left
+
+    from keras_lode._atomic import write_atomic
+
+    def fail(f):
+        f.write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(tmp_path / "a.json", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "m.npz"]
+    assert (tmp_path / "a.json").read_text() == '{\n "x": 1.0\n}\n'  # the old file stands
+
+
 def test_hide_tensorflow_noise_keeps_other_stderr_lines():
     code = textwrap.dedent(
         """

@@ -18,11 +18,11 @@ import json
 import logging
 import math
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from keras_lode._atomic import write_atomic
 from keras_lode.constants import CHANNELS as CHANNEL_NAMES
 
 logger = logging.getLogger(__name__)
@@ -620,20 +620,7 @@ def save_model(path, config, weights):
     text = json.dumps(config, sort_keys=True, allow_nan=False)
     arrays = {"config": np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
     arrays.update(weights)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lode-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        # mkstemp creates the file 0600; give it the usual permissions (umask applied).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
 def _read_member(zf, name, ck, key, expect_shape=None, max_elements=_MAX_WEIGHT_ELEMENTS):

@@ -28,12 +28,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from keras_lode._atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -309,37 +310,8 @@ def write_run(run: Run, path: str | os.PathLike) -> Path:
     text = "\n".join(lines) + "\n"
     # Hidden temp name in the same directory: os.replace is atomic only within one
     # filesystem, and `load_runs` never picks up a dot-file that does not end in SUFFIX.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; give it the usual permissions (umask applied).
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, lambda f: f.write(text))
     return path
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where the OS allows (Linux); else
-    set and restored at once (os.umask is the only portable way to read it)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
 
 
 # ---------------------------------------------------------------------- reading
