@@ -144,6 +144,13 @@ def parse_args(argv=None):
         default=None,
         help="the LODE callback's validation subset (default: the callback's, 1024)",
     )
+    p.add_argument(
+        "--rerun",
+        default=None,
+        help="comma-separated method labels whose results are moved to `superseded` (with "
+        "--rerun-reason) before evaluating or merging, so that they are measured afresh",
+    )
+    p.add_argument("--rerun-reason", default="", help="why --rerun's results are superseded")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/...)")
     return p.parse_args(argv)
 
@@ -608,6 +615,28 @@ def main(argv=None) -> int:
     history = payload.setdefault("history", [])
     if payload["command"] not in history:
         history.append(payload["command"])
+    if args.rerun:
+        if not args.rerun_reason:
+            raise ValueError("--rerun needs --rerun-reason: say why the results are superseded")
+        labels = set(args.rerun.split(","))
+        done = any(
+            e["methods"] == sorted(labels) and e["reason"] == args.rerun_reason
+            for e in payload.get("superseded", [])
+        )
+        if done:  # the same rerun again (e.g. a resumed command): nothing more to move
+            labels = set()
+        moved = [r for r in payload["results"] if r["method"] in labels]
+        payload["results"] = [r for r in payload["results"] if r["method"] not in labels]
+        if labels:
+            payload.setdefault("superseded", []).append(
+                {
+                    "methods": sorted(labels),
+                    "reason": args.rerun_reason,
+                    "results": moved,
+                    "summary_paired": (payload.get("summary") or {}).get("paired", []),
+                }
+            )
+            print(f"moved {len(moved)} results of {sorted(labels)} to `superseded`")
     for extra in args.merge:
         other = json.loads(Path(extra).read_text())
         have = {(r["method"], r["seed"]) for r in payload["results"]}
