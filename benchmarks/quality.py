@@ -424,6 +424,20 @@ def _errors_controlled(m, tr, metric_name):
     return lines
 
 
+def _reproduce_commands(payload):
+    """The recorded commands in order: the evaluations merged into this file (run in parallel
+    processes) go before the first command that merged them."""
+    merged = list((payload.get("merged_commands") or {}).values())
+    out = []
+    for c in payload.get("history", []):
+        if "--stage card" in c:
+            continue
+        if merged and "--merge" in c:
+            out += [m for m in merged if m not in out]
+        out.append(c)
+    return out + [m for m in merged if m not in out]
+
+
 def write_card(task, spec, payload, model_path, runs, note="", card_command=""):
     """Copies the model into models/ and writes its card from the file and the results."""
     import shutil
@@ -547,7 +561,7 @@ def write_card(task, spec, payload, model_path, runs, note="", card_command=""):
         "file's history), then this card:",
         "",
         "```bash",
-        *[c for c in payload.get("history", []) if "--stage card" not in c],
+        *_reproduce_commands(payload),
         card_command,
         "```",
         "",
