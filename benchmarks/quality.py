@@ -657,8 +657,18 @@ def main(argv=None) -> int:
         payload["results"] += [
             r for r in other.get("results", []) if (r["method"], r["seed"]) not in have
         ]
-        for k in ("sweep_validation", "best_peak_lr", "replay_run", "model_training", "sweep_runs"):
-            payload.setdefault(k, other.get(k))
+        for k in (
+            "sweep_validation",
+            "best_peak_lr",
+            "best_baseline",
+            "lode_warmup",
+            "replay_run",
+            "model_training",
+            "sweep_runs",
+            "switched_runs",
+        ):
+            if payload.get(k) is None:
+                payload[k] = other.get(k)
         payload.setdefault("merged_timing_s", {})[extra] = other.get("timing_s")
         payload.setdefault("merged_commands", {})[extra] = other.get("command")
     loads = payload.setdefault("load_average", {})
