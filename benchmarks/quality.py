@@ -151,6 +151,9 @@ def parse_args(argv=None):
         "--rerun-reason) before evaluating or merging, so that they are measured afresh",
     )
     p.add_argument("--rerun-reason", default="", help="why --rerun's results are superseded")
+    p.add_argument(
+        "--markdown", action="store_true", help="also print the README's tables (Markdown)"
+    )
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/...)")
     return p.parse_args(argv)
 
@@ -310,6 +313,48 @@ def _finish(payload, out_path):
                     {"reference": ref, "baseline": base, "key": key, **d}
                 )
     write_json(out_path, payload)
+
+
+def markdown_tables(payload) -> str:
+    """The README's two tables from a results payload: test metric per method (mean +/- sd),
+    then each paired difference with its 95% interval and minimum detectable effect."""
+    rows = payload["summary"]["rows"]
+    end = {r["method"]: r for r in rows["test_at_end"]}
+    best = payload.get("best_peak_lr", {})
+    top = payload.get("best_baseline")
+    names = {
+        "lode_control": "controlled LODE, control planner",
+        "lode_generative": "generative LODE, the paper's planner",
+        "replay": "replay (the best sweep run's LR curve)",
+        "retrieval": "retrieval (nearest sweep run)",
+    }
+
+    def label(m):
+        if m in best:
+            return f"{m} @ {best[m]['peak_lr']:g}" + (" (best baseline)" if m == top else "")
+        return names.get(m, m)
+
+    def pm(r):
+        return f"{100 * r['mean']:.2f} +/- {100 * r['std']:.2f}"
+
+    lines = ["| method | seeds | test @ best val | test @ end |", "|---|---|---|---|"]
+    for r in rows["test_at_best_val"]:
+        lines.append(f"| {label(r['method'])} | {r['n']} | {pm(r)} | {pm(end[r['method']])} |")
+    lines += [
+        "",
+        "| difference | key | paired difference (points) | 95% CI | n | MDE at 80% power |",
+        "|---|---|---|---|---|---|",
+    ]
+    short = {"lode_control": "control planner", "lode_generative": "paper's planner"}
+    for d in payload["summary"]["paired"]:
+        lo, hi = d["ci95"]
+        base = short.get(d["baseline"]) or label(d["baseline"]).replace(" (best baseline)", "")
+        lines.append(
+            f"| {short.get(d['reference'], d['reference'])} - {base}"
+            f" | {d['key']} | {100 * d['mean']:+.2f} | [{100 * lo:+.2f}, {100 * hi:+.2f}] | "
+            f"{d['n']} | {100 * d['mde80']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def _minutes(seconds):
@@ -744,6 +789,8 @@ def main(argv=None) -> int:
             print(f"{d['reference']} - {d['baseline']} ({d['key']}): {100 * d['mean']:+.2f} "
                   f"[{100 * lo:+.2f}, {100 * hi:+.2f}] points, n={d['n']}, "
                   f"mde80 {100 * d['mde80']:.2f}")  # fmt: skip
+        if args.markdown:
+            print(markdown_tables(payload))
     print(f"wrote {out_path}")
     return 0
 
