@@ -11,8 +11,9 @@ Protocol v2, per task:
 3. **Evaluate** on seeds the sweep never used. The *best baseline* is the family and peak LR
    with the best sweep validation metric (mean over sweep seeds of each run's best validation
    value; never the test metric). It and both LODE planners run on every evaluation seed
-   (>= 20); every other family at its best peak LR, *replay* (the LR curve of the best sweep
-   run) and *retrieval* (follow the sweep run whose recent window is nearest) on the first 5.
+   (>= 20; 12 for the byte GPT at CPU scale); every other family at its best peak LR,
+   *replay* (the LR curve of the best sweep run) and *retrieval* (follow the sweep run whose
+   recent window is nearest) on the first 5.
    Both planners warm up on the best baseline's schedule, which the control planner also
    keeps as its default. Every method of a seed gets the same initial weights and data order:
    `keras.utils.set_random_seed(seed)` before the model is built, the same data split, and no
@@ -293,6 +294,7 @@ def _finish(payload, out_path):
     from keras_lode.experiments import paired_difference, summarize, write_json
 
     res = payload["results"]
+    payload.pop("summary", None)  # never left over from results that were moved away
     if res:
         top = payload.get("best_baseline")
         payload["summary"] = {"rows": {}, "paired": []}
@@ -384,6 +386,16 @@ def winner(payload):
     if not rows:
         return None
     return max(rows, key=lambda d: d["mean"])["reference"]
+
+
+def shipped_kind(payload, ship="winner"):
+    """The model kind the card stage ships: `ship` itself, or for "winner" the kind of the
+    planner with the larger paired mean vs the best baseline (generative if none)."""
+    if ship in ("generative", "controlled"):
+        return ship
+    if ship != "winner":
+        raise ValueError(f"--ship must be winner, generative or controlled; got {ship!r}")
+    return "controlled" if winner(payload) == "lode_control" else "generative"
 
 
 def _paired_lines(payload):
@@ -548,18 +560,18 @@ def write_card(task, spec, payload, model_path, runs, note="", card_command=""):
             + ", ".join(f"{k} {100 * v:.2f}%" for k, v in payload["sweep_validation"].items())
             + "."
         ]
-    timing = payload.get("timing_s", {})
     lines += [
         "",
         "## Hardware",
         "",
         f"- {payload.get('machine', '?')}; Keras backend {payload.get('backend', '?')} for the "
         "sweep, PyTorch (CPU) for the LODE.",
-        f"- Times on the 2 shared CPU cores ({_load_line(payload)}): sweep "
+        f"- Times on shared CPU cores ({_load_line(payload)}): sweep "
         f"{sum(float(r.meta.get('wall_seconds', 0)) for r in runs) / 60:.0f} run-minutes "
-        f"(the sum of the runs' wall times; two ran at a time), LODE training "
+        f"(the sum of the runs' wall times, several running at a time), LODE training "
         f"{tr.get('wall_time_s', float('nan')):.0f} s, evaluation "
-        f"{_minutes(timing.get('evaluate'))}.",
+        f"{sum(float(r.get('wall_s', 0)) for r in payload.get('results', [])) / 60:.0f} "
+        "run-minutes (the results' own wall times).",
         "",
         "## Errors",
         "",
@@ -583,7 +595,7 @@ def write_card(task, spec, payload, model_path, runs, note="", card_command=""):
             "",
             f"The best baseline, chosen on the sweep's validation metric (never on test), is "
             f"{payload.get('lode_warmup')}; both planners warm up on it until their first plan, "
-            "and the control planner keeps it as its default. Other baselines at their best "
+            "and the control planner keeps it as its default. Each family at its best "
             "sweep peak LR: "
             + ", ".join(f"{f}@{v['peak_lr']:g}" for f, v in payload["best_peak_lr"].items())
             + f"; replay follows the best sweep run ({payload.get('replay_run')}). Paired "
@@ -678,6 +690,11 @@ def main(argv=None) -> int:
         if not args.rerun_reason:
             raise ValueError("--rerun needs --rerun-reason: say why the results are superseded")
         labels = set(args.rerun.split(","))
+        present = {r["method"] for r in payload["results"]} | {
+            m for e in payload.get("superseded", []) for m in e["methods"]
+        }
+        if labels - present:
+            raise ValueError(f"--rerun: no results of {sorted(labels - present)} in {out_path}")
         done = any(
             e["methods"] == sorted(labels) and e["reason"] == args.rerun_reason
             for e in payload.get("superseded", [])
@@ -714,6 +731,10 @@ def main(argv=None) -> int:
         ):
             if payload.get(k) is None:
                 payload[k] = other.get(k)
+            elif k in ("best_baseline", "lode_warmup") and other.get(k) not in (None, payload[k]):
+                raise ValueError(
+                    f"--merge {extra}: its {k} is {other.get(k)!r}, this file's {payload[k]!r}"
+                )
         payload.setdefault("merged_timing_s", {})[extra] = other.get("timing_s")
         payload.setdefault("merged_commands", {})[extra] = other.get("command")
     loads = payload.setdefault("load_average", {})
@@ -768,8 +789,7 @@ def main(argv=None) -> int:
         if payload.get("sweep_validation") is None and runs_dir.is_dir():
             payload["sweep_validation"] = best_peak_lrs(load_runs(runs_dir))[1]
             _finish(payload, out_path)
-        ship = winner(payload) if args.ship == "winner" else f"lode_{args.ship}"
-        ship = {"lode_control": "controlled"}.get(ship, "generative") if ship else "generative"
+        ship = shipped_kind(payload, args.ship)
         path = control_path if ship == "controlled" else model_path
         print(f"shipping the {ship} model {path}")
         argv_ = list(argv or sys.argv[1:])

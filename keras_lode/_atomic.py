@@ -59,7 +59,10 @@ def write_atomic(
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, usual_mode())  # mkstemp creates the file 0600
+        try:  # mkstemp creates the file 0600; best effort where chmod is refused
+            os.chmod(tmp, usual_mode())
+        except OSError:
+            pass
         os.replace(tmp, path)
     except BaseException:
         try:

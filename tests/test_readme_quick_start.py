@@ -20,7 +20,7 @@ def _quick_start() -> str:
 def test_readme_quick_start_runs_as_written():
     code = (
         "import warnings, keras_lode\n"
-        "warnings.simplefilter('error', keras_lode.LODEWarning)\n" + _quick_start()
+        "warnings.simplefilter('always', keras_lode.LODEWarning)\n" + _quick_start()
     )
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
@@ -28,6 +28,10 @@ def test_readme_quick_start_runs_as_written():
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    # No warning from keras_lode: the stand-in data looks like the model's training runs
+    # (the callback reports a failed check in the log instead of raising, so read stderr).
+    assert "LODEWarning" not in result.stderr, result.stderr[-3000:]
+    assert "could not check the run" not in result.stderr, result.stderr[-3000:]
     out = result.stdout
     assert "LR at each of the 50 log points:" in out
     assert "LODE control plan at point" in out  # the shipped model replanned
