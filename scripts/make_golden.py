@@ -117,7 +117,7 @@ def controlled_main():
         for m in ens:
             with torch.no_grad():
                 m.field.scale.fill_(1.3)
-        config = ensemble_config(ens, lr_range=(1e-5, 1e-1), points_per_epoch=10)
+        config = ensemble_config(ens, window=10, lr_range=(1e-5, 1e-1), points_per_epoch=10)
         save_model(os.path.join(GOLDEN, f"controlled_{name}.npz"), config, ensemble_weights(ens))
         args = controlled_inputs(i, horizon)
         for tag, dtype in (("f64", torch.float64), ("f32", torch.float32)):

@@ -82,7 +82,7 @@ def test_live_torch_parity(dtype):
         ).to(tdtype)
         for _ in range(2)
     ]
-    config = ensemble_config(ens, lr_range=(1e-5, 1e-1), points_per_epoch=5)
+    config = ensemble_config(ens, window=7, lr_range=(1e-5, 1e-1), points_per_epoch=5)
     check_weight_names(ens[0], config)
     model = ControlledODE(config, ensemble_weights(ens), dtype=getattr(np, dtype))
     rng = np.random.default_rng(3)

@@ -79,6 +79,8 @@ def test_ensemble_beats_naive_predictors_and_calibrates(fitted, tmp_path):
     path = fitted.export(tmp_path / "c.npz", task="synthetic")
     model = load_model(path)
     assert isinstance(model, ControlledODE) and model.members == 2
+    # The file's planner reads the window the encoder was trained on (5 here, not 10).
+    assert model.window == fitted.model.window == t["hyperparameters"]["window"] == 5
     assert model.calibration == {"sd_scale": cal["sd_scale"], "sd_floor": cal["sd_floor"]}
     assert model.config["metadata"]["task"] == "synthetic"
     json.dumps(model.config, allow_nan=False)  # strict JSON

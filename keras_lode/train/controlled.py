@@ -172,11 +172,13 @@ class ControlledMember(nn.Module):
         return {k: v.detach().cpu().double().numpy() for k, v in self.state_dict().items()}
 
 
-def ensemble_config(members, *, lr_range, points_per_epoch, calibration=None, **extra):
-    """The model-file config of a list of trained `ControlledMember`s."""
+def ensemble_config(members, *, window, lr_range, points_per_epoch, calibration=None, **extra):
+    """The model-file config of a list of trained `ControlledMember`s whose encoder was
+    trained on windows of `window` log points (the planner reads as many)."""
     m = members[0]
     return controlled_config(
         members=len(members),
+        window=window,
         hidden=m.hidden,
         state=m.state,
         width=m.width,

@@ -261,7 +261,7 @@ def fit_controlled(
     lr_vals = np.exp(y[train][..., 1])
     lr_range = (float(lr_vals.min()), float(lr_vals.max()))
     base_config = ensemble_config(
-        trained, lr_range=lr_range, points_per_epoch=data.points_per_epoch
+        trained, window=window, lr_range=lr_range, points_per_epoch=data.points_per_epoch
     )
     raw = ControlledODE(base_config, ensemble_weights(trained))
     held_runs = [rs[i] for i in held]
@@ -297,6 +297,7 @@ def fit_controlled(
     trust = TrustRegion.from_runs(train_runs)
     config = ensemble_config(
         trained,
+        window=window,
         lr_range=lr_range,
         points_per_epoch=data.points_per_epoch,
         calibration={"sd_scale": cal["sd_scale"], "sd_floor": cal["sd_floor"]},
