@@ -161,31 +161,32 @@ def test_model_card_quotes_its_benchmark(name):
     )
 
 
-def test_demo_and_example_baseline_is_the_shipped_sweeps_best(monkeypatch):
-    """`keras-lode demo`, `compare` and the CNN example warm up on the best baseline of the
-    sweep behind models/fmnist_cnn.npz, as its benchmark chose it (on sweep validation)."""
+@pytest.mark.parametrize(
+    "task, example", [("fmnist_cnn", "fashion_mnist_cnn"), ("text_gpt", "text_gpt")]
+)
+def test_examples_warm_up_on_the_shipped_sweeps_best_baseline(task, example, monkeypatch):
+    """The example's LODE warms up on the best baseline of the sweep behind its shipped model,
+    as that model's benchmark chose it (on sweep validation); so do demo and compare (CNN)."""
     import importlib.util
     import json
 
-    from keras_lode.commands.compare import DEFAULT_LODE_WARMUP
-    from keras_lode.commands.demo import BEST_BASELINE
-
-    payload = json.loads(
-        (ROOT / "benchmarks" / "results" / "quality_fmnist_cnn_cpu.json").read_text()
-    )
+    payload = json.loads((ROOT / "benchmarks" / "results" / f"quality_{task}_cpu.json").read_text())
     best = payload["best_peak_lr"][payload["best_baseline"]]["peak_lr"]
-    assert BEST_BASELINE == payload["lode_warmup"] == f"{payload['best_baseline']}@{best:g}"
-    assert DEFAULT_LODE_WARMUP == payload["best_baseline"]
-    spec = importlib.util.spec_from_file_location(
-        "cnn_example", ROOT / "examples" / "fashion_mnist_cnn.py"
-    )
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    assert payload["lode_warmup"] == f"{payload['best_baseline']}@{best:g}"
+    if task == "fmnist_cnn":
+        from keras_lode.commands.compare import DEFAULT_LODE_WARMUP
+        from keras_lode.commands.demo import BEST_BASELINE
+
+        assert BEST_BASELINE == payload["lode_warmup"]
+        assert DEFAULT_LODE_WARMUP == payload["best_baseline"]
+    spec = importlib.util.spec_from_file_location(example, ROOT / "examples" / f"{example}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     import _common  # on sys.path once the example is loaded
 
-    args = _common.parser("x", "models/fmnist_cnn.npz").parse_args([])
+    args = _common.parser("x", "models/x.npz").parse_args([])
     assert (args.warmup, args.peak_lr) == ("constant", 3e-3)  # the generic defaults
     captured = {}
     monkeypatch.setattr(_common, "run", lambda task, a, verbose=2: captured.update(args=a))
-    example.main([])
+    module.main([])
     assert (captured["args"].warmup, captured["args"].peak_lr) == (payload["best_baseline"], best)
