@@ -26,6 +26,10 @@ def test_batch_order_depends_on_the_seed_only():
     a.on_epoch_end()
     assert [a[i][1].tolist() for i in range(3)] != first  # reshuffled every epoch
     assert epoch_batches(x, y, 4, seed=4)[0][1].tolist() != first[0]
+    # A resumed fit (initial_epoch=1) sees epoch 1's order, not epoch 0's again.
+    second = [a[i][1].tolist() for i in range(3)]
+    resumed = epoch_batches(x, y, 4, seed=3, initial_epoch=1)
+    assert [resumed[i][1].tolist() for i in range(3)] == second
 
 
 class _Noisy(keras.callbacks.Callback):

@@ -36,8 +36,10 @@ from keras_lode.experiments.methods import (
 )
 
 
-def epoch_batches(x, y, batch_size: int, seed: int):
+def epoch_batches(x, y, batch_size: int, seed: int, initial_epoch: int = 0):
     """Training batches in an order fixed by `seed` alone, reshuffled every epoch.
+
+    Pass the fit's `initial_epoch` when resuming, so that epoch `e` keeps its order.
 
     `model.fit(..., shuffle=True)` draws its order from the backend's global random state,
     which anything else in the fit may advance (a callback's extra `predict`, for one), so
@@ -50,7 +52,7 @@ def epoch_batches(x, y, batch_size: int, seed: int):
     class EpochBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.epoch = 0
+            self.epoch = int(initial_epoch)
             self.order = self._permutation()
 
         def _permutation(self):
