@@ -461,6 +461,19 @@ def test_jax_attach_failure_falls_back_to_the_host_lookup():
     )
 
 
+def _fit_warmup_only(warm):
+    """A fit whose window is the whole run (it never replans): the LR is the warm-up's.
+    Returns the kernel trace and the callback."""
+    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
+    weights = KernelTrace()
+    cb = _callback(warmup=warm, window=K)
+    x, y = _data()
+    with pytest.warns(UserWarning, match="never replan"):
+        model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
+                  callbacks=[weights, cb])  # fmt: skip
+    return weights, cb
+
+
 @pytest.mark.parametrize("family", ["onecycle", "cosine"])
 def test_warmup_is_the_named_schedule_at_every_step(family, backend):
     """The warm-up is served exactly per step, not sampled at log points (user path, item 2)."""
@@ -470,19 +483,14 @@ def test_warmup_is_the_named_schedule_at_every_step(family, backend):
     warm = make_schedule(family, 0.1, len(steps))
     exact = np.array([float(keras.ops.convert_to_numpy(warm(int(s)))) for s in steps])
     # No replan: the whole run is the warm-up.
-    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
-    weights = KernelTrace()
-    cb = _callback(warmup=warm, window=K)
-    x, y = _data()
-    with pytest.warns(UserWarning, match="never replan"):
-        model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
-                  callbacks=[weights, cb])  # fmt: skip
+    weights, cb = _fit_warmup_only(warm)
     np.testing.assert_allclose(applied_lr(weights.values, "sgd"), exact, rtol=2e-4)
     np.testing.assert_allclose(cb.step_table, exact, rtol=1e-6)
     # With replans: exact up to the first one (point 2 ends at step 6), the plan after it.
     model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
     weights = KernelTrace()
     cb = _callback(warmup=warm)
+    x, y = _data()
     model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
               callbacks=[weights, cb])  # fmt: skip
     applied = applied_lr(weights.values, "sgd")
@@ -500,13 +508,7 @@ def test_warmup_that_starts_at_zero_is_served_per_step(backend):
     def warm(step):
         return 0.1 * np.minimum(np.asarray(step, "float64") / 8.0, 1.0)
 
-    model = _build("sgd", LODESchedule(initial_learning_rate=0.1))
-    weights = KernelTrace()
-    cb = _callback(warmup=warm, window=K)
-    x, y = _data()
-    with pytest.warns(UserWarning, match="never replan"):
-        model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
-                  callbacks=[weights, cb])  # fmt: skip
+    weights, cb = _fit_warmup_only(warm)
     expected = np.maximum(warm(steps), 1e-30)
     np.testing.assert_allclose(cb.step_table, expected, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(applied_lr(weights.values, "sgd"), warm(steps), atol=1e-6)
