@@ -359,10 +359,6 @@ def markdown_tables(payload) -> str:
     return "\n".join(lines)
 
 
-def _minutes(seconds):
-    return f"{seconds / 60:.0f} min" if seconds else "(time not recorded)"
-
-
 def _fmt_lr(x):
     return f"{x:g}"
 
