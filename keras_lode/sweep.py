@@ -14,8 +14,9 @@ results = sweep("my_tasks.py:TASK", "runs/", peak_lrs=[1e-3, 3e-3], seeds=[0, 1]
 
 from keras_lode.experiments.engines import DONE_STATUSES, ENGINES, sweep, sweep_status
 from keras_lode.experiments.grid import Trial, TrialResult, make_grid
-from keras_lode.experiments.task import Task, TaskData, load_task, split_data
 from keras_lode.experiments.trial import run_trial
+from keras_lode.tasks.loading import load_task
+from keras_lode.tasks.task import Task, TaskData, split_data
 
 __all__ = [
     "DONE_STATUSES",

@@ -2,8 +2,7 @@
 
 One concept per module:
 
-- `task`: `Task` (model, data, training settings), `TaskData`, `load_task` (task specs
-  such as `"my_tasks.py:TASK"`), `split_data`;
+- `Task`, `TaskData`, `split_data`, `load_task` are `keras_lode.tasks`' (re-exported);
 - `grid`: `Trial`, `Switch`, `TrialResult`, `make_grid`, `make_switched_trials`;
 - `trial`: `run_trial` (one trial, divergence watch, failed runs) and the
   `python -m keras_lode.experiments.trial` entry point of isolated trials;
@@ -34,10 +33,10 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "Task": "task",
-    "TaskData": "task",
-    "load_task": "task",
-    "split_data": "task",
+    "Task": "keras_lode.tasks.task",
+    "TaskData": "keras_lode.tasks.task",
+    "load_task": "keras_lode.tasks.loading",
+    "split_data": "keras_lode.tasks.task",
     "Trial": "grid",
     "TrialResult": "grid",
     "make_grid": "grid",
@@ -71,7 +70,9 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'keras_lode.experiments' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"keras_lode.experiments.{module}"), name)
+    if "." not in module:
+        module = f"keras_lode.experiments.{module}"
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

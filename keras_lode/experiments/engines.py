@@ -30,9 +30,10 @@ from typing import Any
 
 from keras_lode._json import dumps
 from keras_lode.experiments.grid import Trial, TrialResult, make_grid, make_switched_trials
-from keras_lode.experiments.task import Task, absolute_spec, load_task
 from keras_lode.experiments.trial import run_trial
 from keras_lode.runs import SUFFIX, Run, read_run, run_name, write_run
+from keras_lode.tasks.loading import absolute_spec, load_task
+from keras_lode.tasks.task import Task
 
 logger = logging.getLogger(__name__)
 

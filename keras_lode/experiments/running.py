@@ -175,7 +175,7 @@ def load_task_data(task, seed: int = 0):
 
     The loader is called with `seed=` when it takes one (the example tasks), else with no
     argument, as a sweep calls it. What it returns may be anything a sweep accepts (a
-    `TaskData`, a dict of `(x, y)` splits, ...: `keras_lode.experiments.task.split_data`),
+    `TaskData`, a dict of `(x, y)` splits, ...: `keras_lode.tasks.task.split_data`),
     but a comparison also needs the test split: it reports the test metric.
 
     Raises:
@@ -183,7 +183,7 @@ def load_task_data(task, seed: int = 0):
     """
     import inspect
 
-    from keras_lode.experiments.task import TaskData, split_data
+    from keras_lode.tasks.task import TaskData, split_data
 
     try:
         params = inspect.signature(task.load_data).parameters.values()

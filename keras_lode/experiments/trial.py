@@ -27,8 +27,9 @@ from typing import Any
 
 from keras_lode._json import dumps
 from keras_lode.experiments.grid import Trial, TrialResult
-from keras_lode.experiments.task import Task, load_task, split_data
 from keras_lode.runs import SUFFIX, Run, run_name, write_run
+from keras_lode.tasks.loading import load_task
+from keras_lode.tasks.task import Task, split_data
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ unpickled: array headers are checked before any data is read and object arrays a
 refused. Every key, shape, dtype and value is validated, and each error names the file,
 the key, what was expected and what was found (docs/model-format.md).
 
-The `planner` section of the file holds the planner's defaults, so the file format owns
-them (`PLANNER_DEFAULTS`); `keras_lode.planning` reads them from here.
+The `planner` section of the file holds the planner's defaults (`keras_lode.model.defaults`)
+and, for a controlled model, its trust region (`keras_lode.model.trust_region`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import numpy as np
 
 from keras_lode._atomic import write_atomic
 from keras_lode.constants import CHANNELS as CHANNEL_NAMES
+from keras_lode.model.defaults import PLANNER_DEFAULTS
+from keras_lode.model.trust_region import TrustRegion
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +48,6 @@ __all__ = [
 
 FORMAT = "keras_lode.lode"
 FORMAT_VERSION = "1.0"
-
-# The planner defaults of the paper (docs/design.md) plus the two knobs it leaves open.
-PLANNER_DEFAULTS = {
-    "window": 30,
-    "samples": 30,
-    "sigma": 0.15,
-    "tol": 2.0,
-    # Absolute floor on the loss band's half-width: the std of three nearly equal losses
-    # can be ~0, which would make the band a single point that no decoded path hits.
-    "loss_floor": 1e-3,
-    "top_k": 3,
-    "replan_every": 10,
-    "anchor": "max_lr",
-}
 
 _ARCH_FIXED = {
     "encoder": "gru_reverse",
@@ -496,8 +484,6 @@ def _check_controlled_sections(config, ck):
     _check_lr_range(planner, ck)
     _check_json(planner, "planner", ck)
     if planner.get("trust") is not None:
-        from keras_lode.planning.candidates import TrustRegion
-
         try:
             TrustRegion.from_json(planner["trust"])
         except ValueError as e:

@@ -24,6 +24,8 @@ import math
 import numpy as np
 
 from keras_lode._checks import check_int, check_number
+from keras_lode.model.defaults import DEFAULT_ENDS, DEFAULT_STARTS, SHAPES
+from keras_lode.model.trust_region import TrustRegion
 
 __all__ = [
     "DEFAULT_ENDS",
@@ -33,13 +35,6 @@ __all__ = [
     "TrustRegion",
     "candidate_library",
 ]
-
-#: Multiples of the current LR a candidate may start at.
-DEFAULT_STARTS = (0.5, 1.0, 2.0)
-#: End levels as fractions of the start level; the bottom of the LR range is always added.
-DEFAULT_ENDS = (0.1, 0.01)
-#: Decaying shapes of the library (plus `"constant"` and the caller's `"default"`).
-SHAPES = ("cosine", "linear", "exp", "wsd25", "wsd50", "wsd75")
 
 
 @dataclasses.dataclass
@@ -152,119 +147,3 @@ def candidate_library(
                     continue
                 add(f"{shape} {_ratio_name(m)}->{end_name}", _decay(shape, start, end, R))
     return Candidates(names=names, lr=np.stack(paths), rejected=rejected)
-
-
-@dataclasses.dataclass
-class TrustRegion:
-    """The LR jumps the training runs made from each kind of state.
-
-    A state is a (stretch of training, LR level) cell: `fraction_edges` cut the run into
-    bins of `t / K`, `ln_lr_edges` the ln LR. Cell `(i, j)` holds the largest fall
-    (`down`, <= 0) and rise (`up`, >= 0) of ln LR from one log point to the next that any
-    training run made from a state in that cell (switched runs make the large ones); NaN
-    where no run was. `allowed(lr, fraction)` takes the extremes over the cells of the
-    current stretch whose LR lies within `radius` (ln units) of the current LR, so that a
-    planner only proposes changes the model has seen the effect of.
-    """
-
-    fraction_edges: np.ndarray
-    ln_lr_edges: np.ndarray
-    down: np.ndarray
-    up: np.ndarray
-    radius: float = math.log(2.0)
-
-    @classmethod
-    def from_runs(cls, runs, *, fraction_bins: int = 5, ln_lr_bin: float = math.log(2.0)):
-        """Tabulates the one-point LR changes of `runs` (any objects with an `lr` array)."""
-        check_int("fraction_bins", fraction_bins, minimum=1)
-        ln_lr_bin = check_number("ln_lr_bin", ln_lr_bin, minimum=0.0, strict=True)
-        samples = []
-        for r in runs:
-            ln = np.log(np.asarray(r.lr, dtype=np.float64))
-            k = ln.size
-            if k < 2 or not np.all(np.isfinite(ln)):
-                continue
-            frac = np.arange(k - 1) / k
-            samples.append(np.stack([frac, ln[:-1], np.diff(ln)], axis=1))
-        if not samples:
-            raise ValueError("TrustRegion.from_runs needs at least one run with >= 2 finite LRs")
-        s = np.concatenate(samples)
-        lo, hi = float(s[:, 1].min()), float(s[:, 1].max())
-        n_lr = max(1, math.ceil((hi - lo) / ln_lr_bin + 1e-9))
-        ln_edges = lo + ln_lr_bin * np.arange(n_lr + 1)
-        f_edges = np.linspace(0.0, 1.0, fraction_bins + 1)
-        fi = np.clip(np.searchsorted(f_edges, s[:, 0], side="right") - 1, 0, fraction_bins - 1)
-        li = np.clip(np.searchsorted(ln_edges, s[:, 1], side="right") - 1, 0, n_lr - 1)
-        down = np.full((fraction_bins, n_lr), np.nan)
-        up = np.full((fraction_bins, n_lr), np.nan)
-        for i, j, d in zip(fi, li, s[:, 2], strict=True):
-            down[i, j] = min(d, 0.0) if np.isnan(down[i, j]) else min(down[i, j], d)
-            up[i, j] = max(d, 0.0) if np.isnan(up[i, j]) else max(up[i, j], d)
-        return cls(f_edges, ln_edges, down, up)
-
-    def allowed(self, lr: float, fraction: float) -> tuple[float, float]:
-        """(lowest, highest) allowed ln-LR change from `lr` at `fraction` of the run.
-
-        A state no training run visited allows no change: (0.0, 0.0).
-        """
-        ln = math.log(lr)
-        nf = len(self.fraction_edges) - 1
-        i = min(
-            max(int(np.searchsorted(self.fraction_edges, fraction, side="right")) - 1, 0), nf - 1
-        )
-        centers = 0.5 * (self.ln_lr_edges[:-1] + self.ln_lr_edges[1:])
-        half = 0.5 * float(np.min(np.diff(self.ln_lr_edges)))
-        near = np.abs(centers - ln) <= self.radius + half
-        down, up = self.down[i, near], self.up[i, near]
-        down, up = down[np.isfinite(down)], up[np.isfinite(up)]
-        return (float(down.min()) if down.size else 0.0, float(up.max()) if up.size else 0.0)
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict (NaN as None) for the model file's planner section."""
-
-        def clean(a):
-            return [
-                [None if not math.isfinite(v) else round(float(v), 6) for v in row] for row in a
-            ]
-
-        return {
-            "fraction_edges": [float(v) for v in self.fraction_edges],
-            "ln_lr_edges": [round(float(v), 6) for v in self.ln_lr_edges],
-            "down": clean(self.down),
-            "up": clean(self.up),
-            "radius": float(self.radius),
-        }
-
-    @classmethod
-    def from_json(cls, d: dict) -> TrustRegion:
-        """The inverse of `to_json`; raises ValueError naming a malformed field."""
-        try:
-            f = np.asarray(d["fraction_edges"], dtype=np.float64)
-            ln = np.asarray(d["ln_lr_edges"], dtype=np.float64)
-
-            def table(key):
-                return np.asarray(
-                    [[np.nan if v is None else float(v) for v in row] for row in d[key]],
-                    dtype=np.float64,
-                )
-
-            down, up = table("down"), table("up")
-            radius = float(d.get("radius", math.log(2.0)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"Malformed trust region in the model file: {e!r}") from e
-        shape = (len(f) - 1, len(ln) - 1)
-        if (
-            f.ndim != 1
-            or ln.ndim != 1
-            or min(shape) < 1
-            or down.shape != shape
-            or up.shape != shape
-            or not (np.all(np.isfinite(f)) and np.all(np.isfinite(ln)))
-            or not (np.all(np.diff(f) > 0) and np.all(np.diff(ln) > 0))
-            or not (math.isfinite(radius) and radius >= 0)
-        ):
-            raise ValueError(
-                "Malformed trust region in the model file: expected increasing finite edges and "
-                f"(fractions, ln LRs) = {shape} tables. Received down {down.shape}, up {up.shape}"
-            )
-        return cls(f, ln, down, up, radius)

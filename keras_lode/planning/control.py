@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
 import numpy as np
 
 from keras_lode._checks import check_number
+from keras_lode.model.defaults import CONTROL_DEFAULTS
+from keras_lode.model.trust_region import TrustRegion
 from keras_lode.planning import candidates as lib
 from keras_lode.planning.generative import (
     _check_position,
@@ -39,18 +40,6 @@ from keras_lode.planning.generative import (
 )
 
 __all__ = ["CONTROL_DEFAULTS", "ControlPlan", "plan_control"]
-
-#: Defaults where neither the call nor the model's `planner_defaults` sets a value.
-CONTROL_DEFAULTS: dict[str, Any] = {
-    "kappa": 1.0,
-    "margin": 0.001,
-    "starts": lib.DEFAULT_STARTS,
-    "ends": lib.DEFAULT_ENDS,
-    "shapes": lib.SHAPES,
-    # Cadence of the callback, in fractions of the run (see LODECallback).
-    "first_replan": 0.2,
-    "replan_every": 0.1,
-}
 
 
 @dataclasses.dataclass
@@ -225,7 +214,7 @@ def plan_control(
     scale = _time_scale(model, K, points_per_epoch)
     region = None
     if trust and defaults.get("trust") is not None:
-        region = lib.TrustRegion.from_json(defaults["trust"])
+        region = TrustRegion.from_json(defaults["trust"])
 
     lr_now = float(np.exp(window[-1, 1]))
     fraction = n / K

@@ -39,7 +39,7 @@ import numpy as np
 from keras_lode._checks import check_int, check_number
 from keras_lode._warnings import warn as _warn
 from keras_lode.constants import CHANNELS
-from keras_lode.model.format import PLANNER_DEFAULTS
+from keras_lode.model.defaults import GENERATIVE_DEFAULTS
 from keras_lode.planning.plan import Plan, derive_seed
 
 __all__ = ["DEFAULTS", "plan_generative"]
@@ -47,7 +47,7 @@ __all__ = ["DEFAULTS", "plan_generative"]
 #: The paper's defaults, used where neither the call nor the model's
 #: `planner_defaults` sets a value.
 #: One table for both sides: the model file's planner section starts from the same values.
-DEFAULTS: dict[str, Any] = {k: v for k, v in PLANNER_DEFAULTS.items() if k != "replan_every"}
+DEFAULTS: dict[str, Any] = GENERATIVE_DEFAULTS
 
 ANCHOR_RULES = ("max_lr", "nearest")
 # How many of the most recent observed losses define the loss band (the paper's 3).

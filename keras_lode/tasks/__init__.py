@@ -1,6 +1,6 @@
 """The example tasks: Fashion-MNIST CNN and ResNet, CIFAR ResNet, byte-level GPT.
 
-Each task is a `keras_lode.experiments.Task` (re-exported here as `Task`): a model
+Each task is a `keras_lode.tasks.Task`: a model
 builder, a data loader and the training settings (epochs, batch size, log points per
 epoch P, optimizer) at one of several scales — `"quick"` (seconds, for tests), `"cpu"`
 (minutes on 2 CPU cores; the sweep and the benchmark at CPU scale) and `"full"` (the
@@ -18,7 +18,8 @@ model = task.build_model(seed=0)
 ```
 """
 
-from keras_lode.experiments.task import Task, TaskData
-from keras_lode.tasks._spec import SCALES, get_task, task_names
+from keras_lode.tasks.loading import load_task
+from keras_lode.tasks.registry import SCALES, get_task, task_names
+from keras_lode.tasks.task import Task, TaskData, split_data
 
-__all__ = ["SCALES", "Task", "TaskData", "get_task", "task_names"]
+__all__ = ["SCALES", "Task", "TaskData", "get_task", "load_task", "split_data", "task_names"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_lode.experiments.task import Task, TaskData
 from keras_lode.tasks import data as _data
-from keras_lode.tasks._spec import example_task
+from keras_lode.tasks.registry import example_task
+from keras_lode.tasks.task import Task, TaskData
 
 _SPLIT_SEED = 12345  # fixed so every run of a task sees the same train/validation split
 

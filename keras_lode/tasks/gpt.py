@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_lode.experiments.task import Task, TaskData
 from keras_lode.tasks import data as _data
-from keras_lode.tasks._spec import example_task
+from keras_lode.tasks.registry import example_task
+from keras_lode.tasks.task import Task, TaskData
 
 VOCAB = 256  # byte-level tokens: any text, no tokenizer files to download
 

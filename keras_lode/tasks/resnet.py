@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from keras_lode.experiments.task import Task, TaskData
 from keras_lode.tasks import data as _data
-from keras_lode.tasks._spec import example_task
 from keras_lode.tasks.cnn import fmnist_data, image_task_data
+from keras_lode.tasks.registry import example_task
+from keras_lode.tasks.task import Task, TaskData
 
 
 def build_resnet(

@@ -212,7 +212,7 @@ def fit_controlled(
     import torch
 
     from keras_lode.model import ControlledODE
-    from keras_lode.planning.candidates import TrustRegion
+    from keras_lode.model.trust_region import TrustRegion
     from keras_lode.train import decision
     from keras_lode.train.controlled import ControlledMember, ensemble_config, ensemble_weights
 

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keras_lode.experiments.task import Task, TaskData
+from keras_lode.tasks.task import Task, TaskData
 
 SCALES = ("quick", "cpu", "full")
 OPTIMIZERS = ("adamw", "sgd")
