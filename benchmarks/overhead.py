@@ -55,8 +55,8 @@ def _worker(args) -> dict:
     import keras
     import numpy as np
 
-    from keras_lode.callback import LODECallback
-    from keras_lode.lode_schedule import LODESchedule
+    from keras_lode.callbacks import LODECallback
+    from keras_lode.schedules import LODESchedule
     from keras_lode.tasks.cnn import build_cnn
     from keras_lode.tasks.data import load_fashion_mnist
 

@@ -38,7 +38,7 @@ def _worker(args) -> dict:
     import keras
     import numpy as np
 
-    from keras_lode.lode_schedule import LODESchedule
+    from keras_lode.schedules import LODESchedule
     from keras_lode.tasks.cnn import build_cnn
 
     rng = np.random.default_rng(0)

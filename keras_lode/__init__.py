@@ -25,9 +25,9 @@ _LAZY = {
     "ControlPlan": "keras_lode.planning",
     "Run": "keras_lode.runs",
     "load_runs": "keras_lode.runs",
-    "RunRecorder": "keras_lode.runs.recorder",
-    "LODESchedule": "keras_lode.lode_schedule",
-    "LODECallback": "keras_lode.callback",
+    "RunRecorder": "keras_lode.callbacks",
+    "LODESchedule": "keras_lode.schedules",
+    "LODECallback": "keras_lode.callbacks",
     "schedules": "keras_lode.schedules",
     "importers": "keras_lode.importers",
     "sweep": "keras_lode.sweep",
@@ -60,7 +60,7 @@ def __dir__():
 
 
 # Modules whose classes `keras.saving.load_model` must find registered.
-_SERIALIZABLE = ("keras_lode.lode_schedule", "keras_lode.schedules")
+_SERIALIZABLE = ("keras_lode.schedules",)
 
 
 def _register_serializables() -> None:

@@ -90,3 +90,24 @@ class KillAt(keras.callbacks.Callback):
         self.seen += 1
         if self.seen == self.at_step:
             raise RuntimeError("killed")
+
+
+def served_with_replans(tables, replan_counts, serve, total_steps):
+    """The LR per step of a fit whose plan changed at log points.
+
+    A log point is read once the step after it has been dispatched (the observer never
+    waits for the device mid-epoch), so a plan made at a point that ends after `c` steps
+    reaches step `c + 1` (0-based); step `c` still runs on the plan before it.
+
+    Args:
+        tables: the plan per log point before any replan, then after each replan.
+        replan_counts: steps completed at each replan's point.
+        serve: `serve(table, steps) -> LR per step` (how the optimizer serves a table).
+        total_steps: steps of the fit.
+    """
+    steps = np.arange(total_steps)
+    out = np.asarray(serve(tables[0], steps), dtype=np.float64)
+    for table, count in zip(tables[1:], replan_counts, strict=True):
+        later = steps >= count + 1
+        out[later] = serve(table, steps[later])
+    return out

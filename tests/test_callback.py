@@ -16,11 +16,17 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from lr_probe import KernelTrace, KillAt, applied_lr, count_traces, probe_model
+from lr_probe import (
+    KernelTrace,
+    KillAt,
+    applied_lr,
+    count_traces,
+    probe_model,
+    served_with_replans,
+)
 
-from keras_lode.callback import LODECallback
-from keras_lode.lode_schedule import LODESchedule
-from keras_lode.runs.recorder import RunRecorder
+from keras_lode.callbacks import LODECallback, RunRecorder
+from keras_lode.schedules import LODESchedule
 
 pytestmark = pytest.mark.backend
 
@@ -71,6 +77,13 @@ def _halving_table(warm=0.1, skip=()):
 def _expected_schedule(table, steps):
     u = np.clip((np.asarray(steps, float) + 1) * P / SPE - 1, 0, len(table) - 1)
     return np.interp(u, np.arange(len(table)), table)
+
+
+def _served_halving_plan():
+    """The LR per step a `LODESchedule` serves when the halving plan is made at 2, 4, 6."""
+    tables = [_halving_table(skip=(2, 4, 6)), _halving_table(skip=(4, 6)),
+              _halving_table(skip=(6,)), _halving_table()]  # fmt: skip
+    return served_with_replans(tables, (6, 10, 14), _expected_schedule, EPOCHS * SPE)
 
 
 def _build(optimizer_name, lr, kernel=1.0):
@@ -124,14 +137,18 @@ def test_applied_lr_equals_plan(optimizer_name, mode, backend):
     np.testing.assert_allclose(cb.plan_table, table, rtol=1e-6)
     assert sorted(cb.plans) == [2, 4, 6]
     applied = applied_lr(weights.values, optimizer_name)
-    steps = np.arange(EPOCHS * SPE)
     if mode == "schedule":
-        expected = _expected_schedule(table, steps)  # interpolated between log points
-    else:
-        expected = table[steps // (SPE // P)]  # piecewise constant per interval
+        expected = _served_halving_plan()  # interpolated between log points
+    else:  # piecewise constant per interval
+        tables = [_halving_table(skip=(2, 4, 6)), _halving_table(skip=(4, 6)),
+                  _halving_table(skip=(6,)), table]  # fmt: skip
+        serve = lambda t, s: t[s // (SPE // P)]  # noqa: E731
+        expected = served_with_replans(tables, (6, 10, 14), serve, EPOCHS * SPE)
     np.testing.assert_allclose(applied, expected, rtol=2e-4)
-    # The replan at point 2 (after step 6) reaches step 6 itself: the next step.
-    assert applied[6] != pytest.approx(0.1, rel=1e-3)
+    # The replan at point 2 (after 6 steps) is made once step 6 is dispatched and reaches
+    # step 7, the next step after it; step 6 runs on the warm-up.
+    assert applied[6] == pytest.approx(0.1, rel=1e-3)
+    assert applied[7] != pytest.approx(0.1, rel=1e-3)
     # logs["learning_rate"] reaches History: the LR of each epoch's last step.
     np.testing.assert_allclose(history.history["learning_rate"], table[P - 1 :: P], rtol=1e-5)
     # The recorded LR channel is the plan in effect.
@@ -262,10 +279,11 @@ def test_kill_and_resume_continues_the_same_plan(tmp_path):
     state = tmp_path / "lode_state.json"
     backup_dir = tmp_path / "backup"
     with pytest.raises(RuntimeError, match="killed"):
-        # Killed at step 11: mid-epoch 2 (of 0..3), after the replan at point 4.
+        # Killed at step 12: mid-epoch 2 (of 0..3), after the replan at point 4 (its point
+        # ends after 10 steps and is read when step 11 begins).
         fit(
             state,
-            extra=[KillAt(11)],
+            extra=[KillAt(12)],
             backup=keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch"),
         )
     saved = json.loads(state.read_text())
@@ -412,9 +430,7 @@ def test_jax_fit_with_callback_makes_no_host_lookups():
     model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[weights, cb])
     assert traced == []
     applied = applied_lr(weights.values, "adamw")
-    np.testing.assert_allclose(
-        applied, _expected_schedule(_halving_table(), np.arange(EPOCHS * SPE)), rtol=2e-4
-    )
+    np.testing.assert_allclose(applied, _served_halving_plan(), rtol=2e-4)
     # Without the callback the same schedule still follows a replan, through the host.
     schedule.set_plan([0.01] * len(schedule.plan))  # one LR per step after the callback's fit
     weights = KernelTrace()
@@ -456,7 +472,7 @@ def test_jax_attach_failure_falls_back_to_the_host_lookup():
     assert len(after) == len(before) and all(a is b for a, b in zip(after, before, strict=True))
     np.testing.assert_allclose(
         applied_lr(weights.values, "adam"),
-        _expected_schedule(_halving_table(), np.arange(EPOCHS * SPE)),
+        _served_halving_plan(),
         rtol=2e-4,
     )
 
@@ -494,9 +510,10 @@ def test_warmup_is_the_named_schedule_at_every_step(family, backend):
     model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
               callbacks=[weights, cb])  # fmt: skip
     applied = applied_lr(weights.values, "sgd")
-    np.testing.assert_allclose(applied[:6], exact[:6], rtol=2e-4)
+    # Point 2 ends after 6 steps; its plan reaches step 7 (step 6 runs on the warm-up).
+    np.testing.assert_allclose(applied[:7], exact[:7], rtol=2e-4)
     assert sorted(cb.plans) == [2, 4, 6]
-    np.testing.assert_allclose(applied[6:], cb.step_table[6:], rtol=2e-4)
+    np.testing.assert_allclose(applied[7:10], cb.step_table[7:10], rtol=2e-4)
     table = cb.plan_table
     np.testing.assert_allclose(cb.step_table[6:], _expected_schedule(table, steps)[6:], rtol=1e-6)
 

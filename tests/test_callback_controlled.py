@@ -14,11 +14,18 @@ import os
 import keras
 import numpy as np
 import pytest
-from lr_probe import KernelTrace, KillAt, applied_lr, count_traces, probe_model
+from lr_probe import (
+    KernelTrace,
+    KillAt,
+    applied_lr,
+    count_traces,
+    probe_model,
+    served_with_replans,
+)
 
-from keras_lode.callback import LODECallback
-from keras_lode.lode_schedule import LODESchedule
+from keras_lode.callbacks import LODECallback
 from keras_lode.planning import ControlPlan
+from keras_lode.schedules import LODESchedule
 
 pytestmark = pytest.mark.backend
 
@@ -102,15 +109,18 @@ def test_fit_follows_the_control_plan(mode, backend):
     )
     np.testing.assert_allclose(cb.plan_table, table, rtol=1e-6)
     applied = applied_lr(weights.values, "sgd")
-    steps = np.arange(EPOCHS * SPE)
-    if mode == "schedule":
-        u = np.clip((steps + 1) * P / SPE - 1, 0, K - 1)
-        expected = np.interp(u, np.arange(K), table)
-    else:
-        expected = table[steps // (SPE // P)]
+
+    def serve(t, steps):
+        if mode == "schedule":
+            return np.interp(np.clip((steps + 1) * P / SPE - 1, 0, K - 1), np.arange(K), t)
+        return t[steps // (SPE // P)]
+
+    tables = [_doubling_table(replans=r) for r in ((), (2,), (2, 4), (2, 4, 6))]
+    expected = served_with_replans(tables, (6, 10, 14), serve, EPOCHS * SPE)
     np.testing.assert_allclose(applied, expected, rtol=2e-4)
-    # The replan at point 2 (after step 5) reaches the very next step.
-    assert applied[6] != pytest.approx(0.1, rel=1e-3)
+    # The replan at point 2 (after 6 steps) reaches step 7, the step after it is made.
+    assert applied[6] == pytest.approx(0.1, rel=1e-3)
+    assert applied[7] != pytest.approx(0.1, rel=1e-3)
     if backend != "torch":
         assert 1 <= traces["n"] <= 2  # replans never retrace
 
@@ -152,8 +162,8 @@ def test_resume_after_backup_and_restore_keeps_the_plan(tmp_path, backend):
     _fit(fresh(), cb_full, extra=[w_full])
     state = tmp_path / "state.json"
     backup = tmp_path / "backup"
-    with pytest.raises(RuntimeError, match="killed"):
-        _fit(fresh(), _callback(state_path=state), extra=[KillAt(11)],
+    with pytest.raises(RuntimeError, match="killed"):  # after point 4's replan (read at step 11)
+        _fit(fresh(), _callback(state_path=state), extra=[KillAt(12)],
              backup=keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))  # fmt: skip
     assert sorted(int(n) for n in json.loads(state.read_text())["replans"]) == [2, 4]
     # The state file is strict JSON (NaN as null) with the usual mode, not mkstemp's 0600.

@@ -15,7 +15,7 @@ import pytest
 from lr_probe import KernelTrace, applied_lr, count_traces
 from lr_probe import probe_model as _build
 
-from keras_lode.lode_schedule import LODESchedule
+from keras_lode.schedules import LODESchedule
 
 pytestmark = pytest.mark.backend
 

@@ -10,9 +10,8 @@ import keras
 import numpy as np
 import pytest
 
+from keras_lode.callbacks import RunRecorder, ValidationProbe
 from keras_lode.runs import read_run
-from keras_lode.runs.observer import ValidationProbe
-from keras_lode.runs.recorder import RunRecorder
 
 pytestmark = pytest.mark.backend
 
@@ -267,7 +266,7 @@ def test_probe_chunks_change_the_cost_not_the_value():
     assert ValidationProbe((x, y), samples=37, batch_size=64).measure(model) == exact
     assert model.shapes == [(37, 4)]
     # The default follows the backend: 128 on torch (its layout copies), else 1024.
-    from keras_lode.runs.observer import default_validation_batch_size
+    from keras_lode.callbacks import default_validation_batch_size
 
     assert default_validation_batch_size("torch") == 128
     assert default_validation_batch_size("jax") == default_validation_batch_size("tensorflow")

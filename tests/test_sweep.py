@@ -115,8 +115,8 @@ def test_divergence_watch_stops_at_the_next_log_point_and_keeps_async_dispatch()
     import keras
     from keras.callbacks import CallbackList
 
+    from keras_lode.callbacks import RunRecorder
     from keras_lode.experiments.trial import make_divergence_watch
-    from keras_lode.runs.recorder import RunRecorder
 
     def fit(nan_rows, epochs=4):
         x = np.ones((128, 8), "float32")

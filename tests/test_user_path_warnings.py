@@ -52,7 +52,7 @@ def test_one_filter_silences_them():
 def test_callback_warning_inside_fit_names_the_fit_line():
     import keras
 
-    from keras_lode.callback import LODECallback
+    from keras_lode.callbacks import LODECallback
 
     class Failing(_Fake):
         horizon = 8

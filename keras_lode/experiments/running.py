@@ -99,12 +99,12 @@ def _argmax_accuracy(y_true, y_pred) -> float:
 
 def observer_class():
     """The comparison runs' observer callback class (built on first use: it needs Keras)."""
-    from keras_lode.runs.observer import LogPointObserver
+    from keras_lode.callbacks import LogPointObserver
 
     class Observer(LogPointObserver):
         """Records the LR and interval loss at P points per epoch, and val/test per epoch.
 
-        The log points come from `keras_lode.runs.observer.LogPointObserver` (the observer of
+        The log points come from `keras_lode.callbacks.observer.LogPointObserver` (the observer of
         `RunRecorder` and `LODECallback`): they are found at batch begin and epoch end, so
         this callback does not override `on_train_batch_end` and Keras keeps its
         asynchronous callback dispatch (JAX). At each point it records the global step, the

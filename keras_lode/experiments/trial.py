@@ -60,8 +60,7 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
     try:
         import keras
 
-        from keras_lode.runs.observer import ValidationProbe
-        from keras_lode.runs.recorder import RunRecorder
+        from keras_lode.callbacks import RunRecorder, ValidationProbe
         from keras_lode.schedules import make_schedule
 
         if _DATA_CACHE["task"] is task:
@@ -215,7 +214,7 @@ def switch_step(task: Task, n_train: int, at_point: int) -> int:
     """The first optimizer step after log point `at_point` (where `RunRecorder` records it).
 
     Log point k of an epoch comes after `round((k + 1) * steps_per_epoch / P)` of its
-    steps (`keras_lode.runs.observer.LogPointObserver`).
+    steps (`keras_lode.callbacks.observer.LogPointObserver`).
     """
     spe, p = task.steps_per_epoch(n_train), task.points_per_epoch
     epoch, k = divmod(int(at_point), p)

@@ -21,6 +21,7 @@ import inspect
 import math
 
 from keras_lode._backend import import_keras
+from keras_lode._checks import check_int
 from keras_lode.constants import FAMILIES
 
 keras = import_keras("keras_lode.schedules")  # a clear error when no backend is installed
@@ -42,13 +43,10 @@ def _check_positive(name: str, value, *, allow_zero: bool = False) -> float:
 
 
 def _check_steps(name: str, value, *, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not float(value).is_integer():
-        raise ValueError(f"Argument `{name}` must be an integer. Received: {name}={value!r}")
-    value = int(value)
-    if value < 0 or (value == 0 and not allow_zero):
-        op = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"Argument `{name}` must be {op}. Received: {name}={value}")
-    return value
+    # A step count given as an integral float (e.g. from a config) is accepted.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return check_int(name, value, minimum=0 if allow_zero else 1)
 
 
 def _anneal(start, end, frac, how: str):
@@ -136,8 +134,40 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+class _WarmupMixin:
+    """The warm-up (and end-LR) checks and the warm-up ramp of `WarmupCosine`, `LinearDecay`
+    and `WSD`."""
+
+    def _check_warmup(self, warmup_steps, initial_learning_rate, total_steps):
+        self.warmup_steps = _check_steps("warmup_steps", warmup_steps, allow_zero=True)
+        if self.warmup_steps >= total_steps:
+            raise ValueError(
+                "Argument `warmup_steps` must be < `total_steps`. Received: "
+                f"warmup_steps={warmup_steps}, total_steps={total_steps}"
+            )
+        self.initial_learning_rate = _check_positive(
+            "initial_learning_rate", initial_learning_rate, allow_zero=True
+        )
+
+    def _check_end(self, end_learning_rate):
+        self.end_learning_rate = _check_positive(
+            "end_learning_rate", end_learning_rate, allow_zero=True
+        )
+        if self.end_learning_rate > self.peak_learning_rate:
+            raise ValueError(
+                "Argument `end_learning_rate` must be <= `peak_learning_rate`. Received: "
+                f"end_learning_rate={end_learning_rate}, "
+                f"peak_learning_rate={self.peak_learning_rate}"
+            )
+
+    def _warm(self, step):
+        w = float(self.warmup_steps)
+        a, p = self.initial_learning_rate, self.peak_learning_rate
+        return a + (p - a) * (step / max(w, 1.0))
+
+
 @keras.saving.register_keras_serializable(package="keras_lode")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupCosine(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to a peak, then cosine decay to `alpha * peak` at `total_steps`.
 
     With `w = warmup_steps`, `T = total_steps`, `p = peak_learning_rate`,
@@ -175,15 +205,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         super().__init__()
         self.peak_learning_rate = _check_positive("peak_learning_rate", peak_learning_rate)
         self.total_steps = _check_steps("total_steps", total_steps)
-        self.warmup_steps = _check_steps("warmup_steps", warmup_steps, allow_zero=True)
-        if self.warmup_steps >= self.total_steps:
-            raise ValueError(
-                "Argument `warmup_steps` must be < `total_steps`. Received: "
-                f"warmup_steps={warmup_steps}, total_steps={total_steps}"
-            )
-        self.initial_learning_rate = _check_positive(
-            "initial_learning_rate", initial_learning_rate, allow_zero=True
-        )
+        self._check_warmup(warmup_steps, initial_learning_rate, self.total_steps)
         self.alpha = _check_positive("alpha", alpha, allow_zero=True)
         if self.alpha > 1:
             raise ValueError(f"Argument `alpha` must be in [0, 1]. Received: alpha={alpha}")
@@ -194,9 +216,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
             step = ops.maximum(ops.cast(step, "float32"), 0.0)
             peak = self.peak_learning_rate
             w = float(self.warmup_steps)
-            warm = self.initial_learning_rate + (peak - self.initial_learning_rate) * (
-                step / max(w, 1.0)
-            )
+            warm = self._warm(step)
             frac = ops.minimum((step - w) / float(self.total_steps - self.warmup_steps), 1.0)
             frac = ops.maximum(frac, 0.0)
             decayed = peak * (
@@ -312,37 +332,6 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "anneal": self.anneal,
             "name": self.name,
         }
-
-
-class _WarmupMixin:
-    """The warm-up and end-LR checks shared by `LinearDecay` and `WSD` (as in `WarmupCosine`)."""
-
-    def _check_warmup(self, warmup_steps, initial_learning_rate, total_steps):
-        self.warmup_steps = _check_steps("warmup_steps", warmup_steps, allow_zero=True)
-        if self.warmup_steps >= total_steps:
-            raise ValueError(
-                "Argument `warmup_steps` must be < `total_steps`. Received: "
-                f"warmup_steps={warmup_steps}, total_steps={total_steps}"
-            )
-        self.initial_learning_rate = _check_positive(
-            "initial_learning_rate", initial_learning_rate, allow_zero=True
-        )
-
-    def _check_end(self, end_learning_rate):
-        self.end_learning_rate = _check_positive(
-            "end_learning_rate", end_learning_rate, allow_zero=True
-        )
-        if self.end_learning_rate > self.peak_learning_rate:
-            raise ValueError(
-                "Argument `end_learning_rate` must be <= `peak_learning_rate`. Received: "
-                f"end_learning_rate={end_learning_rate}, "
-                f"peak_learning_rate={self.peak_learning_rate}"
-            )
-
-    def _warm(self, step):
-        w = float(self.warmup_steps)
-        a, p = self.initial_learning_rate, self.peak_learning_rate
-        return a + (p - a) * (step / max(w, 1.0))
 
 
 @keras.saving.register_keras_serializable(package="keras_lode")

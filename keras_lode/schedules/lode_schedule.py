@@ -10,7 +10,7 @@ uses it on every backend, without retracing the compiled train step:
 - JAX: a `keras.Variable` is live inside the jitted train step only if it is part of
   the train state, and a schedule's variables are not. `LODECallback` therefore
   attaches the plan's two variables to the optimizer for the duration of a fit
-  (`_attach`): they travel in the optimizer state like its `iterations`, so a replan
+  (`attach`): they travel in the optimizer state like its `iterations`, so a replan
   reaches the next step with no host call and no recompilation. While attached, the
   optimizer saves and loads its own variables without them (the plan is saved in the
   schedule's config), so a checkpoint written mid-fit loads into a fresh optimizer.
@@ -170,13 +170,13 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
         # (`variables_replaced` tells the caller).
         self.variables_replaced = variable is not None
         attached = getattr(self, "_attached", None)
-        self._detach()  # an attachment carries the variables being replaced
+        self.detach()  # an attachment carries the variables being replaced
         self._table = keras.Variable(table32, dtype="float32", trainable=False, name="lode_plan")
         self._points_per_step = keras.Variable(
             np.float32(points_per_step), dtype="float32", trainable=False, name="lode_pps"
         )
         if attached is not None:
-            self._attach(attached[2][0])
+            self.attach(attached[2][0])
 
     def configure(self, learning_rates, steps_per_epoch, points_per_epoch=None) -> bool:
         """Sets the whole plan and the step-to-log-point mapping (at the start of a fit).
@@ -316,8 +316,8 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
             return lo + (u - ops.cast(i0, "float32")) * (hi - lo)
 
     # ------------------------------------------------------------------ JAX state
-    def _attach(self, optimizer) -> bool:
-        """Carries the plan in `optimizer`'s JAX train state until `_detach`.
+    def attach(self, optimizer) -> bool:
+        """Carries the plan in `optimizer`'s JAX train state until `detach`.
 
         The plan's variables are appended to the variables of the optimizer that holds
         this schedule (the inner one of a `LossScaleOptimizer`), so Keras's JAX trainer
@@ -335,7 +335,7 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
             `keras.distribution` is set (its state shardings are fixed before the fit's
             callbacks run). The schedule then uses the host lookup.
         """
-        self._detach()
+        self.detach()
         if keras.distribution.distribution() is not None:
             return False
         owner = getattr(optimizer, "inner_optimizer", optimizer)
@@ -378,8 +378,8 @@ class LODESchedule(keras.optimizers.schedules.LearningRateSchedule):
         self._attached = (owner, variables, wrapped)
         return True
 
-    def _detach(self) -> None:
-        """Undoes `_attach` (no-op if not attached)."""
+    def detach(self) -> None:
+        """Undoes `attach` (no-op if not attached)."""
         attached = getattr(self, "_attached", None)
         if attached is None:
             return

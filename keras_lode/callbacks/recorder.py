@@ -1,7 +1,7 @@
 """RunRecorder: records a `keras_lode.Run` during `model.fit`, on any Keras backend.
 
 The log-point logic (interval losses, validation at the point) lives in
-`keras_lode.runs.observer.LogPointObserver`, shared with `LODECallback`.
+`keras_lode.callbacks.observer.LogPointObserver`, shared with `LODECallback`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from keras_lode.runs.observer import LogPointObserver
+from keras_lode.callbacks.observer import LogPointObserver
 from keras_lode.runs.run import Run
 
 
-# ---------------------------------------------------------------------- RunRecorder
 class RunRecorder(LogPointObserver):
     """Records a `keras_lode.Run` of a `model.fit` at P log points per epoch.
 
     At each log point it records the global step, the epoch fraction, the LR in
     effect, the mean training loss over the steps since the previous log point and
     the validation metric measured at that point on a fixed validation subset
-    (with `predict_on_batch`, which leaves the training metrics alone). It writes
+    (with the model's inference call, which leaves the training metrics alone). It writes
     `logs["learning_rate"]` so History/CSVLogger/TensorBoard record the LR. At the
     end of training the run is written atomically to `path` with status
     `"complete"`, or `"diverged"` if a loss went non-finite (the run is kept and
@@ -117,7 +116,7 @@ class RunRecorder(LogPointObserver):
         return self._rows
 
     def on_train_end(self, logs=None):
-
+        super().on_train_end(logs)  # points still waiting to be read
         t0 = time.perf_counter()
         rows = self._rows
         cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]

@@ -1,0 +1,78 @@
+"""The LODE callback's resumable state: one JSON file, written at every log point.
+
+Callbacks are not saved with a model, so `LODECallback` keeps what it needs to continue a
+fit resumed by `keras.callbacks.BackupAndRestore` (the observed history and every plan it
+applied) in a strict-JSON file, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+
+from keras_lode._json import write_json
+
+__all__ = ["STATE_FORMAT", "STATE_VERSION", "read_state", "write_state"]
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "keras_lode.callback_state"
+STATE_VERSION = 1
+
+
+def _json_floats(a) -> list:
+    return [None if not math.isfinite(v) else float(v) for v in np.ravel(a).tolist()]
+
+
+def _from_json_floats(values, shape=None) -> np.ndarray:
+    arr = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return arr.reshape(shape) if shape is not None else arr
+
+
+def write_state(path, run: dict, warmup, history, replans: dict, finished: bool) -> None:
+    """Writes the state; a failure is logged, never raised into the fit.
+
+    Args:
+        path: the JSON file.
+        run: what identifies the run (`total_points`, `points_per_epoch`,
+            `steps_per_epoch`, `seed`) and the cadence (`window`, `replan_every`).
+        warmup: (K,) warm-up LR per log point.
+        history: (K, 3) observed `[loss, ln lr, metric]` (NaN: not yet).
+        replans: `{log point: LRs applied after it}`.
+        finished: whether the fit ended.
+    """
+    state = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        **run,
+        "warmup": _json_floats(warmup),
+        "history": _json_floats(history),
+        "replans": {str(n): _json_floats(v) for n, v in sorted(replans.items())},
+        "finished": finished,
+    }
+    try:
+        # Strict JSON, written to a temporary file and renamed, with the usual file mode.
+        write_json(path, state, indent=None)
+    except (OSError, ValueError) as e:
+        logger.warning("LODECallback could not write its state to %s: %s", path, e)
+
+
+def read_state(path, expect: dict) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Reads the history and the replans of a state written for the run `expect` names.
+
+    Raises:
+        OSError, ValueError, KeyError, TypeError: an unreadable file, another format, or
+            a state of another run (the message says which).
+    """
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(f"format {state.get('format')!r}, expected {STATE_FORMAT!r}")
+    found = {k: state.get(k) for k in expect}
+    if found != expect:
+        raise ValueError(f"state is for another run: {found}, expected {expect}")
+    history = _from_json_floats(state["history"], (expect["total_points"], 3))
+    replans = {int(k): _from_json_floats(v) for k, v in state["replans"].items()}
+    return history, replans

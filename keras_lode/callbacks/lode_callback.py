@@ -1,0 +1,318 @@
+"""LODECallback: observe a `model.fit`, replan the learning rate with a latent ODE, apply it.
+
+The callback shares its log-point logic with `RunRecorder` (`LogPointObserver`): at P log
+points per epoch it records `[interval loss, ln lr, validation metric]`. Until the first
+replan it follows a warm-up schedule; then every `replan_every` points it asks
+`keras_lode.plan` for the LR of every remaining log point and makes the optimizer follow
+it (`PlanTables`: a `LODESchedule`'s table is replaced in place, nothing is retraced; a
+float LR is assigned per log point). The planner follows the model's kind: a generative
+(paper) LODE imagines futures, a controlled LODE scores candidate schedules against the
+schedule the run follows (the warm-up, then the current plan), which it leaves only when
+sure. For a controlled model the first replan and the cadence are fractions of the run
+(20% and 10% by default). With `planning=False` it follows the warm-up only: the matched
+baseline arm of a paired comparison (same LR mechanism, same measurements).
+
+A failed replan (the planner raises, a non-finite loss or missing validation values in
+the window, a non-finite plan) never stops training: the current plan is kept and a
+warning names the cause. The state is saved as JSON (`callback_state`) so that a fit
+resumed with `keras.callbacks.BackupAndRestore` continues the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_lode._warnings import warn
+from keras_lode.callbacks import lode_options
+from keras_lode.callbacks.callback_state import read_state, write_state
+from keras_lode.callbacks.lr_tables import PlanTables
+from keras_lode.callbacks.observer import LogPointObserver, current_learning_rate
+from keras_lode.schedules.lode_schedule import LODESchedule
+
+__all__ = ["LODECallback"]
+
+logger = logging.getLogger(__name__)
+
+
+class LODECallback(LogPointObserver):
+    """Replans the learning rate during `model.fit` with a latent ODE (LODE).
+
+    Example:
+
+    ```python
+    schedule = keras_lode.LODESchedule(initial_learning_rate=1e-3)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    lode = keras_lode.LODECallback("models/fmnist_cnn.npz", validation_data=(x_val, y_val),
+                                   seed=0, state_path="ckpt/lode_state.json")
+    model.fit(x, y, epochs=6, callbacks=[keras.callbacks.BackupAndRestore("ckpt"), lode])
+    ```
+
+    Args:
+        model: path of a LODE model file, or a loaded model: a `LatentODE` (generative,
+            with `encode`/`decode`) or a `ControlledODE` (`kind == "controlled"`).
+        validation_data: `(x, y)` arrays; the metric is measured on a fixed subset.
+        warmup: LR followed until the first plan: a float, a Keras
+            `LearningRateSchedule` or a callable `step -> lr`; default the optimizer's
+            (the `LODESchedule`'s `initial_learning_rate`, or the float LR). With a
+            `LODESchedule` (runs up to 100,000 steps) it is served exactly at every step.
+        seed: base seed; the replan at log point n uses `derive_seed(seed, n)`, so a rerun
+            or a resumed fit replans identically. None draws one.
+        state_path: JSON file for the callback's state (for `BackupAndRestore`).
+        verbose: 1 prints one summary line per replan.
+        **options: the callback's options (`CallbackOptions`):
+            `points_per_epoch` (P; default the model's, else 10); `window` (context window
+            in log points; default the model's); `replan_every` (every k log points, an
+            int, or every fraction of the run, a float in (0, 1]; default the model's,
+            else P or 0.1 of the run for a controlled model); `first_replan` (a log point
+            or a fraction of the run; default as soon as `window` points exist, 0.2 of the
+            run for a controlled model); `plot_dir` (a figure of each replan, needs
+            matplotlib); `validation_samples` (size of the fixed validation subset, 256:
+            its measurement is nearly all of the callback's cost); `validation_batch_size`
+            (None: the backend's cheapest); `metric` (`"accuracy"` or a callable
+            `metric(y_true, y_pred) -> float`: the metric the LODE was trained on);
+            `planning` (False: follow the warm-up only, a matched baseline arm);
+            and the planner's options (`keras_lode.planning.planner_options(kind)`):
+            `samples`, `sigma`, `tol`, `loss_floor`, `top_k`, `anchor`, `lr_range`,
+            `reward_at` (generative) or `kappa`, `margin`, `starts`, `ends`, `shapes`,
+            `lr_range`, `trust` (controlled).
+
+    Raises:
+        TypeError: an unknown option or a wrong argument type.
+        ValueError: out-of-range arguments, or (at train begin) an optimizer whose
+            learning rate is neither a `LODESchedule` nor a float.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        validation_data,
+        warmup=None,
+        seed: int | None = 0,
+        state_path=None,
+        verbose: int = 1,
+        **options,
+    ):
+        self.lode, self.kind = lode_options.resolve_model(model)
+        if validation_data is None:
+            raise ValueError(
+                "Argument `validation_data` is required: the LODE plans from the validation "
+                "metric at each log point. Received: validation_data=None"
+            )
+        opts, self.planner_overrides = lode_options.resolve_options(self.lode, self.kind, options)
+        super().__init__(
+            opts.points_per_epoch,
+            validation_data,
+            opts.validation_samples,
+            opts.metric,
+            opts.validation_batch_size,
+        )
+        self.options = opts
+        self.window = opts.window
+        self.replan_every = opts.replan_every if isinstance(opts.replan_every, int) else None
+        self.first_replan = None  # resolved against the run's length at train begin
+        self.warmup = lode_options.check_warmup(warmup)
+        self.seed = lode_options.check_seed(seed)
+        self.state_path = None if state_path is None else Path(state_path)
+        self.plot_dir = opts.plot_dir
+        self.verbose = int(verbose)
+        self.plans: dict[int, object] = {}  # log point -> plan of this fit
+        self.last_plan = None
+        self.plan_seconds = 0.0
+
+    # ------------------------------------------------------------------ set-up
+    def _fit_begin(self) -> None:
+        from keras_lode.planning.plan import resolve_cadence
+
+        optimizer = self.model.optimizer
+        # A LossScaleOptimizer (mixed precision) holds the LR in its inner optimizer.
+        lr = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
+        if not isinstance(lr, LODESchedule | keras.Variable):
+            raise ValueError(
+                "LODECallback needs an optimizer whose learning_rate is a "
+                "keras_lode.LODESchedule or a float. Received a learning_rate of type "
+                f"{type(lr).__name__}."
+            )
+        self.schedule = lr if isinstance(lr, LODESchedule) else None
+        self.mode = "schedule" if self.schedule is not None else "variable"
+        self.first_replan, self.replan_every = resolve_cadence(
+            self.total_points, self.window, self.options.first_replan, self.options.replan_every
+        )
+        if self.options.planning and self.first_replan >= self.total_points - 1:
+            warn(
+                f"LODECallback: the first replan (log point {self.first_replan}, window "
+                f"{self.window}) is not before the run's last point ({self.total_points} "
+                "points); it will never replan."
+            )
+        warmup = self.warmup
+        if warmup is None:
+            warmup = (
+                self.schedule.initial_learning_rate
+                if self.schedule is not None
+                else float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            )
+        self.tables = PlanTables(
+            self.point_steps(), self.steps_per_epoch, self.points_per_epoch, warmup, self.schedule
+        )
+        self._history = np.full((self.total_points, 3), np.nan)
+        self._replans: dict[int, np.ndarray] = {}
+        self.plans, self.last_plan, self.plan_seconds = {}, None, 0.0
+        self._first_epoch, self.checked_run = True, False
+        self.tables.apply(self.model, 0)
+
+    def point_steps(self) -> np.ndarray:
+        """Global step count at the end of each log point of the run."""
+        within = np.asarray(self.boundaries)
+        epochs = np.arange(self.epochs)[:, None] * self.steps_per_epoch
+        return (epochs + within[None, :]).ravel()
+
+    # ------------------------------------------------------------------ resume
+    def _run_identity(self) -> dict:
+        return {
+            "total_points": self.total_points,
+            "points_per_epoch": self.points_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "seed": self.seed,
+        }
+
+    def _epoch_begin(self, epoch: int) -> None:
+        if self._first_epoch:
+            self._first_epoch = False
+            if epoch > 0 and self.state_path is not None:
+                self._resume(epoch)
+
+    def _resume(self, epoch: int) -> None:
+        path = self.state_path
+        if not path.exists():
+            warn(
+                f"LODECallback: the fit resumes at epoch {epoch} but there is no state file "
+                f"{str(path)!r}; following the warm-up until {self.window} new points exist."
+            )
+            return
+        try:
+            history, replans = read_state(path, self._run_identity())
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warn(
+                f"LODECallback: could not resume from {str(path)!r} ({e}); starting a new "
+                "plan from the warm-up."
+            )
+            return
+        # Keras restarts the epoch from its first batch: keep what happened before it.
+        cut = epoch * self.points_per_epoch
+        self._history[:cut] = history[:cut]
+        self.tables.restart()
+        for n in sorted(replans):
+            if n < cut and len(replans[n]) == self.total_points - n - 1:
+                self._replans[n] = replans[n]
+                self.tables.replace(n + 1, replans[n])  # replayed as the fit applied it
+        self.tables.apply(self.model, cut)
+        logger.info("LODECallback resumed from %s at log point %d.", path, cut)
+
+    def _save_state(self, finished: bool = False) -> None:
+        if self.state_path is not None:
+            run = {**self._run_identity(), "window": self.window}
+            run["replan_every"] = self.replan_every
+            write_state(
+                self.state_path,
+                run,
+                self.tables.warmup_table,
+                self._history,
+                self._replans,
+                finished,
+            )
+
+    # ------------------------------------------------------------------ log points
+    def on_log_point(self, point: dict, logs: dict) -> None:
+        n, lr = point["index"], point["lr"]
+        ln_lr = math.log(lr) if lr > 0 and math.isfinite(lr) else math.nan
+        self._history[n] = (point["loss"], ln_lr, point["metric"])
+        logs["learning_rate"] = lr
+        self._last_lr = lr
+        if self._due(n):
+            self._replan(n)
+        self.tables.apply(self.model, n + 1)
+        self._save_state()
+
+    def _point_taken(self, k: int) -> None:
+        # A float LR follows the table at once; a plan made from this point comes a step later.
+        if self.schedule is None:
+            self.tables.apply(self.model, self._epoch * self.points_per_epoch + k + 1)
+
+    def _due(self, n: int) -> bool:
+        first = self.first_replan
+        return (
+            self.options.planning
+            and n >= first
+            and (n - first) % self.replan_every == 0
+            and n < self.total_points - 1
+            and n not in self._replans
+        )
+
+    def _replan(self, n: int) -> None:
+        from keras_lode.callbacks.replanning import replan
+
+        t0 = time.perf_counter()
+        result, lrs = replan(self, n)
+        self.plan_seconds += time.perf_counter() - t0
+        if result is None:
+            return
+        self.tables.replace(n + 1, lrs)
+        self._replans[n] = lrs.copy()
+        self.plans[n] = result
+        self.last_plan = result
+        if self.verbose:
+            summary = result.summary() if hasattr(result, "summary") else f"lr {lrs[0]:.3g}"
+            print(f"Epoch {(n + 1) / self.points_per_epoch:.2f}: {summary}")
+        if self.plot_dir is not None:
+            from keras_lode.callbacks.replanning import plot_replan
+
+            plot_replan(result, self.plot_dir, n, self._history[: n + 1])
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)  # the epoch's last log point
+        if logs is not None:
+            # The LR of the epoch's last step (a float-LR optimizer already holds the next).
+            last = getattr(self, "_last_lr", None)
+            logs["learning_rate"] = (
+                last if last is not None else current_learning_rate(self.model.optimizer)
+            )
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        if getattr(self, "schedule", None) is not None:
+            self.schedule.detach()
+        self._save_state(finished=True)
+
+    # ------------------------------------------------------------------ results
+    @property
+    def plan_table(self) -> np.ndarray:
+        """The LR per log point the run follows now (warm-up + applied replans)."""
+        return self.tables.table.copy()
+
+    @property
+    def step_table(self) -> np.ndarray | None:
+        """The LR per optimizer step a `LODESchedule` serves now (None: one per log point)."""
+        tables = getattr(self, "tables", None)
+        return None if tables is None or not tables.per_step else tables.step_table.copy()
+
+    @property
+    def history(self) -> np.ndarray:
+        """(K, 3) observed `[loss, ln lr, metric]` per log point (NaN: not yet)."""
+        return self._history.copy()
+
+    def to_run(self, meta=None):
+        """The observed log points as a `keras_lode.Run` (schedule family `"lode"`).
+
+        Args:
+            meta: extra metadata (task, seed, ...); the run geometry is filled in.
+        """
+        from keras_lode.callbacks.replanning import observed_run
+
+        return observed_run(self, meta)

@@ -1,0 +1,152 @@
+"""The LODE callback's options: checked once, resolved against the model's defaults.
+
+`LODECallback(model, validation_data=..., **options)` takes the callback's own options
+(`CallbackOptions`) and the planner's (`keras_lode.planning.planner_options(kind)`) as
+keyword arguments; `resolve_options` checks them all and fills in the model's defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from keras_lode._checks import check_int
+
+__all__ = ["CallbackOptions", "resolve_model", "resolve_options", "check_warmup", "check_seed"]
+
+
+@dataclasses.dataclass
+class CallbackOptions:
+    """The options of `LODECallback` besides the model, data, warm-up and seed.
+
+    See `LODECallback` for each; `None` takes the model's default.
+    """
+
+    points_per_epoch: int | None = None
+    window: int | None = None
+    replan_every: int | float | None = None
+    first_replan: int | float | None = None
+    plot_dir: str | os.PathLike | None = None
+    validation_samples: int = 256
+    validation_batch_size: int | None = None
+    metric: str | Callable = "accuracy"
+    planning: bool = True
+
+
+def resolve_model(model):
+    """The LODE itself: loaded from a path, checked to have its kind's interface."""
+    if isinstance(model, str | os.PathLike):
+        from keras_lode.model import load_model
+
+        model = load_model(model)
+    kind = getattr(model, "kind", "generative")
+    needs = ("predict", "spread") if kind == "controlled" else ("encode", "decode")
+    if not all(hasattr(model, a) for a in needs):
+        raise TypeError(
+            "Argument `model` must be a LODE model file path, a LatentODE (with "
+            "encode/decode) or a ControlledODE (with predict/spread). Received: "
+            f"{type(model).__name__} of kind {kind!r}"
+        )
+    return model, kind
+
+
+def resolve_options(model, kind: str, options: dict) -> tuple[CallbackOptions, dict]:
+    """Splits `options` into the callback's (defaults filled in) and the planner's.
+
+    Raises:
+        TypeError: an option that is neither the callback's nor the planner's.
+        ValueError: an out-of-range value (named in the message).
+    """
+    from keras_lode.model.defaults import CONTROL_DEFAULTS, GENERATIVE_DEFAULTS
+    from keras_lode.planning import planner_options
+
+    own = {f.name for f in dataclasses.fields(CallbackOptions)}
+    allowed = planner_options(kind)
+    unknown = sorted(set(options) - own - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"Unknown planner option(s) {unknown} for LODECallback. Expected some of the "
+            f"{kind} planner's {list(allowed)} or the callback's {sorted(own)}."
+        )
+    opts = CallbackOptions(**{k: v for k, v in options.items() if k in own})
+    planner = {k: v for k, v in options.items() if k not in own}
+    defaults = dict(getattr(model, "planner_defaults", None) or {})
+    if opts.points_per_epoch is None:
+        opts.points_per_epoch = getattr(model, "points_per_epoch", None) or 10
+    if opts.window is None:
+        if kind == "controlled":
+            opts.window = int(model.window)
+        else:
+            opts.window = defaults.get("window") or GENERATIVE_DEFAULTS["window"]
+    opts.window = check_int("window", opts.window)
+    if kind == "controlled" and opts.window < int(model.window):
+        raise ValueError(
+            f"Argument `window` ({opts.window}) is shorter than the controlled model's "
+            f"encoder window ({int(model.window)} log points): it could never plan. Leave "
+            "it unset to use the model's."
+        )
+    if opts.replan_every is None:
+        opts.replan_every = defaults.get("replan_every")
+        if opts.replan_every is None:
+            opts.replan_every = (
+                CONTROL_DEFAULTS["replan_every"] if kind == "controlled" else opts.points_per_epoch
+            )
+    if opts.first_replan is None and kind == "controlled":
+        opts.first_replan = defaults.get("first_replan")
+        if opts.first_replan is None:
+            opts.first_replan = CONTROL_DEFAULTS["first_replan"]
+    opts.replan_every = cadence_arg("replan_every", opts.replan_every, high=1.0)
+    if opts.first_replan is not None:
+        opts.first_replan = cadence_arg("first_replan", opts.first_replan)
+    if opts.plot_dir is not None:
+        opts.plot_dir = Path(opts.plot_dir)
+    if not isinstance(opts.planning, bool):
+        raise TypeError(f"Argument `planning` must be a bool. Received: {opts.planning!r}")
+    return opts, planner
+
+
+def cadence_arg(name: str, value, high: float = 1.0 - 1e-12):
+    """A log-point count (int) or a float fraction of the run in (0, high]."""
+    if isinstance(value, float | np.floating):
+        if not (math.isfinite(value) and 0 < value <= high):
+            raise ValueError(
+                f"Argument `{name}` as a fraction of the run must be in (0, {high:.3g}]. "
+                f"Received: {value!r}"
+            )
+        return float(value)
+    if name == "first_replan":
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(
+                f"Argument `{name}` must be a log point (int >= 0) or a fraction of the "
+                f"run (float). Received: {value!r}"
+            )
+        return int(value)
+    return check_int(name, value)
+
+
+def check_warmup(warmup):
+    """The warm-up argument: None, a positive float, or a callable `step -> lr`."""
+    if warmup is not None and not (
+        callable(warmup) or (isinstance(warmup, int | float) and not isinstance(warmup, bool))
+    ):
+        raise TypeError(
+            "Argument `warmup` must be a float, a LearningRateSchedule or a callable "
+            f"step -> lr. Received: warmup={warmup!r}"
+        )
+    if isinstance(warmup, int | float) and not (math.isfinite(warmup) and warmup > 0):
+        raise ValueError(f"Argument `warmup` must be finite and > 0. Received: {warmup!r}")
+    return warmup
+
+
+def check_seed(seed) -> int:
+    """A non-negative int seed; None draws one."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"Argument `seed` must be a non-negative int. Received: {seed!r}")
+    return int(seed)

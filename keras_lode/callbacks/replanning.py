@@ -1,0 +1,121 @@
+"""One replan of `LODECallback`: the window, the plausibility check, the planner call.
+
+Kept apart from the callback's bookkeeping so that each can be read on its own: `replan`
+turns the callback's history at log point n into a checked plan (or a warning saying why
+there is none), `plot_replan` draws it, `observed_run` turns the history into a `Run`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from keras_lode._warnings import warn
+
+__all__ = ["observed_run", "plot_replan", "replan"]
+
+logger = logging.getLogger(__name__)
+
+
+def _window_problem(window: np.ndarray) -> str | None:
+    if not np.all(np.isfinite(window[:, 0])):
+        return "the window has a non-finite training loss"
+    if not np.all(np.isfinite(window[:, 2])):
+        return "the window has missing (NaN) validation values"
+    if not np.all(np.isfinite(window[:, 1])):
+        return "the window has a non-finite learning rate"
+    return None
+
+
+def _check_once(callback, n: int) -> None:
+    """Once per fit: a warning if this run is unlike the model's training runs."""
+    if callback.checked_run:
+        return
+    callback.checked_run = True
+    try:
+        from keras_lode.planning.plausibility import warn_implausible
+
+        warn_implausible(callback.lode, callback.history[: n + 1], run_name="this fit")
+    except Exception as e:  # a check must never stop the fit
+        logger.warning("LODECallback could not check the run: %s", e)
+
+
+def replan(callback, n: int):
+    """Plans the LRs of log points n+1 .. K-1 from the callback's history.
+
+    Returns:
+        `(plan, lrs)`, or `(None, None)` after a `LODEWarning` naming why the replan was
+        skipped (training goes on with the current plan).
+    """
+    from keras_lode.planning import derive_seed, plan
+
+    K = callback.total_points
+    window = callback.history[n - callback.window + 1 : n + 1]
+    cause = _window_problem(window)
+    if cause is None:
+        _check_once(callback, n)
+        try:
+            result = plan(
+                callback.lode,
+                window,
+                position=n,
+                total_points=K,
+                current_plan=callback.tables.table[n + 1 :],
+                seed=derive_seed(callback.seed, n),
+                points_per_epoch=callback.points_per_epoch,
+                **callback.planner_overrides,
+            )
+            lrs = np.asarray(result.lr, dtype=np.float64)
+            if lrs.shape != (K - n - 1,):
+                got = lrs.shape[0] if lrs.ndim else 0
+                raise ValueError(f"plan returned {got} LRs, expected {K - n - 1}")
+            if not np.all(np.isfinite(lrs) & (lrs > 0)):
+                raise ValueError("plan returned a non-finite or non-positive LR")
+            return result, lrs
+        except Exception as e:  # planning must never kill the user's fit
+            cause = f"planning raised {type(e).__name__}: {e}"
+    warn(
+        f"LODECallback: replan at log point {n} skipped ({cause}); training continues "
+        "on the current plan."
+    )
+    return None, None
+
+
+def plot_replan(result, plot_dir, n: int, observed: np.ndarray) -> None:
+    """Writes `plot_dir/plan_<n>.png`; a failure is logged, never raised into the fit."""
+    try:
+        from keras_lode.planning.plot import plot_plan
+
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        plot_plan(result, plot_dir / f"plan_{n:05d}.png", observed=observed)
+    except Exception as e:  # a figure is optional; training is not
+        logger.warning("LODECallback could not plot the plan at point %d: %s", n, e)
+
+
+def observed_run(callback, meta=None):
+    """The callback's observed log points as a `keras_lode.Run` (those seen so far)."""
+    from keras_lode.runs import Run
+
+    history = callback.history
+    seen = np.flatnonzero(np.isfinite(history[:, 1]))
+    loss = history[seen, 0]
+    info = {"schedule": "lode", "seed": callback.seed, "metric_name": callback.metric_name}
+    info.update(meta or {})
+    info.update(
+        {
+            "steps_per_epoch": callback.steps_per_epoch,
+            "points_per_epoch": callback.points_per_epoch,
+            "epochs": callback.epochs,
+            "total_steps": callback.steps_per_epoch * callback.epochs,
+            "status": "complete" if np.all(np.isfinite(loss)) else "diverged",
+        }
+    )
+    return Run(
+        callback.point_steps()[seen],
+        (seen + 1) / callback.points_per_epoch,
+        np.exp(history[seen, 1]),
+        loss,
+        history[seen, 2],
+        meta=info,
+    )
