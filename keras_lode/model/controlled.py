@@ -39,7 +39,7 @@ import numpy as np
 
 from keras_lode.model import integrate
 from keras_lode.model.format import member_weight_shapes, validate
-from keras_lode.model.latent_ode import ConfigViews, _sigmoid, _softplus
+from keras_lode.model.layers import ConfigViews, gru_step, softplus
 
 __all__ = ["ControlledODE", "random_controlled"]
 
@@ -166,12 +166,7 @@ class ControlledODE(ConfigViews):
         bhh = w["encoder.bias_hh"]
         h = np.zeros((self.members, hid), dtype=self.dtype)
         for i in range(tw.size - 1, -1, -1):
-            gi = gi_all[:, i]
-            gh = np.einsum("mh,mhg->mg", h, whh_t) + bhh
-            r = _sigmoid(gi[:, :hid] + gh[:, :hid])
-            zg = _sigmoid(gi[:, hid : 2 * hid] + gh[:, hid : 2 * hid])
-            n = np.tanh(gi[:, 2 * hid :] + r * gh[:, 2 * hid :])
-            h = n + zg * (h - n)
+            h = gru_step(gi_all[:, i], np.einsum("mh,mhg->mg", h, whh_t) + bhh, h)
         return np.einsum("mh,msh->ms", h, w["to_state.weight"]) + w["to_state.bias"]
 
     def _field(self, knots, u, span, safe):
@@ -192,7 +187,7 @@ class ControlledODE(ConfigViews):
             x += self.dtype(t / span) * ws + b0
             for wt, b in rest:
                 if safe:
-                    x = _softplus(x)
+                    x = softplus(x)
                 else:
                     # log1p(exp(x)) in place: two ufuncs, torch's softplus to ~2e-9. An
                     # overflow (x > ~88 in float32) raises, and predict reruns safely.

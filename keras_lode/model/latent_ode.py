@@ -44,62 +44,11 @@ from keras_lode.model.format import (
     validate,
     weight_shapes,
 )
+from keras_lode.model.layers import ConfigViews, gru_step, mlp, relu, softplus
 
 __all__ = ["DECODE_METHODS", "LatentODE", "random_model"]
 
 DECODE_METHODS = ("fast", "reference", "jax")
-
-
-def _sigmoid(x):
-    # tanh form: no overflow warning for large |x|, same value to rounding.
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _softplus(x):
-    # torch.nn.functional.softplus: x above the threshold 20, log1p(exp(x)) below.
-    with np.errstate(under="ignore"):  # exp(-large) -> 0 is the right answer
-        return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20))))
-
-
-def _relu(x):
-    return np.maximum(x, 0)
-
-
-def _mlp(layers, x, activation, final=None):
-    for w, b in layers[:-1]:
-        x = activation(x @ w.T + b)
-    w, b = layers[-1]
-    x = x @ w.T + b
-    return final(x) if final is not None else x
-
-
-class ConfigViews:
-    """Read-only views of a model file's config, shared by both kinds of NumPy model."""
-
-    _config: dict
-
-    @property
-    def config(self):
-        """The model file's config (a copy: editing it does not change the model)."""
-        return copy.deepcopy(self._config)
-
-    @property
-    def points_per_epoch(self):
-        return int(self._config["time"]["points_per_epoch"])
-
-    @property
-    def horizon(self):
-        """Number of log points (K) of the runs the model was trained on."""
-        return int(self._config["time"]["horizon"])
-
-    @property
-    def lr_range(self):
-        lo, hi = self._config["planner"]["lr_range"]
-        return float(lo), float(hi)
-
-    @property
-    def planner_defaults(self):
-        return copy.deepcopy(self._config["planner"])
 
 
 class LatentODE(ConfigViews):
@@ -234,22 +183,17 @@ class LatentODE(ConfigViews):
         gi_all = x @ wih.T + bih
         h = np.zeros((b, hid), dtype=self.dtype)
         for i in range(ts.size - 1, -1, -1):
-            gi = gi_all[:, i]
-            gh = h @ whh.T + bhh
-            r = _sigmoid(gi[:, :hid] + gh[:, :hid])
-            zg = _sigmoid(gi[:, hid : 2 * hid] + gh[:, hid : 2 * hid])
-            n = np.tanh(gi[:, 2 * hid :] + r * gh[:, 2 * hid :])
-            h = n + zg * (h - n)
+            h = gru_step(gi_all[:, i], h @ whh.T + bhh, h)
         z = h @ w["to_latent.weight"].T + w["to_latent.bias"]
         return z if batched else z[0]
 
     def initial_state(self, z):
         """Latent `(..., L)` -> ODE state `(..., N)` (the ReLU MLP)."""
-        return _mlp(self._to_state, np.asarray(z, dtype=self.dtype), _relu)
+        return mlp(self._to_state, np.asarray(z, dtype=self.dtype), relu)
 
     def field(self, t, h):
         """The vector field `scale * tanh(MLP(h))`; autonomous, `t` is ignored."""
-        return self._scale * _mlp(self._field, h, _softplus, np.tanh)
+        return self._scale * mlp(self._field, h, softplus, np.tanh)
 
     def _integrate_reference(self, h0, ts):
         return integrate.odeint(self.field, h0, ts, method="rk4", step_size=self.step_size)
