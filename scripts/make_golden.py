@@ -97,7 +97,7 @@ def controlled_inputs(seed, horizon):
 def controlled_main():
     import torch
 
-    from keras_lode.model.format import save_model
+    from keras_lode.model.io import save_model
     from keras_lode.train.controlled import ControlledMember, ensemble_config, ensemble_weights
 
     out = {}

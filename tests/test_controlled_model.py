@@ -15,7 +15,8 @@ import pytest
 
 import keras_lode
 from keras_lode.model import ControlledODE, load_model, random_controlled
-from keras_lode.model.format import controlled_config, member_weight_shapes
+from keras_lode.model.config import controlled_config
+from keras_lode.model.schema import member_weight_shapes
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 TOL = {np.float64: 1e-6, np.float32: 1e-4}

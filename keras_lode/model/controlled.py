@@ -38,8 +38,11 @@ import copy
 import numpy as np
 
 from keras_lode.model import integrate
-from keras_lode.model.format import member_weight_shapes, validate
+from keras_lode.model.config import controlled_config
+from keras_lode.model.io import save_model
 from keras_lode.model.layers import ConfigViews, gru_step, softplus
+from keras_lode.model.schema import member_weight_shapes
+from keras_lode.model.validation import validate
 
 __all__ = ["ControlledODE", "random_controlled"]
 
@@ -51,7 +54,7 @@ class ControlledODE(ConfigViews):
     `"kind": "controlled"`.
 
     Args:
-        config: a controlled model-file config (`keras_lode.model.format.controlled_config`).
+        config: a controlled model-file config (`keras_lode.model.config.controlled_config`).
         weights: dict `member{i}.<name>` -> array.
         dtype: compute dtype, `np.float64` or `np.float32`.
 
@@ -280,8 +283,6 @@ class ControlledODE(ConfigViews):
 
     def save(self, path):
         """Writes this ensemble to a pickle-free `.npz` file."""
-        from keras_lode.model.format import save_model
-
         flat = {
             f"member{i}.{name}": value[i]
             for name, value in self.weights.items()
@@ -297,10 +298,8 @@ def random_controlled(seed=0, *, dtype=np.float64, field_scale=1.0, **config_arg
         seed: random seed.
         dtype: compute dtype.
         field_scale: initial value of every member's field `scale`.
-        **config_args: arguments of `keras_lode.model.format.controlled_config`.
+        **config_args: arguments of `keras_lode.model.config.controlled_config`.
     """
-    from keras_lode.model.format import controlled_config
-
     config = controlled_config(**config_args)
     rng = np.random.default_rng(seed)
     shapes = member_weight_shapes(config)

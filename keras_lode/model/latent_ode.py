@@ -2,7 +2,7 @@
 
 This is the inference side of keras_lode. It imports neither keras nor torch: a model
 trained with `keras_lode.train` (PyTorch + torchdiffeq) is exported to one pickle-free
-`.npz` file; `load_model` reads it (`keras_lode.model.format` checks it), and this
+`.npz` file; `load_model` reads it (`keras_lode.model.validation` checks it), and this
 module reproduces the torch model's `encode` and `decode` (float64: max abs error
 <= 1e-6), batched over many latents at once.
 
@@ -38,13 +38,11 @@ import threading
 import numpy as np
 
 from keras_lode.model import integrate
-from keras_lode.model.format import (
-    default_config,
-    save_model,
-    validate,
-    weight_shapes,
-)
+from keras_lode.model.config import default_config
+from keras_lode.model.io import save_model
 from keras_lode.model.layers import ConfigViews, gru_step, mlp, relu, softplus
+from keras_lode.model.schema import weight_shapes
+from keras_lode.model.validation import validate
 
 __all__ = ["DECODE_METHODS", "LatentODE", "random_model"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras_lode.model.format import KINDS
+from keras_lode.model.schema import KINDS
 
 __all__ = ["fit"]
 

@@ -48,7 +48,8 @@ class ControlledFit:
 
     def export(self, path, **metadata):
         """Writes the calibrated ensemble to `path` (a pickle-free `.npz`)."""
-        from keras_lode.model.format import json_clean, save_model
+        from keras_lode.model.config import json_clean
+        from keras_lode.model.io import save_model
         from keras_lode.train.controlled import ensemble_weights
 
         config = self.model.config

@@ -1,0 +1,217 @@
+"""Building model-file configs: `default_config` (generative), `controlled_config`.
+
+The `planner` section of a file holds the planner's defaults
+(`keras_lode.model.defaults`). Each builder validates what it builds, so a bad argument
+fails where the caller passed it, not later at load time.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import numpy as np
+
+from keras_lode.model.defaults import PLANNER_DEFAULTS
+from keras_lode.model.schema import (
+    ARCH_FIXED,
+    CHANNEL_NAMES,
+    CONTROLLED_ARCH_FIXED,
+    FORMAT,
+    FORMAT_VERSION,
+    PLANNER_KEYS,
+)
+from keras_lode.model.validation import validate_config
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["controlled_config", "default_config", "json_clean"]
+
+
+def default_config(
+    *,
+    channels=3,
+    hidden=20,
+    latent=20,
+    state=20,
+    width=20,
+    depth=2,
+    step_size=1.0,
+    time_scale=1.0,
+    points_per_epoch=10,
+    horizon=60,
+    mean=None,
+    std=None,
+    lr_range=(1e-4, 1e-1),
+    planner=None,
+    training=None,
+    metadata=None,
+):
+    """Builds a complete, valid model-file config.
+
+    Args:
+        channels, hidden, latent, state, width, depth: architecture sizes. `depth` is
+            the number of hidden layers (of `width` units) of each MLP.
+        step_size: RK4 step, in scaled time units.
+        time_scale: multiplier from log-point index to model time.
+        points_per_epoch: log points per epoch (P) of the training runs.
+        horizon: number of log points (K) of the training runs.
+        mean, std: per-channel normalization (default 0 and 1).
+        lr_range: `(lo, hi)` learning rates seen in the training runs; the planner
+            clips to it.
+        planner: overrides of the planner defaults (`window`, `samples`, `sigma`,
+            `tol`, `loss_floor`, `top_k`, `replan_every`, `anchor`, `lr_range`).
+        training: JSON summary of the training data and errors.
+        metadata: free-form JSON metadata.
+
+    Returns:
+        A config dict that `validate` accepts.
+    """
+    mean = [0.0] * channels if mean is None else [float(v) for v in np.ravel(mean)]
+    std = [1.0] * channels if std is None else [float(v) for v in np.ravel(std)]
+    planner_cfg = dict(PLANNER_DEFAULTS)
+    planner_cfg["lr_range"] = [float(lr_range[0]), float(lr_range[1])]
+    if planner:
+        unknown = set(planner) - PLANNER_KEYS
+        if unknown:
+            raise ValueError(
+                f"Argument `planner` has unknown keys {sorted(unknown)}; "
+                f"expected a subset of {sorted(PLANNER_KEYS)}."
+            )
+        planner_cfg.update(planner)
+        if "lr_range" in planner:
+            planner_cfg["lr_range"] = [float(v) for v in planner["lr_range"]]
+    names = list(CHANNEL_NAMES) if channels == 3 else [f"channel_{i}" for i in range(channels)]
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": {
+            "channels": int(channels),
+            "hidden": int(hidden),
+            "latent": int(latent),
+            "state": int(state),
+            "width": int(width),
+            "depth": int(depth),
+            **ARCH_FIXED,
+        },
+        "integrator": {"method": "rk4", "step_size": float(step_size)},
+        "channels": {"names": names, "mean": mean, "std": std},
+        "time": {
+            "unit": "log_point",
+            "scale": float(time_scale),
+            "points_per_epoch": int(points_per_epoch),
+            "horizon": int(horizon),
+        },
+        "planner": planner_cfg,
+        "training": json_clean(dict(training or {}), "training"),
+        "metadata": json_clean(dict(metadata or {}), "metadata"),
+    }
+    # Fail here, where the caller can see what they passed, not later at load time.
+    validate_config(config)
+    return config
+
+
+def controlled_config(
+    *,
+    members=5,
+    hidden=24,
+    state=24,
+    width=32,
+    depth=2,
+    window=10,
+    step_size=0.5,
+    horizon=50,
+    points_per_epoch=10,
+    span=10.0,
+    mean=None,
+    std=None,
+    lr_range=(1e-4, 1e-1),
+    calibration=None,
+    planner=None,
+    training=None,
+    metadata=None,
+):
+    """Builds a complete, valid config for a controlled ensemble file.
+
+    Args:
+        members: ensemble size M.
+        hidden, state, width, depth: GRU hidden size, ODE state size, field MLP width
+            and number of hidden layers.
+        window: log points the encoder reads.
+        step_size: RK4 step in model time; a run of `horizon` points spans `span`.
+        horizon: log points K of the training runs; model time is `point * span / K`.
+        points_per_epoch: P of the training runs.
+        mean, std: normalization of `[loss, ln lr, metric]`.
+        lr_range: the LR range the training runs visited.
+        calibration: `{"sd_scale", "sd_floor"}`: the calibrated spread of a prediction is
+            `sd_scale * sqrt(sd**2 + sd_floor**2)` (default 1 and 0: the raw spread).
+        planner: planner settings stored with the model (`lr_range` is set from above).
+        training, metadata: JSON summaries.
+    """
+    mean = [0.0, 0.0, 0.0] if mean is None else [float(v) for v in np.ravel(mean)]
+    std = [1.0, 1.0, 1.0] if std is None else [float(v) for v in np.ravel(std)]
+    cal = {"sd_scale": 1.0, "sd_floor": 0.0, **(calibration or {})}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": "controlled",
+        "architecture": {
+            "hidden": int(hidden),
+            "state": int(state),
+            "width": int(width),
+            "depth": int(depth),
+            "window": int(window),
+            **copy.deepcopy(CONTROLLED_ARCH_FIXED),
+        },
+        "members": int(members),
+        "integrator": {"method": "rk4", "step_size": float(step_size)},
+        "channels": {"names": list(CHANNEL_NAMES), "mean": mean, "std": std},
+        "time": {
+            "unit": "log_point",
+            "scale": float(span) / int(horizon),
+            "points_per_epoch": int(points_per_epoch),
+            "horizon": int(horizon),
+        },
+        "calibration": {k: float(v) for k, v in cal.items()},
+        "planner": json_clean(
+            {**(planner or {}), "lr_range": [float(lr_range[0]), float(lr_range[1])]}, "planner"
+        ),
+        "training": json_clean(dict(training or {}), "training"),
+        "metadata": json_clean(dict(metadata or {}), "metadata"),
+    }
+    validate_config(config)
+    return config
+
+
+def json_clean(value, key="value"):
+    """Turns NumPy scalars/arrays and tuples into plain JSON values, NaN/inf into null.
+
+    Used for the free-form `training` and `metadata` sections so that an export at the
+    end of a long training never fails on a NaN error figure or a `np.float32`: a
+    non-finite number becomes `null` (logged, so nothing is lost silently).
+
+    Raises:
+        TypeError: a value that has no JSON form, naming its key.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_clean(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_clean(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return json_clean(value.tolist(), key)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | str | int) or value is None:
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        logger.warning(
+            "keras_lode model file: %s is %r; stored as null (JSON has no NaN)", key, value
+        )
+        return None
+    raise TypeError(
+        f"`{key}` must be JSON data (dict, list, str, number, bool, None). "
+        f"Received type {type(value).__name__}: {value!r}"
+    )
