@@ -40,7 +40,7 @@ import numpy as np
 from keras_lode.model import integrate
 from keras_lode.model.config import controlled_config
 from keras_lode.model.io import save_model
-from keras_lode.model.layers import ConfigViews, gru_step, softplus
+from keras_lode.model.layers import ConfigViews, check_points, gru_step, softplus
 from keras_lode.model.schema import member_weight_shapes
 from keras_lode.model.validation import validate
 
@@ -119,23 +119,6 @@ class ControlledODE(ConfigViews):
             f"step_size={self.step_size}, dtype={np.dtype(self.dtype).name})"
         )
 
-    # -- checks ---------------------------------------------------------------------------
-
-    def _points(self, t, name):
-        t = np.asarray(t)
-        if t.ndim != 1 or t.size < 1:
-            raise ValueError(
-                f"Argument `{name}` must be a 1-D array of log points. Received shape {t.shape}."
-            )
-        if not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
-            raise TypeError(f"Argument `{name}` must be numeric. Received dtype {t.dtype}.")
-        t = t.astype(self.dtype)
-        if not np.all(np.isfinite(t)):
-            raise ValueError(f"Argument `{name}` must hold finite log points.")
-        if t.size > 1 and not np.all(t[1:] > t[:-1]):
-            raise ValueError(f"Argument `{name}` must be strictly increasing.")
-        return t
-
     # -- the model ------------------------------------------------------------------------
 
     def encode(self, t_window, window):
@@ -145,7 +128,7 @@ class ControlledODE(ConfigViews):
             t_window: `(W,)` log points of the window, strictly increasing.
             window: `(W, 3)` raw `[loss, ln lr, metric]` at those points.
         """
-        tw = self._points(t_window, "t_window")
+        tw = check_points(t_window, "t_window", self.dtype)
         y = np.asarray(window)
         if y.shape != (tw.size, 3):
             raise ValueError(
@@ -222,8 +205,8 @@ class ControlledODE(ConfigViews):
             ValueError: shapes that do not fit, non-finite values, `t[0]` not the last
                 window point.
         """
-        tw = self._points(t_window, "t_window")
-        tt = self._points(t, "t")
+        tw = check_points(t_window, "t_window", self.dtype)
+        tt = check_points(t, "t", self.dtype)
         if tt[0] != tw[-1]:
             raise ValueError(
                 f"Argument `t` must start at the window's last point {float(tw[-1])}. "

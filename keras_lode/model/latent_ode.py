@@ -40,7 +40,7 @@ import numpy as np
 from keras_lode.model import integrate
 from keras_lode.model.config import default_config
 from keras_lode.model.io import save_model
-from keras_lode.model.layers import ConfigViews, gru_step, mlp, relu, softplus
+from keras_lode.model.layers import ConfigViews, check_points, gru_step, mlp, relu, softplus
 from keras_lode.model.schema import weight_shapes
 from keras_lode.model.validation import validate
 
@@ -112,20 +112,7 @@ class LatentODE(ConfigViews):
     # -- pieces ----------------------------------------------------------------------------
 
     def _times(self, t, name="t"):
-        t = np.asarray(t)
-        if t.ndim != 1 or t.size < 1:
-            raise ValueError(
-                f"Argument `{name}` must be a 1-D array of log-point indices. "
-                f"Received shape {t.shape}."
-            )
-        if not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
-            raise TypeError(f"Argument `{name}` must be numeric. Received dtype {t.dtype}.")
-        t = t.astype(self.dtype)
-        if not np.all(np.isfinite(t)):
-            raise ValueError(f"Argument `{name}` must hold finite times.")
-        if t.size > 1 and not np.all(t[1:] > t[:-1]):
-            raise ValueError(f"Argument `{name}` must be strictly increasing.")
-        return t * self.dtype(self.time_scale)
+        return check_points(t, name, self.dtype) * self.dtype(self.time_scale)
 
     def normalize(self, y):
         """Raw channel values -> standardized."""
@@ -308,54 +295,24 @@ class LatentODE(ConfigViews):
         save_model(path, self._config, self.weights)
 
 
-def random_model(
-    seed=0,
-    *,
-    hidden=20,
-    latent=20,
-    state=20,
-    width=20,
-    depth=2,
-    step_size=1.0,
-    time_scale=1.0,
-    points_per_epoch=10,
-    horizon=60,
-    mean=None,
-    std=None,
-    lr_range=(1e-4, 1e-1),
-    channels=3,
-    dtype=np.float64,
-    field_scale=1.0,
-):
+def random_model(seed=0, *, dtype=np.float64, field_scale=1.0, **config_args):
     """A `LatentODE` with random weights (torch-like uniform init), NumPy only.
 
     For tests and demos: decodes to smooth, non-trivial trajectories.
 
     Args:
         seed: random seed.
-        hidden, latent, state, width, depth, step_size, time_scale, points_per_epoch,
-            horizon, mean, std, lr_range, channels: see `default_config`.
         dtype: compute dtype.
         field_scale: initial value of the vector field's `scale`.
+        **config_args: options of `keras_lode.model.config.default_config` (`hidden`,
+            `latent`, `state`, `width`, `depth`, `step_size`, `time_scale`,
+            `points_per_epoch`, `horizon`, `mean`, `std`, `lr_range`, `channels`, ...).
 
     Returns:
         A `LatentODE`.
     """
-    config = default_config(
-        channels=channels,
-        hidden=hidden,
-        latent=latent,
-        state=state,
-        width=width,
-        depth=depth,
-        step_size=step_size,
-        time_scale=time_scale,
-        points_per_epoch=points_per_epoch,
-        horizon=horizon,
-        mean=mean,
-        std=std,
-        lr_range=lr_range,
-    )
+    config = default_config(**config_args)
+    hidden = config["architecture"]["hidden"]
     rng = np.random.default_rng(seed)
     weights = {}
     for name, shape in weight_shapes(config).items():

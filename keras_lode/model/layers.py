@@ -10,7 +10,7 @@ import copy
 
 import numpy as np
 
-__all__ = ["ConfigViews", "gru_step", "mlp", "relu", "sigmoid", "softplus"]
+__all__ = ["ConfigViews", "check_points", "gru_step", "mlp", "relu", "sigmoid", "softplus"]
 
 
 def sigmoid(x):
@@ -55,6 +55,28 @@ def gru_step(gi, gh, h):
     zg = sigmoid(gi[:, hid : 2 * hid] + gh[:, hid : 2 * hid])
     n = np.tanh(gi[:, 2 * hid :] + r * gh[:, 2 * hid :])
     return n + zg * (h - n)
+
+
+def check_points(t, name, dtype):
+    """`t` as a 1-D, finite, strictly increasing array of log points in `dtype`.
+
+    Raises:
+        ValueError: not 1-D or empty, non-finite, not strictly increasing.
+        TypeError: not numeric (or complex).
+    """
+    t = np.asarray(t)
+    if t.ndim != 1 or t.size < 1:
+        raise ValueError(
+            f"Argument `{name}` must be a 1-D array of log points. Received shape {t.shape}."
+        )
+    if not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
+        raise TypeError(f"Argument `{name}` must be numeric. Received dtype {t.dtype}.")
+    t = t.astype(dtype)
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"Argument `{name}` must hold finite log points.")
+    if t.size > 1 and not np.all(t[1:] > t[:-1]):
+        raise ValueError(f"Argument `{name}` must be strictly increasing.")
+    return t
 
 
 class ConfigViews:
