@@ -68,7 +68,7 @@ def test_golden_cases_have_non_dividing_steps():
 def test_live_torch_parity(dtype):
     torch = pytest.importorskip("torch")
     pytest.importorskip("torchdiffeq")
-    from keras_lode.train.controlled import (
+    from keras_lode.train.member import (
         ControlledMember,
         check_weight_names,
         ensemble_config,

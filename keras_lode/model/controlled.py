@@ -16,7 +16,7 @@ predicts the training loss and the validation metric under that path:
 Model time is `log point * config["time"]["scale"]` (a run of `horizon` points spans a
 fixed length, so the number of RK4 steps does not grow with the run). All members and all
 candidate paths are integrated in one batched pass. Torch-free; its twin for training is
-`keras_lode.train.controlled`.
+`keras_lode.train.member`.
 
 Example:
 

@@ -30,7 +30,7 @@ def fit(runs, *, kind: str = "generative", **kwargs):
         **kwargs: the options of that trainer.
 
     Returns:
-        generative: `(LatentODE, FitReport)`; controlled: a `ControlledFit`.
+        generative: `(TorchLatentODE, FitReport)`; controlled: a `ControlledFit`.
 
     Raises:
         ValueError: unknown `kind`, or what the trainer raises.

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from keras_lode._checks import check_int, check_number
-from keras_lode.train.data import fit_normalization, prepare_runs
+from keras_lode.train.windows import fit_normalization, prepare_runs
 
 logger = logging.getLogger("keras_lode.train")
 
@@ -50,7 +50,7 @@ class ControlledFit:
         """Writes the calibrated ensemble to `path` (a pickle-free `.npz`)."""
         from keras_lode.model.config import json_clean
         from keras_lode.model.io import save_model
-        from keras_lode.train.controlled import ensemble_weights
+        from keras_lode.train.member import ensemble_weights
 
         config = self.model.config
         config["metadata"].update(json_clean(metadata, "metadata"))
@@ -112,7 +112,7 @@ def _train_member(payload):
     """Trains one member; runs in a worker process (or inline)."""
     import torch
 
-    from keras_lode.train.controlled import ControlledMember
+    from keras_lode.train.member import ControlledMember
 
     torch.set_num_threads(1)
     seed = payload["seed"]
@@ -215,7 +215,7 @@ def fit_controlled(
     from keras_lode.model import ControlledODE
     from keras_lode.model.trust_region import TrustRegion
     from keras_lode.train import decision
-    from keras_lode.train.controlled import ControlledMember, ensemble_config, ensemble_weights
+    from keras_lode.train.member import ControlledMember, ensemble_config, ensemble_weights
 
     members = check_int("members", members)
     window = check_int("window", window, minimum=2)

@@ -2,7 +2,7 @@
 
 The trainer of docs/design.md ("path-minimized" latent ODE, arXiv 2410.08923):
 
-1. Runs are checked (`keras_lode.train.data.prepare_runs`): unusable ones are
+1. Runs are checked (`keras_lode.train.windows.prepare_runs`): unusable ones are
    skipped and counted, mixed time units are an error.
 2. Whole runs are held out for validation (stratified by schedule family).
 3. The channel normalization is fit on the training runs and stored in the model.
@@ -53,7 +53,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from keras_lode.train.data import (
+from keras_lode.train.evaluate import DEFAULT_FRACTIONS, extrapolation_errors
+from keras_lode.train.model import TorchLatentODE
+from keras_lode.train.windows import (
     WindowSampler,
     family_of,
     fit_normalization,
@@ -61,8 +63,6 @@ from keras_lode.train.data import (
     split_runs,
     validation_starts,
 )
-from keras_lode.train.evaluate import DEFAULT_FRACTIONS, extrapolation_errors
-from keras_lode.train.model import LatentODE
 
 logger = logging.getLogger("keras_lode.train")
 
@@ -146,8 +146,8 @@ def fit(
     progress: bool = True,
     output=None,
     metadata: dict | None = None,
-) -> tuple[LatentODE, FitReport]:
-    """Trains a `LatentODE` on runs and (optionally) exports it.
+) -> tuple[TorchLatentODE, FitReport]:
+    """Trains a `TorchLatentODE` on runs and (optionally) exports it.
 
     Args:
         runs: `keras_lode.Run` objects of one task (one P and one horizon K).
@@ -176,12 +176,12 @@ def fit(
         metadata: free-form JSON metadata for the model file (e.g. `task`).
 
     Returns:
-        `(model, report)`: the trained float64 `keras_lode.train.LatentODE` and a
+        `(model, report)`: the trained float64 `keras_lode.train.TorchLatentODE` and a
         `FitReport`.
 
     Raises:
         TypeError, ValueError: for bad arguments or unusable runs (see
-            `keras_lode.train.data.prepare_runs` and `split_runs`).
+            `keras_lode.train.windows.prepare_runs` and `split_runs`).
     """
     _check("window", window, int, 2)
     _check("max_steps", max_steps, int, 1)
@@ -229,7 +229,7 @@ def fit(
     torch.set_num_threads(min(threads, previous_threads))
     try:
         torch.manual_seed(seed)
-        model = LatentODE(
+        model = TorchLatentODE(
             channels=y_train.shape[-1],
             hidden=hidden,
             latent=latent,
@@ -318,7 +318,7 @@ def replan_every(points_per_epoch: int, horizon: int, window: int) -> int:
     return max(1, min(points_per_epoch, (horizon - window) // 3))
 
 
-def export(model: LatentODE, report: FitReport, path, *, metadata: dict | None = None):
+def export(model: TorchLatentODE, report: FitReport, path, *, metadata: dict | None = None):
     """Writes the model file with the training summary; returns the NumPy model.
 
     Args:
