@@ -2,6 +2,10 @@
 
 This is the only place keras_lode imports torch. Public names resolve lazily, and a
 missing torch or torchdiffeq raises an ImportError that says how to install them.
+
+Public names: `fit` (either kind), `fit_controlled`, `TorchLatentODE` (the torch twin of
+the NumPy `keras_lode.model.LatentODE`; `LatentODE` is its alias, a fixed public name),
+`ControlledMember` (one member of a controlled ensemble) and `require_torch`.
 """
 
 from __future__ import annotations
