@@ -4,7 +4,7 @@ Side by side in one process (these machines are shared: compare within a run, qu
 
 * `predict`: M = 5 members x C = 64 candidate LR paths over T = 600 points (a whole
   600-point run), float64 and float32, at the default member sizes
-  (`keras_lode.model.format.controlled_config`);
+  (`keras_lode.model.config.controlled_config`);
 * one control replan (`keras_lode.plan` on a controlled model) with the default candidate
   library on a K = 600 run at its first replan (20% of the run), so the prediction covers
   the most points a replan ever predicts;

@@ -7,7 +7,7 @@ span) a torch `keras_lode.train.LatentODE` with torch's own random init is expor
 and in float32, go to `tests/golden/parity.npz`. The parity test then checks the NumPy
 model against these numbers where torch is not installed.
 
-The controlled ensemble (`keras_lode.train.controlled`) has its own cases: members of odd
+The controlled ensemble (`keras_lode.train.member`) has its own cases: members of odd
 sizes and RK4 steps that divide neither the span nor a log-point interval, predicting
 non-constant LR paths; they go to `tests/golden/controlled_<name>.npz` and
 `tests/golden/controlled_parity.npz`.
@@ -97,8 +97,8 @@ def controlled_inputs(seed, horizon):
 def controlled_main():
     import torch
 
-    from keras_lode.model.format import save_model
-    from keras_lode.train.controlled import ControlledMember, ensemble_config, ensemble_weights
+    from keras_lode.model.io import save_model
+    from keras_lode.train.member import ControlledMember, ensemble_config, ensemble_weights
 
     out = {}
     for i, (name, (sizes, members, step, horizon)) in enumerate(CONTROLLED_CASES.items()):

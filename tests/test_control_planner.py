@@ -225,7 +225,7 @@ def test_hostile_trust_region_in_a_model_file_is_refused(tmp_path):
     model = random_controlled(0, members=2, horizon=K, window=5)
     cfg = model.config
     cfg["planner"]["trust"] = {"fraction_edges": [0, 1], "ln_lr_edges": [0], "down": [], "up": []}
-    from keras_lode.model.format import validate
+    from keras_lode.model.validation import validate
 
     weights = {f"member{i}.{k}": v[i] for k, v in model.weights.items() for i in range(2)}
     with pytest.raises(ValueError, match="planner.trust"):

@@ -15,7 +15,8 @@ import pytest
 
 import keras_lode
 from keras_lode.model import ControlledODE, load_model, random_controlled
-from keras_lode.model.format import controlled_config, member_weight_shapes
+from keras_lode.model.config import controlled_config
+from keras_lode.model.schema import member_weight_shapes
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 TOL = {np.float64: 1e-6, np.float32: 1e-4}
@@ -67,7 +68,7 @@ def test_golden_cases_have_non_dividing_steps():
 def test_live_torch_parity(dtype):
     torch = pytest.importorskip("torch")
     pytest.importorskip("torchdiffeq")
-    from keras_lode.train.controlled import (
+    from keras_lode.train.member import (
         ControlledMember,
         check_weight_names,
         ensemble_config,

@@ -91,4 +91,4 @@ def test_train_fit_is_the_function_after_importing_the_trainer_module():
     """
     result = _run(code, "tensorflow")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "FIT True function" in result.stdout and "MODEL LatentODE" in result.stdout
+    assert "FIT True function" in result.stdout and "MODEL TorchLatentODE" in result.stdout

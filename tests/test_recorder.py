@@ -177,7 +177,7 @@ def test_early_stop_records_only_steps_that_ran(tmp_path, stop_after, steps, par
     again = read_run(next(tmp_path.glob("*.run.csv")))
     assert again.step.tolist() == steps and again.flags == run.flags
     if partial:  # the LODE trainer drops the partial row
-        from keras_lode.train.data import prepare_runs
+        from keras_lode.train.windows import prepare_runs
 
         assert prepare_runs([again, again], window=2).y.shape == (2, len(steps) - 1, 3)
 

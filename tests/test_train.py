@@ -1,4 +1,4 @@
-"""Tests of the LODE trainer (keras_lode.train.trainer/data/evaluate), the synthetic runs and
+"""Tests of the LODE trainer (keras_lode.train.trainer/windows/evaluate), the synthetic runs and
 `keras-lode train`.
 
 The extrapolation test trains a small model on synthetic runs (about a minute on
@@ -15,13 +15,13 @@ import pytest
 
 from keras_lode.constants import PAPER_FAMILIES
 from keras_lode.runs.synthetic import schedule_lr, simulate, synthetic_run, synthetic_runs
-from keras_lode.train.data import (
+from keras_lode.train.evaluate import family_means, hold_last
+from keras_lode.train.windows import (
     WindowSampler,
     fit_normalization,
     prepare_runs,
     split_runs,
 )
-from keras_lode.train.evaluate import family_means, hold_last
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchdiffeq")

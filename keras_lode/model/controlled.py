@@ -16,7 +16,7 @@ predicts the training loss and the validation metric under that path:
 Model time is `log point * config["time"]["scale"]` (a run of `horizon` points spans a
 fixed length, so the number of RK4 steps does not grow with the run). All members and all
 candidate paths are integrated in one batched pass. Torch-free; its twin for training is
-`keras_lode.train.controlled`.
+`keras_lode.train.member`.
 
 Example:
 
@@ -38,8 +38,11 @@ import copy
 import numpy as np
 
 from keras_lode.model import integrate
-from keras_lode.model.format import member_weight_shapes, validate
-from keras_lode.model.latent_ode import ConfigViews, _sigmoid, _softplus
+from keras_lode.model.config import controlled_config
+from keras_lode.model.io import save_model
+from keras_lode.model.layers import ConfigViews, check_points, gru_step, softplus
+from keras_lode.model.schema import member_weight_shapes
+from keras_lode.model.validation import validate
 
 __all__ = ["ControlledODE", "random_controlled"]
 
@@ -51,7 +54,7 @@ class ControlledODE(ConfigViews):
     `"kind": "controlled"`.
 
     Args:
-        config: a controlled model-file config (`keras_lode.model.format.controlled_config`).
+        config: a controlled model-file config (`keras_lode.model.config.controlled_config`).
         weights: dict `member{i}.<name>` -> array.
         dtype: compute dtype, `np.float64` or `np.float32`.
 
@@ -116,23 +119,6 @@ class ControlledODE(ConfigViews):
             f"step_size={self.step_size}, dtype={np.dtype(self.dtype).name})"
         )
 
-    # -- checks ---------------------------------------------------------------------------
-
-    def _points(self, t, name):
-        t = np.asarray(t)
-        if t.ndim != 1 or t.size < 1:
-            raise ValueError(
-                f"Argument `{name}` must be a 1-D array of log points. Received shape {t.shape}."
-            )
-        if not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
-            raise TypeError(f"Argument `{name}` must be numeric. Received dtype {t.dtype}.")
-        t = t.astype(self.dtype)
-        if not np.all(np.isfinite(t)):
-            raise ValueError(f"Argument `{name}` must hold finite log points.")
-        if t.size > 1 and not np.all(t[1:] > t[:-1]):
-            raise ValueError(f"Argument `{name}` must be strictly increasing.")
-        return t
-
     # -- the model ------------------------------------------------------------------------
 
     def encode(self, t_window, window):
@@ -142,7 +128,7 @@ class ControlledODE(ConfigViews):
             t_window: `(W,)` log points of the window, strictly increasing.
             window: `(W, 3)` raw `[loss, ln lr, metric]` at those points.
         """
-        tw = self._points(t_window, "t_window")
+        tw = check_points(t_window, "t_window", self.dtype)
         y = np.asarray(window)
         if y.shape != (tw.size, 3):
             raise ValueError(
@@ -166,12 +152,7 @@ class ControlledODE(ConfigViews):
         bhh = w["encoder.bias_hh"]
         h = np.zeros((self.members, hid), dtype=self.dtype)
         for i in range(tw.size - 1, -1, -1):
-            gi = gi_all[:, i]
-            gh = np.einsum("mh,mhg->mg", h, whh_t) + bhh
-            r = _sigmoid(gi[:, :hid] + gh[:, :hid])
-            zg = _sigmoid(gi[:, hid : 2 * hid] + gh[:, hid : 2 * hid])
-            n = np.tanh(gi[:, 2 * hid :] + r * gh[:, 2 * hid :])
-            h = n + zg * (h - n)
+            h = gru_step(gi_all[:, i], np.einsum("mh,mhg->mg", h, whh_t) + bhh, h)
         return np.einsum("mh,msh->ms", h, w["to_state.weight"]) + w["to_state.bias"]
 
     def _field(self, knots, u, span, safe):
@@ -192,7 +173,7 @@ class ControlledODE(ConfigViews):
             x += self.dtype(t / span) * ws + b0
             for wt, b in rest:
                 if safe:
-                    x = _softplus(x)
+                    x = softplus(x)
                 else:
                     # log1p(exp(x)) in place: two ufuncs, torch's softplus to ~2e-9. An
                     # overflow (x > ~88 in float32) raises, and predict reruns safely.
@@ -224,8 +205,8 @@ class ControlledODE(ConfigViews):
             ValueError: shapes that do not fit, non-finite values, `t[0]` not the last
                 window point.
         """
-        tw = self._points(t_window, "t_window")
-        tt = self._points(t, "t")
+        tw = check_points(t_window, "t_window", self.dtype)
+        tt = check_points(t, "t", self.dtype)
         if tt[0] != tw[-1]:
             raise ValueError(
                 f"Argument `t` must start at the window's last point {float(tw[-1])}. "
@@ -285,8 +266,6 @@ class ControlledODE(ConfigViews):
 
     def save(self, path):
         """Writes this ensemble to a pickle-free `.npz` file."""
-        from keras_lode.model.format import save_model
-
         flat = {
             f"member{i}.{name}": value[i]
             for name, value in self.weights.items()
@@ -302,10 +281,8 @@ def random_controlled(seed=0, *, dtype=np.float64, field_scale=1.0, **config_arg
         seed: random seed.
         dtype: compute dtype.
         field_scale: initial value of every member's field `scale`.
-        **config_args: arguments of `keras_lode.model.format.controlled_config`.
+        **config_args: arguments of `keras_lode.model.config.controlled_config`.
     """
-    from keras_lode.model.format import controlled_config
-
     config = controlled_config(**config_args)
     rng = np.random.default_rng(seed)
     shapes = member_weight_shapes(config)

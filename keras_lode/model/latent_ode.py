@@ -2,7 +2,7 @@
 
 This is the inference side of keras_lode. It imports neither keras nor torch: a model
 trained with `keras_lode.train` (PyTorch + torchdiffeq) is exported to one pickle-free
-`.npz` file; `load_model` reads it (`keras_lode.model.format` checks it), and this
+`.npz` file; `load_model` reads it (`keras_lode.model.validation` checks it), and this
 module reproduces the torch model's `encode` and `decode` (float64: max abs error
 <= 1e-6), batched over many latents at once.
 
@@ -38,68 +38,15 @@ import threading
 import numpy as np
 
 from keras_lode.model import integrate
-from keras_lode.model.format import (
-    default_config,
-    save_model,
-    validate,
-    weight_shapes,
-)
+from keras_lode.model.config import default_config
+from keras_lode.model.io import save_model
+from keras_lode.model.layers import ConfigViews, check_points, gru_step, mlp, relu, softplus
+from keras_lode.model.schema import weight_shapes
+from keras_lode.model.validation import validate
 
 __all__ = ["DECODE_METHODS", "LatentODE", "random_model"]
 
 DECODE_METHODS = ("fast", "reference", "jax")
-
-
-def _sigmoid(x):
-    # tanh form: no overflow warning for large |x|, same value to rounding.
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _softplus(x):
-    # torch.nn.functional.softplus: x above the threshold 20, log1p(exp(x)) below.
-    with np.errstate(under="ignore"):  # exp(-large) -> 0 is the right answer
-        return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20))))
-
-
-def _relu(x):
-    return np.maximum(x, 0)
-
-
-def _mlp(layers, x, activation, final=None):
-    for w, b in layers[:-1]:
-        x = activation(x @ w.T + b)
-    w, b = layers[-1]
-    x = x @ w.T + b
-    return final(x) if final is not None else x
-
-
-class ConfigViews:
-    """Read-only views of a model file's config, shared by both kinds of NumPy model."""
-
-    _config: dict
-
-    @property
-    def config(self):
-        """The model file's config (a copy: editing it does not change the model)."""
-        return copy.deepcopy(self._config)
-
-    @property
-    def points_per_epoch(self):
-        return int(self._config["time"]["points_per_epoch"])
-
-    @property
-    def horizon(self):
-        """Number of log points (K) of the runs the model was trained on."""
-        return int(self._config["time"]["horizon"])
-
-    @property
-    def lr_range(self):
-        lo, hi = self._config["planner"]["lr_range"]
-        return float(lo), float(hi)
-
-    @property
-    def planner_defaults(self):
-        return copy.deepcopy(self._config["planner"])
 
 
 class LatentODE(ConfigViews):
@@ -165,20 +112,7 @@ class LatentODE(ConfigViews):
     # -- pieces ----------------------------------------------------------------------------
 
     def _times(self, t, name="t"):
-        t = np.asarray(t)
-        if t.ndim != 1 or t.size < 1:
-            raise ValueError(
-                f"Argument `{name}` must be a 1-D array of log-point indices. "
-                f"Received shape {t.shape}."
-            )
-        if not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
-            raise TypeError(f"Argument `{name}` must be numeric. Received dtype {t.dtype}.")
-        t = t.astype(self.dtype)
-        if not np.all(np.isfinite(t)):
-            raise ValueError(f"Argument `{name}` must hold finite times.")
-        if t.size > 1 and not np.all(t[1:] > t[:-1]):
-            raise ValueError(f"Argument `{name}` must be strictly increasing.")
-        return t * self.dtype(self.time_scale)
+        return check_points(t, name, self.dtype) * self.dtype(self.time_scale)
 
     def normalize(self, y):
         """Raw channel values -> standardized."""
@@ -234,22 +168,17 @@ class LatentODE(ConfigViews):
         gi_all = x @ wih.T + bih
         h = np.zeros((b, hid), dtype=self.dtype)
         for i in range(ts.size - 1, -1, -1):
-            gi = gi_all[:, i]
-            gh = h @ whh.T + bhh
-            r = _sigmoid(gi[:, :hid] + gh[:, :hid])
-            zg = _sigmoid(gi[:, hid : 2 * hid] + gh[:, hid : 2 * hid])
-            n = np.tanh(gi[:, 2 * hid :] + r * gh[:, 2 * hid :])
-            h = n + zg * (h - n)
+            h = gru_step(gi_all[:, i], h @ whh.T + bhh, h)
         z = h @ w["to_latent.weight"].T + w["to_latent.bias"]
         return z if batched else z[0]
 
     def initial_state(self, z):
         """Latent `(..., L)` -> ODE state `(..., N)` (the ReLU MLP)."""
-        return _mlp(self._to_state, np.asarray(z, dtype=self.dtype), _relu)
+        return mlp(self._to_state, np.asarray(z, dtype=self.dtype), relu)
 
     def field(self, t, h):
         """The vector field `scale * tanh(MLP(h))`; autonomous, `t` is ignored."""
-        return self._scale * _mlp(self._field, h, _softplus, np.tanh)
+        return self._scale * mlp(self._field, h, softplus, np.tanh)
 
     def _integrate_reference(self, h0, ts):
         return integrate.odeint(self.field, h0, ts, method="rk4", step_size=self.step_size)
@@ -366,54 +295,24 @@ class LatentODE(ConfigViews):
         save_model(path, self._config, self.weights)
 
 
-def random_model(
-    seed=0,
-    *,
-    hidden=20,
-    latent=20,
-    state=20,
-    width=20,
-    depth=2,
-    step_size=1.0,
-    time_scale=1.0,
-    points_per_epoch=10,
-    horizon=60,
-    mean=None,
-    std=None,
-    lr_range=(1e-4, 1e-1),
-    channels=3,
-    dtype=np.float64,
-    field_scale=1.0,
-):
+def random_model(seed=0, *, dtype=np.float64, field_scale=1.0, **config_args):
     """A `LatentODE` with random weights (torch-like uniform init), NumPy only.
 
     For tests and demos: decodes to smooth, non-trivial trajectories.
 
     Args:
         seed: random seed.
-        hidden, latent, state, width, depth, step_size, time_scale, points_per_epoch,
-            horizon, mean, std, lr_range, channels: see `default_config`.
         dtype: compute dtype.
         field_scale: initial value of the vector field's `scale`.
+        **config_args: options of `keras_lode.model.config.default_config` (`hidden`,
+            `latent`, `state`, `width`, `depth`, `step_size`, `time_scale`,
+            `points_per_epoch`, `horizon`, `mean`, `std`, `lr_range`, `channels`, ...).
 
     Returns:
         A `LatentODE`.
     """
-    config = default_config(
-        channels=channels,
-        hidden=hidden,
-        latent=latent,
-        state=state,
-        width=width,
-        depth=depth,
-        step_size=step_size,
-        time_scale=time_scale,
-        points_per_epoch=points_per_epoch,
-        horizon=horizon,
-        mean=mean,
-        std=std,
-        lr_range=lr_range,
-    )
+    config = default_config(**config_args)
+    hidden = config["architecture"]["hidden"]
     rng = np.random.default_rng(seed)
     weights = {}
     for name, shape in weight_shapes(config).items():

@@ -7,8 +7,9 @@ import os
 import numpy as np
 
 from keras_lode.model.controlled import ControlledODE
-from keras_lode.model.format import model_kind, read_model_file
+from keras_lode.model.io import read_model_file
 from keras_lode.model.latent_ode import LatentODE
+from keras_lode.model.schema import model_kind
 
 __all__ = ["load_model"]
 

@@ -20,15 +20,17 @@ import logging
 import multiprocessing
 import os
 import time
+from typing import Any
 
 import numpy as np
 
 from keras_lode._checks import check_int, check_number
-from keras_lode.train.data import fit_normalization, prepare_runs
+from keras_lode.model.options import resolve_options
+from keras_lode.train.windows import fit_normalization, prepare_runs
 
 logger = logging.getLogger("keras_lode.train")
 
-__all__ = ["ControlledFit", "fit_controlled", "split_by_seed"]
+__all__ = ["ControlledFit", "ControlledFitConfig", "fit_controlled", "split_by_seed"]
 
 
 @dataclasses.dataclass
@@ -48,8 +50,9 @@ class ControlledFit:
 
     def export(self, path, **metadata):
         """Writes the calibrated ensemble to `path` (a pickle-free `.npz`)."""
-        from keras_lode.model.format import json_clean, save_model
-        from keras_lode.train.controlled import ensemble_weights
+        from keras_lode.model.config import json_clean
+        from keras_lode.model.io import save_model
+        from keras_lode.train.member import ensemble_weights
 
         config = self.model.config
         config["metadata"].update(json_clean(metadata, "metadata"))
@@ -111,7 +114,7 @@ def _train_member(payload):
     """Trains one member; runs in a worker process (or inline)."""
     import torch
 
-    from keras_lode.train.controlled import ControlledMember
+    from keras_lode.train.member import ControlledMember
 
     torch.set_num_threads(1)
     seed = payload["seed"]
@@ -168,31 +171,11 @@ def _train_member(payload):
 
 
 # ------------------------------------------------------------------------ the ensemble
-def fit_controlled(
-    runs,
-    *,
-    members: int = 5,
-    holdout_seeds=None,
-    window: int = 10,
-    hidden: int = 24,
-    state: int = 24,
-    width: int = 32,
-    depth: int = 2,
-    step_size: float = 0.5,
-    span: float = 10.0,
-    steps: int = 1500,
-    batch_size: int = 64,
-    lr: float = 3e-3,
-    final_weight: float = 1.0,
-    seed: int = 0,
-    workers: int | None = None,
-    coverage_level: float = 0.95,
-    verbose: bool = True,
-) -> ControlledFit:
-    """Trains a calibrated controlled ensemble on recorded runs.
+@dataclasses.dataclass(frozen=True)
+class ControlledFitConfig:
+    """The options of `fit_controlled`, checked (and made int/float) when it is built.
 
-    Args:
-        runs: `keras_lode.Run`s sharing P and K (diverged runs are skipped and counted).
+    Attributes:
         members: ensemble size M.
         holdout_seeds: seeds whose runs calibrate the spread and measure decision skill
             (default: the largest seed); members never see them.
@@ -206,89 +189,113 @@ def fit_controlled(
         coverage_level: the held-out coverage of mean +/- 2 sd that calibration targets.
         verbose: progress bar over members and a summary line.
 
+    Raises:
+        TypeError, ValueError: an option of the wrong type or out of range, named.
+    """
+
+    members: int = 5
+    holdout_seeds: Any = None
+    window: int = 10
+    hidden: int = 24
+    state: int = 24
+    width: int = 32
+    depth: int = 2
+    step_size: float = 0.5
+    span: float = 10.0
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 3e-3
+    final_weight: float = 1.0
+    seed: int = 0
+    workers: int | None = None
+    coverage_level: float = 0.95
+    verbose: bool = True
+
+    def __post_init__(self):
+        ints = {
+            "members": 1,
+            "window": 2,
+            "steps": 1,
+            "batch_size": 1,
+            "hidden": 1,
+            "state": 1,
+            "width": 1,
+            "depth": 0,
+        }
+        for name, minimum in ints.items():
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=minimum))
+        numbers = {
+            "final_weight": False,
+            "coverage_level": True,
+            "step_size": True,
+            "span": True,
+            "lr": True,
+        }
+        for name, strict in numbers.items():
+            value = check_number(name, getattr(self, name), minimum=0, strict=strict)
+            object.__setattr__(self, name, value)
+        if self.workers is not None:
+            object.__setattr__(self, "workers", check_int("workers", self.workers))
+
+
+def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -> ControlledFit:
+    """Trains a calibrated controlled ensemble on recorded runs.
+
+    Args:
+        runs: `keras_lode.Run`s sharing P and K (diverged runs are skipped and counted).
+        config: a `ControlledFitConfig` (default: its defaults).
+        **options: fields of `ControlledFitConfig` to set (`members`, `holdout_seeds`,
+            `window`, `hidden`, `state`, `width`, `depth`, `step_size`, `span`, `steps`,
+            `batch_size`, `lr`, `final_weight`, `seed`, `workers`, `coverage_level`,
+            `verbose`).
+
     Returns:
         A `ControlledFit`.
-    """
-    import torch
 
+    Raises:
+        TypeError, ValueError: bad options, unusable runs, or runs of fewer than two
+            seeds (nothing to hold out).
+    """
     from keras_lode.model import ControlledODE
     from keras_lode.model.trust_region import TrustRegion
     from keras_lode.train import decision
-    from keras_lode.train.controlled import ControlledMember, ensemble_config, ensemble_weights
+    from keras_lode.train.member import ensemble_config, ensemble_weights
 
-    members = check_int("members", members)
-    window = check_int("window", window, minimum=2)
-    steps = check_int("steps", steps)
-    batch_size = check_int("batch_size", batch_size)
-    check_number("final_weight", final_weight, minimum=0)
-    check_number("coverage_level", coverage_level, minimum=0, strict=True)
-    data = prepare_runs(runs, window=window + 1)
+    cfg = resolve_options(ControlledFitConfig, config, options, "keras_lode.train.fit_controlled")
+    data = prepare_runs(runs, window=cfg.window + 1)
     rs = data.runs
-    train, held = split_by_seed(rs, holdout_seeds)
+    train, held = split_by_seed(rs, cfg.holdout_seeds)
     y = data.y
     mean, std = fit_normalization(y[train])
-    hyper = dict(
-        window=window,
-        hidden=check_int("hidden", hidden),
-        state=check_int("state", state),
-        width=check_int("width", width),
-        depth=check_int("depth", depth, minimum=0),
-        step_size=check_number("step_size", step_size, minimum=0, strict=True),
-        span=check_number("span", span, minimum=0, strict=True),
-        steps=steps,
-        batch_size=batch_size,
-        lr=check_number("lr", lr, minimum=0, strict=True),
-        final_weight=float(final_weight),
-    )
+    hyper = _hyperparameters(cfg)
     payloads = [
-        dict(y=y, train=np.asarray(train), mean=mean, std=std, hyper=hyper, seed=seed + i)
-        for i in range(members)
+        dict(y=y, train=np.asarray(train), mean=mean, std=std, hyper=hyper, seed=cfg.seed + i)
+        for i in range(cfg.members)
     ]
-    workers = (
-        min(members, os.cpu_count() or 1) if workers is None else check_int("workers", workers)
-    )
+    workers = min(cfg.members, os.cpu_count() or 1) if cfg.workers is None else cfg.workers
     t0 = time.perf_counter()
-    results = _run_members(payloads, workers, verbose)
+    results = _run_members(payloads, workers, cfg.verbose)  # in the order they finished
     wall = time.perf_counter() - t0
-    trained = []
-    for res in sorted(results, key=lambda r: r["seed"]):
-        m = ControlledMember(
-            hidden, state, width, depth, step_size=step_size, horizon=y.shape[1], span=span
-        )
-        m.set_normalization(mean, std)
-        m.load_state_dict({k: torch.as_tensor(v) for k, v in res["state"].items()})
-        trained.append(m)
+    by_seed = sorted(results, key=lambda r: r["seed"])
+    trained = _load_members(by_seed, cfg, mean, std, horizon=y.shape[1])
     lr_vals = np.exp(y[train][..., 1])
     lr_range = (float(lr_vals.min()), float(lr_vals.max()))
     base_config = ensemble_config(
-        trained, window=window, lr_range=lr_range, points_per_epoch=data.points_per_epoch
+        trained, window=cfg.window, lr_range=lr_range, points_per_epoch=data.points_per_epoch
     )
     raw = ControlledODE(base_config, ensemble_weights(trained))
     held_runs = [rs[i] for i in held]
     train_runs = [rs[i] for i in train]
-    cal = decision.calibrate(raw, held_runs, level=coverage_level)
+    cal = decision.calibrate(raw, held_runs, level=cfg.coverage_level)
     skill = decision.decision_skill(raw, held_runs, train_runs, calibration=cal)
     training = {
         "kind": "controlled",
-        "n_runs": len(runs),
-        "n_used": len(rs),
-        "n_train": len(train),
-        "n_heldout": len(held),
-        "heldout_seeds": sorted({rs[i].meta.get("seed") for i in held}),
-        "switched_runs": sum(1 for r in rs if r.meta.get("switch")),
-        "skipped": data.skipped,
-        "horizon": int(y.shape[1]),
-        "points_per_epoch": data.points_per_epoch,
-        "families": sorted({str(r.meta.get("schedule")) for r in train_runs}),
-        "tasks": sorted({str(r.meta.get("task")) for r in rs}),
-        "lr_range": list(lr_range),
-        "hyperparameters": {**hyper, "members": members, "seed": seed},
+        **_data_summary(len(runs), data, train, held, lr_range),
+        "hyperparameters": {**hyper, "members": cfg.members, "seed": cfg.seed},
         "wall_time_s": round(wall, 2),
         "member_seconds": [round(r["seconds"], 2) for r in results],
         "workers": workers,
-        "final_train_loss": [
-            r["history"][-1][1:] for r in sorted(results, key=lambda r: r["seed"])
-        ],
+        "final_train_loss": [r["history"][-1][1:] for r in by_seed],
         "calibration": cal,
         "decision": skill,
     }
@@ -297,7 +304,7 @@ def fit_controlled(
     trust = TrustRegion.from_runs(train_runs)
     config = ensemble_config(
         trained,
-        window=window,
+        window=cfg.window,
         lr_range=lr_range,
         points_per_epoch=data.points_per_epoch,
         calibration={"sd_scale": cal["sd_scale"], "sd_floor": cal["sd_floor"]},
@@ -305,9 +312,69 @@ def fit_controlled(
         training=training,
     )
     model = ControlledODE(config, ensemble_weights(trained))
-    if verbose:
+    if cfg.verbose:
         print(decision.format_skill(skill, cal))
     return ControlledFit(members=trained, model=model, training=config["training"])
+
+
+def _hyperparameters(cfg) -> dict:
+    """What each member trains with (sent to the worker processes, stored in the file)."""
+    return dict(
+        window=cfg.window,
+        hidden=cfg.hidden,
+        state=cfg.state,
+        width=cfg.width,
+        depth=cfg.depth,
+        step_size=cfg.step_size,
+        span=cfg.span,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        final_weight=cfg.final_weight,
+    )
+
+
+def _load_members(results, cfg, mean, std, *, horizon) -> list:
+    """The trained `ControlledMember`s from the workers' state dicts, in `results` order."""
+    import torch
+
+    from keras_lode.train.member import ControlledMember
+
+    trained = []
+    for res in results:
+        m = ControlledMember(
+            cfg.hidden,
+            cfg.state,
+            cfg.width,
+            cfg.depth,
+            step_size=cfg.step_size,
+            horizon=horizon,
+            span=cfg.span,
+        )
+        m.set_normalization(mean, std)
+        m.load_state_dict({k: torch.as_tensor(v) for k, v in res["state"].items()})
+        trained.append(m)
+    return trained
+
+
+def _data_summary(n_runs, data, train, held, lr_range) -> dict:
+    """The data part of the file's `training` section: counts, seeds, families, tasks."""
+    rs = data.runs
+    train_runs = [rs[i] for i in train]
+    return {
+        "n_runs": n_runs,
+        "n_used": len(rs),
+        "n_train": len(train),
+        "n_heldout": len(held),
+        "heldout_seeds": sorted({rs[i].meta.get("seed") for i in held}),
+        "switched_runs": sum(1 for r in rs if r.meta.get("switch")),
+        "skipped": data.skipped,
+        "horizon": int(data.y.shape[1]),
+        "points_per_epoch": data.points_per_epoch,
+        "families": sorted({str(r.meta.get("schedule")) for r in train_runs}),
+        "tasks": sorted({str(r.meta.get("task")) for r in rs}),
+        "lr_range": list(lr_range),
+    }
 
 
 def _run_members(payloads, workers, verbose):

@@ -13,7 +13,7 @@ Errors are root-mean-square errors per channel in units of the training runs'
 standard deviation of that channel (so channels are comparable and `mean` is
 their average), pooled over the held-out runs and the points after the cut.
 
-Works with the torch model (`keras_lode.train.LatentODE`, batched) and with the
+Works with the torch model (`keras_lode.train.TorchLatentODE`, batched) and with the
 NumPy model (`keras_lode.load_model(path)`), so anyone can rerun it on a model
 file:
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_lode.constants import CHANNELS
-from keras_lode.train.data import family_of, prepare_runs
+from keras_lode.train.windows import family_of, prepare_runs
 
 PREDICTORS = ("lode", "hold_last", "family_mean")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75)
@@ -83,7 +83,7 @@ def predict_runs(model, y: np.ndarray, cut: int, window: int) -> np.ndarray:
     """Encode the `window` points before `cut` and decode every point of the runs.
 
     Args:
-        model: torch `LatentODE` or NumPy `LatentODE`.
+        model: torch `TorchLatentODE` or NumPy `LatentODE`.
         y: (N, K, C) raw trajectories.
         cut: end (exclusive) of the context window.
         window: context length W; shorter when `cut < W`.
@@ -126,7 +126,7 @@ def extrapolation_errors(
     """Per-channel extrapolation error of the model and of two naive predictors.
 
     Args:
-        model: torch `keras_lode.train.LatentODE` or NumPy `keras_lode.LatentODE`.
+        model: torch `keras_lode.train.TorchLatentODE` or NumPy `keras_lode.LatentODE`.
         runs: held-out `keras_lode.Run` objects (not used in training).
         train_runs: the training runs (for the family-mean predictor).
         window: context window W; default the model file's planner window, else 30.

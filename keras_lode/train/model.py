@@ -8,9 +8,9 @@ Example:
 
 ```python
 import torch
-from keras_lode.train import LatentODE
+from keras_lode.train import TorchLatentODE
 
-model = LatentODE(hidden=20, latent=20).double()
+model = TorchLatentODE(hidden=20, latent=20).double()
 model.set_normalization(mean=[2.0, -6.0, 0.5], std=[1.0, 1.5, 0.2])
 t = torch.arange(30.0, dtype=torch.float64)
 z = model.encode(t, window)                 # window: (B, 30, 3) raw channel values
@@ -25,16 +25,16 @@ import numpy as np
 
 from keras_lode import model as ode
 from keras_lode._checks import check_int, check_number
-from keras_lode.train import _require_torch
+from keras_lode.train import require_torch
 
-_require_torch()
+require_torch()
 
 import torch  # noqa: E402
 import torchdiffeq  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-__all__ = ["LatentODE", "MLP", "VectorField"]
+__all__ = ["MLP", "TorchLatentODE", "VectorField"]
 
 
 class MLP(nn.Module):
@@ -68,8 +68,11 @@ class VectorField(MLP):
         return self.scale * super().forward(h)
 
 
-class LatentODE(nn.Module):
+class TorchLatentODE(nn.Module):
     """The latent ODE in PyTorch: GRU encoder, ODE decoder, built-in normalization.
+
+    The twin of the NumPy `keras_lode.model.LatentODE`; also public as
+    `keras_lode.train.LatentODE`.
 
     Args:
         channels: number of channels (3: loss, log LR, metric).
@@ -259,7 +262,8 @@ class LatentODE(nn.Module):
 
     @classmethod
     def from_numpy(cls, np_model):
-        """Builds the torch twin of a NumPy `LatentODE` (float64 if the NumPy one is)."""
+        """Builds the torch twin of a NumPy `keras_lode.model.LatentODE` (float64 if the NumPy
+        one is)."""
         config = np_model.config
         a = config["architecture"]
         model = cls(

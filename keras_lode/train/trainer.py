@@ -2,7 +2,7 @@
 
 The trainer of docs/design.md ("path-minimized" latent ODE, arXiv 2410.08923):
 
-1. Runs are checked (`keras_lode.train.data.prepare_runs`): unusable ones are
+1. Runs are checked (`keras_lode.train.windows.prepare_runs`): unusable ones are
    skipped and counted, mixed time units are an error.
 2. Whole runs are held out for validation (stratified by schedule family).
 3. The channel normalization is fit on the training runs and stored in the model.
@@ -42,6 +42,7 @@ print(report.training["extrapolation"]["overall"]["lode"]["mean"])
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -53,7 +54,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from keras_lode.train.data import (
+from keras_lode._checks import check_int, check_number
+from keras_lode.model.options import resolve_options
+from keras_lode.train.evaluate import DEFAULT_FRACTIONS, extrapolation_errors
+from keras_lode.train.model import TorchLatentODE
+from keras_lode.train.windows import (
     WindowSampler,
     family_of,
     fit_normalization,
@@ -61,8 +66,6 @@ from keras_lode.train.data import (
     split_runs,
     validation_starts,
 )
-from keras_lode.train.evaluate import DEFAULT_FRACTIONS, extrapolation_errors
-from keras_lode.train.model import LatentODE
 
 logger = logging.getLogger("keras_lode.train")
 
@@ -101,57 +104,11 @@ class FitReport:
         return dumps({"training": self.training, "history": self.history}, indent=2)
 
 
-def _check(name, value, kind, minimum=None, maximum=None, open_min=False):
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok and isinstance(value, float):
-        ok = math.isfinite(value)
-    if ok and minimum is not None:
-        ok = value > minimum if open_min else value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        bound = ""
-        if minimum is not None:
-            bound = f" {'>' if open_min else '>='} {minimum}"
-        if maximum is not None:
-            bound += f" and <= {maximum}"
-        what = "an integer" if kind is int else "a number"
-        raise ValueError(f"Argument `{name}` must be {what}{bound}. Received: {name}={value!r}")
-    return value
+@dataclass(frozen=True)
+class FitConfig:
+    """The options of the generative trainer (`fit`), checked when it is built.
 
-
-def fit(
-    runs,
-    *,
-    val_runs=None,
-    window: int = 30,
-    hidden: int = 20,
-    latent: int = 20,
-    state: int = 20,
-    width: int = 20,
-    depth: int = 2,
-    step_size: float = 0.5,
-    time_scale: float | None = None,
-    alpha: float = 0.01,
-    max_steps: int = 1500,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    val_fraction: float = 0.2,
-    patience: int = 8,
-    eval_every: int = 50,
-    seed: int = 0,
-    threads: int = 1,
-    fractions=DEFAULT_FRACTIONS,
-    evaluate: bool = True,
-    progress: bool = True,
-    output=None,
-    metadata: dict | None = None,
-) -> tuple[LatentODE, FitReport]:
-    """Trains a `LatentODE` on runs and (optionally) exports it.
-
-    Args:
-        runs: `keras_lode.Run` objects of one task (one P and one horizon K).
-        val_runs: runs to validate on; default: hold out `val_fraction` of `runs`.
+    Attributes:
         window: context window W in log points (the planner's window too).
         hidden, latent, state, width, depth: architecture sizes (docs/design.md).
         step_size: RK4 step in model time. A run spans 10 model-time units
@@ -172,122 +129,117 @@ def fit(
         evaluate: run the extrapolation evaluation on the held-out runs.
         progress: show a tqdm progress bar with the current losses, and print
             the count of skipped runs.
+
+    Raises:
+        TypeError, ValueError: an option of the wrong type or out of range, named.
+    """
+
+    window: int = 30
+    hidden: int = 20
+    latent: int = 20
+    state: int = 20
+    width: int = 20
+    depth: int = 2
+    step_size: float = 0.5
+    time_scale: float | None = None
+    alpha: float = 0.01
+    max_steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-3
+    val_fraction: float = 0.2
+    patience: int = 8
+    eval_every: int = 50
+    seed: int = 0
+    threads: int = 1
+    fractions: tuple = DEFAULT_FRACTIONS
+    evaluate: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        minimums = {
+            "window": 2,
+            "hidden": 1,
+            "latent": 1,
+            "state": 1,
+            "width": 1,
+            "depth": 0,
+            "max_steps": 1,
+            "batch_size": 2,
+            "patience": 1,
+            "eval_every": 1,
+            "threads": 1,
+            "seed": 0,
+        }
+        for name, minimum in minimums.items():
+            check_int(name, getattr(self, name), minimum=minimum)
+        check_number("step_size", self.step_size, minimum=0, strict=True)
+        check_number("alpha", self.alpha, minimum=0)
+        check_number("lr", self.lr, minimum=0, strict=True)
+        if self.time_scale is not None:
+            check_number("time_scale", self.time_scale, minimum=0, strict=True)
+
+
+def fit(
+    runs, config: FitConfig | None = None, *, val_runs=None, output=None, metadata=None, **options
+) -> tuple[TorchLatentODE, FitReport]:
+    """Trains a `TorchLatentODE` on runs and (optionally) exports it.
+
+    Args:
+        runs: `keras_lode.Run` objects of one task (one P and one horizon K).
+        config: a `FitConfig` (default: its defaults).
+        val_runs: runs to validate on; default: hold out `val_fraction` of `runs`.
         output: if given, export the model file there.
         metadata: free-form JSON metadata for the model file (e.g. `task`).
+        **options: fields of `FitConfig` to set (`window`, `hidden`, `latent`, `state`,
+            `width`, `depth`, `step_size`, `time_scale`, `alpha`, `max_steps`,
+            `batch_size`, `lr`, `val_fraction`, `patience`, `eval_every`, `seed`,
+            `threads`, `fractions`, `evaluate`, `progress`).
 
     Returns:
-        `(model, report)`: the trained float64 `keras_lode.train.LatentODE` and a
+        `(model, report)`: the trained float64 `keras_lode.train.TorchLatentODE` and a
         `FitReport`.
 
     Raises:
         TypeError, ValueError: for bad arguments or unusable runs (see
-            `keras_lode.train.data.prepare_runs` and `split_runs`).
+            `keras_lode.train.windows.prepare_runs` and `split_runs`).
     """
-    _check("window", window, int, 2)
-    _check("max_steps", max_steps, int, 1)
-    _check("batch_size", batch_size, int, 2)
-    _check("patience", patience, int, 1)
-    _check("eval_every", eval_every, int, 1)
-    _check("threads", threads, int, 1)
-    _check("seed", seed, int, 0)
-    _check("alpha", float(alpha) if isinstance(alpha, int) else alpha, float, 0.0)
-    _check("lr", float(lr) if isinstance(lr, int) else lr, float, 0.0, open_min=True)
-    if time_scale is not None:
-        _check("time_scale", float(time_scale), float, 0.0, open_min=True)
-
+    cfg = resolve_options(FitConfig, config, options, "keras_lode.train.fit")
     started = time.perf_counter()
     runs = list(runs) if not isinstance(runs, str | bytes) and hasattr(runs, "__iter__") else runs
-    data = prepare_runs(runs, window=window)
+    data = prepare_runs(runs, window=cfg.window)
     n_input = len(runs)
     skipped_line = data.skipped_message(n_input)
-    if skipped_line and progress:
+    if skipped_line and cfg.progress:
         print(skipped_line, file=sys.stderr)
-
-    if val_runs is None:
-        train_idx, val_idx = split_runs(data.runs, val_fraction=val_fraction, seed=seed)
-        y_train, y_val = data.y[train_idx], data.y[val_idx]
-        train_list = [data.runs[i] for i in train_idx]
-        val_list = [data.runs[i] for i in val_idx]
-    else:
-        held = prepare_runs(val_runs, window=window)
-        if (held.points_per_epoch, held.horizon) != (data.points_per_epoch, data.horizon):
-            raise ValueError(
-                "Argument `val_runs` must match the training runs' time unit. Received: "
-                f"points_per_epoch={held.points_per_epoch}, horizon={held.horizon}; expected "
-                f"points_per_epoch={data.points_per_epoch}, horizon={data.horizon}."
-            )
-        if len(data.runs) < 2:
-            raise ValueError(f"Need at least 2 usable training runs. Received: {len(data.runs)}.")
-        y_train, y_val = data.y, held.y
-        train_list, val_list = data.runs, held.runs
-    horizon = data.horizon
-    if time_scale is None:
-        time_scale = _RUN_SPAN / horizon
+    train_list, val_list, y_train, y_val = _split(data, val_runs, cfg)
+    time_scale = _RUN_SPAN / data.horizon if cfg.time_scale is None else cfg.time_scale
     mean, std = fit_normalization(y_train)
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, previous_threads))
-    try:
-        torch.manual_seed(seed)
-        model = LatentODE(
+    with _torch_threads(cfg.threads):
+        torch.manual_seed(cfg.seed)
+        model = TorchLatentODE(
             channels=y_train.shape[-1],
-            hidden=hidden,
-            latent=latent,
-            state=state,
-            width=width,
-            depth=depth,
-            step_size=step_size,
+            hidden=cfg.hidden,
+            latent=cfg.latent,
+            state=cfg.state,
+            width=cfg.width,
+            depth=cfg.depth,
+            step_size=cfg.step_size,
             time_scale=time_scale,
             mean=mean,
             std=std,
         )
-        history, best, stopped_early, steps_done, last = _train(
-            model,
-            y_train,
-            y_val,
-            window=window,
-            alpha=float(alpha),
-            max_steps=max_steps,
-            batch_size=batch_size,
-            lr=float(lr),
-            patience=patience,
-            eval_every=eval_every,
-            seed=seed,
-            progress=progress,
-        )
+        history, best, stopped_early, steps_done, last = _train(model, y_train, y_val, cfg)
         model = model.double()
         train_seconds = time.perf_counter() - started
         extrapolation = None
-        if evaluate:
+        if cfg.evaluate:
             extrapolation = extrapolation_errors(
-                model, val_list, train_list, window=window, fractions=fractions, std=std
+                model, val_list, train_list, window=cfg.window, fractions=cfg.fractions, std=std
             )
-    finally:
-        torch.set_num_threads(previous_threads)
 
     training = _summary(
-        data,
-        n_input,
-        train_list,
-        val_list,
-        hyper={
-            "window": window,
-            "hidden": hidden,
-            "latent": latent,
-            "state": state,
-            "width": width,
-            "depth": depth,
-            "step_size": float(step_size),
-            "time_scale": float(time_scale),
-            "alpha": float(alpha),
-            "max_steps": max_steps,
-            "batch_size": batch_size,
-            "lr": float(lr),
-            "patience": patience,
-            "eval_every": eval_every,
-            "seed": seed,
-            "threads": threads,
-        },
+        data, n_input, train_list, val_list, hyper=_hyperparameters(cfg, time_scale)
     )
     training.update(
         {
@@ -313,12 +265,65 @@ def fit(
     return model, report
 
 
+@contextlib.contextmanager
+def _torch_threads(threads):
+    """At most `threads` torch intra-op threads inside the block; restored after it."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, previous_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _split(data, val_runs, cfg):
+    """`(train runs, held-out runs, y_train, y_val)`: a held-out share of `data`, or
+    `val_runs` (which must share the training runs' time unit)."""
+    if val_runs is None:
+        train_idx, val_idx = split_runs(data.runs, val_fraction=cfg.val_fraction, seed=cfg.seed)
+        train_list = [data.runs[i] for i in train_idx]
+        val_list = [data.runs[i] for i in val_idx]
+        return train_list, val_list, data.y[train_idx], data.y[val_idx]
+    held = prepare_runs(val_runs, window=cfg.window)
+    if (held.points_per_epoch, held.horizon) != (data.points_per_epoch, data.horizon):
+        raise ValueError(
+            "Argument `val_runs` must match the training runs' time unit. Received: "
+            f"points_per_epoch={held.points_per_epoch}, horizon={held.horizon}; expected "
+            f"points_per_epoch={data.points_per_epoch}, horizon={data.horizon}."
+        )
+    if len(data.runs) < 2:
+        raise ValueError(f"Need at least 2 usable training runs. Received: {len(data.runs)}.")
+    return data.runs, held.runs, data.y, held.y
+
+
+def _hyperparameters(cfg, time_scale) -> dict:
+    """The options a fit used, as stored in the model file's `training` section."""
+    return {
+        "window": cfg.window,
+        "hidden": cfg.hidden,
+        "latent": cfg.latent,
+        "state": cfg.state,
+        "width": cfg.width,
+        "depth": cfg.depth,
+        "step_size": float(cfg.step_size),
+        "time_scale": float(time_scale),
+        "alpha": float(cfg.alpha),
+        "max_steps": cfg.max_steps,
+        "batch_size": cfg.batch_size,
+        "lr": float(cfg.lr),
+        "patience": cfg.patience,
+        "eval_every": cfg.eval_every,
+        "seed": cfg.seed,
+        "threads": cfg.threads,
+    }
+
+
 def replan_every(points_per_epoch: int, horizon: int, window: int) -> int:
     """Replan once per epoch, but at least 3 times after the first W points of a short run."""
     return max(1, min(points_per_epoch, (horizon - window) // 3))
 
 
-def export(model: LatentODE, report: FitReport, path, *, metadata: dict | None = None):
+def export(model: TorchLatentODE, report: FitReport, path, *, metadata: dict | None = None):
     """Writes the model file with the training summary; returns the NumPy model.
 
     Args:
@@ -346,39 +351,34 @@ def export(model: LatentODE, report: FitReport, path, *, metadata: dict | None =
     )
 
 
-def _train(
-    model,
-    y_train,
-    y_val,
-    *,
-    window,
-    alpha,
-    max_steps,
-    batch_size,
-    lr,
-    patience,
-    eval_every,
-    seed,
-    progress,
-):
-    sampler = WindowSampler(y_train, window=window, seed=seed)
+def _train(model, y_train, y_val, cfg):
+    """Adam steps on windows of `y_train` until `cfg.max_steps` or early stopping; restores
+    the weights of the best validation MSE on `y_val`.
+
+    Returns:
+        `(history, best, stopped_early, steps, last)`: one dict per evaluation, the best
+        step and its validation MSE, whether training stopped early, the steps taken and
+        the smoothed final training losses.
+    """
+    window, alpha, max_steps = cfg.window, float(cfg.alpha), cfg.max_steps
+    sampler = WindowSampler(y_train, window=window, seed=cfg.seed)
     horizon = y_train.shape[1]
     t_all = torch.arange(horizon, dtype=torch.float32)
     std = torch.as_tensor(model.std, dtype=torch.float32)
     y_val_t = torch.as_tensor(y_val, dtype=torch.float32)
     starts = validation_starts(horizon, window)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.lr))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / max_steps, 1.0)))
     )
     best = {"step": 0, "val_mse": math.inf, "state": copy.deepcopy(model.state_dict())}
     history, bad_evals, stopped_early = [], 0, False
     running = None
-    bar = tqdm(total=max_steps, disable=not progress, desc="LODE", unit="step", leave=False)
+    bar = tqdm(total=max_steps, disable=not cfg.progress, desc="LODE", unit="step", leave=False)
     step = 0
     try:
         for step in range(1, max_steps + 1):
-            start, ctx, target = sampler.sample(batch_size)
+            start, ctx, target = sampler.sample(cfg.batch_size)
             ctx_t = torch.as_tensor(ctx, dtype=torch.float32)
             target_t = torch.as_tensor(target, dtype=torch.float32)
             loss, mse, path = _loss(model, t_all, start, window, ctx_t, target_t, std, alpha)
@@ -400,7 +400,7 @@ def _train(
                 else tuple(0.9 * r + 0.1 * v for r, v in zip(running, values, strict=True))
             )
             bar.update(1)
-            if step % eval_every == 0 or step == max_steps:
+            if step % cfg.eval_every == 0 or step == max_steps:
                 val_mse = _val_mse(model, t_all, y_val_t, starts, window, std)
                 history.append(
                     {
@@ -421,7 +421,7 @@ def _train(
                     bad_evals = 0
                 else:
                     bad_evals += 1
-                    if bad_evals >= patience:
+                    if bad_evals >= cfg.patience:
                         stopped_early = True
                         break
             elif step % 10 == 0:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_lode._checks import check_int
 from keras_lode.constants import CHANNELS
 
 logger = logging.getLogger("keras_lode.train")
@@ -68,11 +69,10 @@ def prepare_runs(runs, *, window: int) -> RunSet:
         A `RunSet`.
 
     Raises:
-        TypeError: if `runs` is not a sequence of runs.
+        TypeError: if `runs` is not a sequence of runs, or `window` not an int.
         ValueError: if no run is usable, or P or K differ between runs.
     """
-    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 2:
-        raise ValueError(f"Argument `window` must be an integer >= 2. Received: window={window!r}")
+    window = check_int("window", window, minimum=2)
     if isinstance(runs, str | bytes) or not hasattr(runs, "__iter__"):
         raise TypeError(
             "Argument `runs` must be a list of keras_lode.Run. "

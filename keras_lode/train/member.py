@@ -19,10 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from keras_lode._checks import check_int, check_number
-from keras_lode.model.format import controlled_config, member_weight_shapes
-from keras_lode.train import _require_torch
+from keras_lode.model.config import controlled_config
+from keras_lode.model.schema import member_weight_shapes
+from keras_lode.train import require_torch
 
-_require_torch()
+require_torch()
 
 import torch  # noqa: E402
 import torchdiffeq  # noqa: E402
