@@ -14,8 +14,9 @@ import math
 import numpy as np
 
 from keras_lode._json import write_json
+from keras_lode._warnings import warn
 
-__all__ = ["STATE_FORMAT", "STATE_VERSION", "read_state", "write_state"]
+__all__ = ["STATE_FORMAT", "STATE_VERSION", "read_state", "resume", "write_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,3 +77,42 @@ def read_state(path, expect: dict) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     history = _from_json_floats(state["history"], (expect["total_points"], 3))
     replans = {int(k): _from_json_floats(v) for k, v in state["replans"].items()}
     return history, replans
+
+
+def resume(path, identity: dict, cut: int, history: np.ndarray, tables) -> dict | None:
+    """Restores a fit's history and plans before log point `cut` from its state file.
+
+    Args:
+        path: the state file.
+        identity: what the state must have been written for (see `read_state`).
+        cut: the first log point of the resumed epoch (what came before is kept).
+        history: (K, 3) history of the fit, filled in before `cut`.
+        tables: the fit's `PlanTables`, set back to the warm-up and the saved plans.
+
+    Returns:
+        `{log point: LRs}` of the replans restored, or None (after a `LODEWarning`) when
+        there is no usable state: the fit then follows the warm-up.
+    """
+    if not path.exists():
+        warn(
+            f"LODECallback: the fit resumes at log point {cut} but there is no state file "
+            f"{str(path)!r}; following the warm-up until a window of new points exists."
+        )
+        return None
+    try:
+        saved_history, replans = read_state(path, identity)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        warn(
+            f"LODECallback: could not resume from {str(path)!r} ({e}); starting a new "
+            "plan from the warm-up."
+        )
+        return None
+    history[:cut] = saved_history[:cut]
+    tables.restart()
+    kept = {}
+    for n in sorted(replans):
+        if n < cut and len(replans[n]) == identity["total_points"] - n - 1:
+            kept[n] = replans[n]
+            tables.replace(n + 1, replans[n])  # replayed as the fit applied it
+    logger.info("LODECallback resumed from %s at log point %d.", path, cut)
+    return kept

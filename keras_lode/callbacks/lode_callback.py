@@ -30,10 +30,9 @@ import numpy as np
 
 from keras_lode._warnings import warn
 from keras_lode.callbacks import lode_options
-from keras_lode.callbacks.callback_state import read_state, write_state
-from keras_lode.callbacks.lr_tables import PlanTables
+from keras_lode.callbacks.callback_state import resume, write_state
+from keras_lode.callbacks.lr_tables import PlanTables, plan_schedule
 from keras_lode.callbacks.observer import LogPointObserver, current_learning_rate
-from keras_lode.schedules.lode_schedule import LODESchedule
 
 __all__ = ["LODECallback"]
 
@@ -132,15 +131,7 @@ class LODECallback(LogPointObserver):
         from keras_lode.planning.plan import resolve_cadence
 
         optimizer = self.model.optimizer
-        # A LossScaleOptimizer (mixed precision) holds the LR in its inner optimizer.
-        lr = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
-        if not isinstance(lr, LODESchedule | keras.Variable):
-            raise ValueError(
-                "LODECallback needs an optimizer whose learning_rate is a "
-                "keras_lode.LODESchedule or a float. Received a learning_rate of type "
-                f"{type(lr).__name__}."
-            )
-        self.schedule = lr if isinstance(lr, LODESchedule) else None
+        self.schedule = plan_schedule(optimizer)
         self.mode = "schedule" if self.schedule is not None else "variable"
         self.first_replan, self.replan_every = resolve_cadence(
             self.total_points, self.window, self.options.first_replan, self.options.replan_every
@@ -167,12 +158,6 @@ class LODECallback(LogPointObserver):
         self._first_epoch, self.checked_run = True, False
         self.tables.apply(self.model, 0)
 
-    def point_steps(self) -> np.ndarray:
-        """Global step count at the end of each log point of the run."""
-        within = np.asarray(self.boundaries)
-        epochs = np.arange(self.epochs)[:, None] * self.steps_per_epoch
-        return (epochs + within[None, :]).ravel()
-
     # ------------------------------------------------------------------ resume
     def _run_identity(self) -> dict:
         return {
@@ -183,37 +168,13 @@ class LODECallback(LogPointObserver):
         }
 
     def _epoch_begin(self, epoch: int) -> None:
-        if self._first_epoch:
-            self._first_epoch = False
-            if epoch > 0 and self.state_path is not None:
-                self._resume(epoch)
-
-    def _resume(self, epoch: int) -> None:
-        path = self.state_path
-        if not path.exists():
-            warn(
-                f"LODECallback: the fit resumes at epoch {epoch} but there is no state file "
-                f"{str(path)!r}; following the warm-up until {self.window} new points exist."
-            )
-            return
-        try:
-            history, replans = read_state(path, self._run_identity())
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            warn(
-                f"LODECallback: could not resume from {str(path)!r} ({e}); starting a new "
-                "plan from the warm-up."
-            )
-            return
-        # Keras restarts the epoch from its first batch: keep what happened before it.
-        cut = epoch * self.points_per_epoch
-        self._history[:cut] = history[:cut]
-        self.tables.restart()
-        for n in sorted(replans):
-            if n < cut and len(replans[n]) == self.total_points - n - 1:
-                self._replans[n] = replans[n]
-                self.tables.replace(n + 1, replans[n])  # replayed as the fit applied it
-        self.tables.apply(self.model, cut)
-        logger.info("LODECallback resumed from %s at log point %d.", path, cut)
+        first, self._first_epoch = self._first_epoch, False
+        if first and epoch > 0 and self.state_path is not None:
+            cut = epoch * self.points_per_epoch  # Keras restarts the epoch from its start
+            replans = resume(self.state_path, self._run_identity(), cut, self._history, self.tables)
+            if replans is not None:
+                self._replans.update(replans)
+                self.tables.apply(self.model, cut)
 
     def _save_state(self, finished: bool = False) -> None:
         if self.state_path is not None:

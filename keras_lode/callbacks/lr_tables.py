@@ -20,8 +20,9 @@ import keras
 import numpy as np
 
 from keras_lode._warnings import warn
+from keras_lode.schedules.lode_schedule import LODESchedule
 
-__all__ = ["MAX_STEP_TABLE", "PlanTables", "warmup_values"]
+__all__ = ["MAX_STEP_TABLE", "PlanTables", "plan_schedule", "warmup_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,23 @@ MAX_STEP_TABLE = 100_000
 _MAX_SCALAR_CALLS = 5_000
 # A warm-up LR of exactly 0 (between log points) is served as this (the table must be > 0).
 _TINY_LR = 1e-30
+
+
+def plan_schedule(optimizer) -> LODESchedule | None:
+    """The optimizer's `LODESchedule`, or None for a float LR.
+
+    Raises:
+        ValueError: a learning rate that is neither (the callback could not apply plans).
+    """
+    # A LossScaleOptimizer (mixed precision) holds the LR in its inner optimizer.
+    lr = getattr(getattr(optimizer, "inner_optimizer", optimizer), "_learning_rate", None)
+    if not isinstance(lr, LODESchedule | keras.Variable):
+        raise ValueError(
+            "LODECallback needs an optimizer whose learning_rate is a "
+            "keras_lode.LODESchedule or a float. Received a learning_rate of type "
+            f"{type(lr).__name__}."
+        )
+    return lr if isinstance(lr, LODESchedule) else None
 
 
 def warmup_values(warmup, steps, strict: bool = True) -> np.ndarray | None:

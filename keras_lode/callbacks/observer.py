@@ -177,6 +177,12 @@ class LogPointObserver(keras.callbacks.Callback):
         # Steps completed within an epoch at each log point (last one = epoch end).
         self.boundaries = [int(round((k + 1) * spe / p)) for k in range(p)]
 
+    def point_steps(self) -> np.ndarray:
+        """Global step count at the end of each log point of the run."""
+        within = np.asarray(self.boundaries)
+        epochs = np.arange(self.epochs)[:, None] * self.steps_per_epoch
+        return (epochs + within[None, :]).ravel()
+
     def loss_tracker_state(self, model) -> tuple[float, float] | None:
         """`(total, count)` of `model`'s loss tracker now, or None without one.
 

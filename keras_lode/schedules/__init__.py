@@ -2,8 +2,9 @@
 
 - `LODESchedule` (`lode_schedule`): serves a (re)plannable LR table; what `LODECallback`
   drives during `fit`.
-- The parametric families of a sweep (`parametric`): `Constant`, `StepDecay`,
-  `WarmupCosine`, `OneCycle`, `LinearDecay`, `WSD`, `Switched`, and `make_schedule`.
+- The parametric schedules (`parametric`): `Constant`, `StepDecay`, `WarmupCosine`,
+  `OneCycle`, `LinearDecay`, `WSD`; the sweep's families (`families`): `make_schedule`,
+  `Switched`; what they share (`pieces`).
 
 Every class is registered for `keras.saving`, uses only `keras.ops` and runs inside the
 compiled train step of every backend.
@@ -19,6 +20,7 @@ optimizer = keras.optimizers.AdamW(learning_rate=lr)
 """
 
 from keras_lode.constants import FAMILIES
+from keras_lode.schedules.families import Switched, make_schedule
 from keras_lode.schedules.lode_schedule import LODESchedule
 from keras_lode.schedules.parametric import (
     WSD,
@@ -26,9 +28,7 @@ from keras_lode.schedules.parametric import (
     LinearDecay,
     OneCycle,
     StepDecay,
-    Switched,
     WarmupCosine,
-    make_schedule,
 )
 
 __all__ = [

@@ -3,7 +3,7 @@
 Each class is a serializable, registered `keras.optimizers.schedules.LearningRateSchedule`
 that uses only `keras.ops`, so it runs inside the compiled train step of every backend
 and also eagerly (`optimizer.learning_rate`). `make_schedule(family, peak_lr,
-total_steps)` builds the schedule of one sweep family; `FAMILIES` names them.
+total_steps)` (`keras_lode.schedules.families`) builds the schedule of one sweep family.
 
 Example:
 
@@ -17,44 +17,15 @@ optimizer = keras.optimizers.AdamW(learning_rate=lr)
 
 from __future__ import annotations
 
-import inspect
 import math
 
 from keras_lode._backend import import_keras
-from keras_lode._checks import check_int
-from keras_lode.constants import FAMILIES
+from keras_lode.schedules.pieces import WarmupMixin, anneal, check_positive, check_steps
 
 keras = import_keras("keras_lode.schedules")  # a clear error when no backend is installed
 ops = keras.ops
 
 _ANNEALS = ("cosine", "linear")
-
-
-def _check_positive(name: str, value, *, allow_zero: bool = False) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"Argument `{name}` must be a number. Received: {name}={value!r}") from None
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok or not math.isfinite(value):
-        op = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"Argument `{name}` must be finite and {op}. Received: {name}={value}")
-    return value
-
-
-def _check_steps(name: str, value, *, allow_zero: bool = False) -> int:
-    # A step count given as an integral float (e.g. from a config) is accepted.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return check_int(name, value, minimum=0 if allow_zero else 1)
-
-
-def _anneal(start, end, frac, how: str):
-    """Interpolates from `start` (frac 0) to `end` (frac 1), cosine or linear."""
-    if how == "cosine":
-        return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * frac))
-    # Written as a weighted sum so both endpoints are exact in float32.
-    return start * (1.0 - frac) + end * frac
 
 
 @keras.saving.register_keras_serializable(package="keras_lode")
@@ -70,7 +41,7 @@ class Constant(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, learning_rate: float, name: str = "Constant"):
         super().__init__()
-        self.learning_rate = _check_positive("learning_rate", learning_rate)
+        self.learning_rate = check_positive("learning_rate", learning_rate)
         self.name = name
 
     def __call__(self, step):
@@ -110,9 +81,9 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         name: str = "StepDecay",
     ):
         super().__init__()
-        self.initial_learning_rate = _check_positive("initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _check_steps("decay_steps", decay_steps)
-        self.decay_rate = _check_positive("decay_rate", decay_rate)
+        self.initial_learning_rate = check_positive("initial_learning_rate", initial_learning_rate)
+        self.decay_steps = check_steps("decay_steps", decay_steps)
+        self.decay_rate = check_positive("decay_rate", decay_rate)
         if self.decay_rate > 1:
             raise ValueError(
                 f"Argument `decay_rate` must be in (0, 1]. Received: decay_rate={decay_rate}"
@@ -134,40 +105,8 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-class _WarmupMixin:
-    """The warm-up (and end-LR) checks and the warm-up ramp of `WarmupCosine`, `LinearDecay`
-    and `WSD`."""
-
-    def _check_warmup(self, warmup_steps, initial_learning_rate, total_steps):
-        self.warmup_steps = _check_steps("warmup_steps", warmup_steps, allow_zero=True)
-        if self.warmup_steps >= total_steps:
-            raise ValueError(
-                "Argument `warmup_steps` must be < `total_steps`. Received: "
-                f"warmup_steps={warmup_steps}, total_steps={total_steps}"
-            )
-        self.initial_learning_rate = _check_positive(
-            "initial_learning_rate", initial_learning_rate, allow_zero=True
-        )
-
-    def _check_end(self, end_learning_rate):
-        self.end_learning_rate = _check_positive(
-            "end_learning_rate", end_learning_rate, allow_zero=True
-        )
-        if self.end_learning_rate > self.peak_learning_rate:
-            raise ValueError(
-                "Argument `end_learning_rate` must be <= `peak_learning_rate`. Received: "
-                f"end_learning_rate={end_learning_rate}, "
-                f"peak_learning_rate={self.peak_learning_rate}"
-            )
-
-    def _warm(self, step):
-        w = float(self.warmup_steps)
-        a, p = self.initial_learning_rate, self.peak_learning_rate
-        return a + (p - a) * (step / max(w, 1.0))
-
-
 @keras.saving.register_keras_serializable(package="keras_lode")
-class WarmupCosine(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
+class WarmupCosine(WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to a peak, then cosine decay to `alpha * peak` at `total_steps`.
 
     With `w = warmup_steps`, `T = total_steps`, `p = peak_learning_rate`,
@@ -203,10 +142,10 @@ class WarmupCosine(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule
         name: str = "WarmupCosine",
     ):
         super().__init__()
-        self.peak_learning_rate = _check_positive("peak_learning_rate", peak_learning_rate)
-        self.total_steps = _check_steps("total_steps", total_steps)
+        self.peak_learning_rate = check_positive("peak_learning_rate", peak_learning_rate)
+        self.total_steps = check_steps("total_steps", total_steps)
         self._check_warmup(warmup_steps, initial_learning_rate, self.total_steps)
-        self.alpha = _check_positive("alpha", alpha, allow_zero=True)
+        self.alpha = check_positive("alpha", alpha, allow_zero=True)
         if self.alpha > 1:
             raise ValueError(f"Argument `alpha` must be in [0, 1]. Received: alpha={alpha}")
         self.name = name
@@ -278,15 +217,15 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         name: str = "OneCycle",
     ):
         super().__init__()
-        self.max_learning_rate = _check_positive("max_learning_rate", max_learning_rate)
-        self.total_steps = _check_steps("total_steps", total_steps)
-        self.pct_start = _check_positive("pct_start", pct_start, allow_zero=True)
+        self.max_learning_rate = check_positive("max_learning_rate", max_learning_rate)
+        self.total_steps = check_steps("total_steps", total_steps)
+        self.pct_start = check_positive("pct_start", pct_start, allow_zero=True)
         if self.pct_start >= 1:
             raise ValueError(
                 f"Argument `pct_start` must be in [0, 1). Received: pct_start={pct_start}"
             )
-        self.div_factor = _check_positive("div_factor", div_factor)
-        self.final_div_factor = _check_positive("final_div_factor", final_div_factor)
+        self.div_factor = check_positive("div_factor", div_factor)
+        self.final_div_factor = check_positive("final_div_factor", final_div_factor)
         for key, val in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
             if float(val) < 1:
                 raise ValueError(f"Argument `{key}` must be >= 1. Received: {key}={val}")
@@ -307,14 +246,14 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         with keras.name_scope(self.name):
             step = ops.maximum(ops.cast(step, "float32"), 0.0)
             rise = self.pct_start * self.total_steps
-            up = _anneal(
+            up = anneal(
                 self.initial_learning_rate,
                 self.max_learning_rate,
                 step / max(rise, 1e-12),
                 self.anneal,
             )
             frac = ops.minimum((step - rise) / (self.total_steps - rise), 1.0)
-            down = _anneal(
+            down = anneal(
                 self.max_learning_rate,
                 self.final_learning_rate,
                 ops.maximum(frac, 0.0),
@@ -335,7 +274,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package="keras_lode")
-class LinearDecay(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
+class LinearDecay(WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
     """Optional linear warm-up, then linear decay to `end_learning_rate` at `total_steps`.
 
     With `w = warmup_steps`, `T = total_steps`, `p = peak_learning_rate`,
@@ -372,8 +311,8 @@ class LinearDecay(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule)
         name: str = "LinearDecay",
     ):
         super().__init__()
-        self.peak_learning_rate = _check_positive("peak_learning_rate", peak_learning_rate)
-        self.total_steps = _check_steps("total_steps", total_steps)
+        self.peak_learning_rate = check_positive("peak_learning_rate", peak_learning_rate)
+        self.total_steps = check_steps("total_steps", total_steps)
         self._check_warmup(warmup_steps, initial_learning_rate, self.total_steps)
         self._check_end(end_learning_rate)
         self.name = name
@@ -383,7 +322,7 @@ class LinearDecay(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule)
             step = ops.maximum(ops.cast(step, "float32"), 0.0)
             w = float(self.warmup_steps)
             frac = ops.clip((step - w) / float(self.total_steps - self.warmup_steps), 0.0, 1.0)
-            decayed = _anneal(self.peak_learning_rate, self.end_learning_rate, frac, "linear")
+            decayed = anneal(self.peak_learning_rate, self.end_learning_rate, frac, "linear")
             return ops.where(step < w, self._warm(step), decayed)
 
     def get_config(self):
@@ -401,7 +340,7 @@ _COOLDOWNS = ("linear", "1-sqrt")
 
 
 @keras.saving.register_keras_serializable(package="keras_lode")
-class WSD(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
+class WSD(WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
     """Warmup-stable-decay: warm up, hold the peak, then cool down over the last part.
 
     With `w = warmup_steps`, `T = total_steps`, `D = round(decay_fraction * T)` cool-down
@@ -441,10 +380,10 @@ class WSD(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
         name: str = "WSD",
     ):
         super().__init__()
-        self.peak_learning_rate = _check_positive("peak_learning_rate", peak_learning_rate)
-        self.total_steps = _check_steps("total_steps", total_steps)
+        self.peak_learning_rate = check_positive("peak_learning_rate", peak_learning_rate)
+        self.total_steps = check_steps("total_steps", total_steps)
         self._check_warmup(warmup_steps, initial_learning_rate, self.total_steps)
-        self.decay_fraction = _check_positive("decay_fraction", decay_fraction)
+        self.decay_fraction = check_positive("decay_fraction", decay_fraction)
         if self.decay_fraction > 1:
             raise ValueError(
                 "Argument `decay_fraction` must be in (0, 1]. "
@@ -471,7 +410,7 @@ class WSD(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
             frac = ops.clip((step - start) / float(self.total_steps - start), 0.0, 1.0)
             p, e = self.peak_learning_rate, self.end_learning_rate
             if self.cooldown == "linear":
-                cooled = _anneal(p, e, frac, "linear")
+                cooled = anneal(p, e, frac, "linear")
             else:
                 cooled = e + (p - e) * (1.0 - ops.sqrt(frac))
             w = float(self.warmup_steps)
@@ -488,132 +427,3 @@ class WSD(_WarmupMixin, keras.optimizers.schedules.LearningRateSchedule):
             "end_learning_rate": self.end_learning_rate,
             "name": self.name,
         }
-
-
-@keras.saving.register_keras_serializable(package="keras_lode")
-class Switched(keras.optimizers.schedules.LearningRateSchedule):
-    """One schedule up to a step, another from it on: a run that changes course mid-run.
-
-    `lr(step) = first(step)` for `step < switch_step`, else `second(step)` — the second
-    schedule goes on as it would at that point of training (it is not restarted). A sweep
-    records such *switched* runs (same seed as the run of `first`, so everything before
-    the switch is that run) to show a controlled LODE what a mid-run LR change does.
-
-    Example:
-
-    ```python
-    # cosine at 3e-3, switched to the one-cycle at 1e-2 after step 500
-    lr = Switched(make_schedule("cosine", 3e-3, 1000), make_schedule("onecycle", 1e-2, 1000), 500)
-    ```
-
-    Args:
-        first: the schedule before the switch (a `LearningRateSchedule` or its config).
-        second: the schedule from the switch on.
-        switch_step: the first step of `second`, > 0.
-        name: name of the schedule's ops scope.
-    """
-
-    def __init__(self, first, second, switch_step: int, name: str = "Switched"):
-        super().__init__()
-        self.first = _as_schedule("first", first)
-        self.second = _as_schedule("second", second)
-        self.switch_step = _check_steps("switch_step", switch_step)
-        self.name = name
-
-    def __call__(self, step):
-        with keras.name_scope(self.name):
-            before = ops.cast(step, "float32") < float(self.switch_step)
-            return ops.where(before, self.first(step), self.second(step))
-
-    def get_config(self):
-        return {
-            "first": keras.saving.serialize_keras_object(self.first),
-            "second": keras.saving.serialize_keras_object(self.second),
-            "switch_step": self.switch_step,
-            "name": self.name,
-        }
-
-
-def _as_schedule(name, value):
-    if isinstance(value, dict):
-        value = keras.saving.deserialize_keras_object(value)
-    if not isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
-        raise TypeError(
-            f"Argument `{name}` must be a LearningRateSchedule (or its serialized config). "
-            f"Received: {type(value).__name__}"
-        )
-    return value
-
-
-def make_schedule(family: str, peak_lr: float, total_steps: int, **kwargs):
-    """Builds the schedule of one sweep family with peak learning rate `peak_lr`.
-
-    Defaults (each overridable through `kwargs`, which go to the class):
-
-    - `"cosine"`: `WarmupCosine(peak_lr, total_steps, alpha=1e-3)` — cosine from the
-      peak to `peak_lr / 1000` (not to 0: a zero LR has no logarithm, and the LODE
-      models `ln(lr)`).
-    - `"onecycle"`: `OneCycle(peak_lr, total_steps)` — 30% rise, cosine anneal.
-    - `"constant"`: `Constant(peak_lr)`.
-    - `"step"`: `StepDecay(peak_lr, decay_steps=ceil(total_steps / 3), decay_rate=0.1)`
-      — two drops, at 1/3 and 2/3 of training.
-    - `"linear"`: `LinearDecay(peak_lr, total_steps, end_learning_rate=peak_lr / 1000)`.
-    - `"wsd"`: `WSD(peak_lr, total_steps, decay_fraction=0.2, end_learning_rate=peak_lr / 1000)`
-      — hold the peak for 80% of training, then cool down linearly.
-
-    Example:
-
-    ```python
-    make_schedule("cosine", 1e-3, total_steps=4690, warmup_steps=200)
-    ```
-
-    Args:
-        family: one of `FAMILIES`.
-        peak_lr: the highest learning rate of the schedule.
-        total_steps: optimizer steps of the whole run.
-        **kwargs: extra arguments of the family's class.
-
-    Returns:
-        A `keras.optimizers.schedules.LearningRateSchedule`.
-
-    Raises:
-        ValueError: for an unknown family or bad values.
-        TypeError: for arguments the family's class does not take.
-    """
-    if family not in FAMILIES:
-        raise ValueError(f"Argument `family` must be one of {FAMILIES}. Received: {family!r}")
-    total_steps = _check_steps("total_steps", total_steps)
-    cls, fixed, defaults = {
-        "cosine": (
-            WarmupCosine,
-            {"peak_learning_rate": peak_lr, "total_steps": total_steps},
-            {"alpha": 1e-3},
-        ),
-        "onecycle": (OneCycle, {"max_learning_rate": peak_lr, "total_steps": total_steps}, {}),
-        "constant": (Constant, {"learning_rate": peak_lr}, {}),
-        "step": (
-            StepDecay,
-            {"initial_learning_rate": peak_lr},
-            {"decay_steps": max(1, math.ceil(total_steps / 3)), "decay_rate": 0.1},
-        ),
-        "linear": (
-            LinearDecay,
-            {"peak_learning_rate": peak_lr, "total_steps": total_steps},
-            {"end_learning_rate": peak_lr * 1e-3},
-        ),
-        "wsd": (
-            WSD,
-            {"peak_learning_rate": peak_lr, "total_steps": total_steps},
-            {"decay_fraction": 0.2, "end_learning_rate": peak_lr * 1e-3},
-        ),
-    }[family]
-    accepted = [p for p in inspect.signature(cls).parameters if p not in fixed]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise TypeError(
-            f"make_schedule({family!r}) got unexpected arguments {unknown}; "
-            f"{cls.__name__} accepts {accepted}."
-        )
-    args = {**fixed, **defaults}
-    args.update(kwargs)
-    return cls(**args)
