@@ -150,7 +150,7 @@ def test_summarize_picks_best_other_method_as_baseline():
 
 
 def test_compare_method_parsing_errors():
-    from keras_lode.commands._args import parse_seeds
+    from keras_lode.commands.arguments import parse_seeds
     from keras_lode.experiments.methods import parse_methods
 
     with pytest.raises(ValueError, match="--methods"):

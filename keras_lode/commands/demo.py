@@ -57,7 +57,7 @@ def run(args) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from keras_lode._backend import import_keras
-    from keras_lode.commands._args import parse_seeds
+    from keras_lode.commands.arguments import parse_seeds
     from keras_lode.experiments import (
         default_model,
         format_table,
