@@ -33,7 +33,12 @@ class Method:
     Args:
         kind: one of `METHOD_KINDS`.
         peak_lr: peak LR of a parametric family (and the warm-up peak for `lode`).
-        model: path of the LODE model file (`kind="lode"`).
+        model: path of the LODE model file (`kind="lode"`). For a parametric family it
+            makes the method the *matched arm* of that LODE: the family's schedule is served
+            through `LODECallback(model, planning=False)`, the very LR mechanism and
+            measurements of the LODE, so a LODE that keeps this schedule trains exactly as
+            this arm (a closed-form schedule computed in the compiled step differs from the
+            table by float32 rounding on some steps, which training amplifies).
         runs: recorded runs (`keras_lode.Run`) for `replay` (the first one is followed) and
             `retrieval` (all of them are candidates).
         label: display name; defaults to e.g. `"cosine@3e-03"`.
@@ -151,6 +156,9 @@ class RetrievalController(TableController):
 def lode_callback(method: Method, task, data, total_steps, seed, verbose):
     """A `LODECallback` for `method`, warm-started on a sweep family until its first plan.
 
+    For a family method with a `model` (a matched arm) the callback follows the family's
+    schedule and never plans.
+
     `method.options["warmup_family"]` (default `"constant"`) at `method.peak_lr` (default
     1e-3) is the schedule followed before the first plan: the LODE was trained on sweep runs,
     so a warm-up that looks like one gives its encoder an in-distribution window.
@@ -172,6 +180,9 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
         )
     options = dict(method.options)
     family = options.pop("warmup_family", "constant")
+    if method.kind in FAMILIES:  # the matched arm of a comparison: the family, planning off
+        family, verbose = method.kind, 0
+        options["planning"] = False
     peak = float(method.peak_lr or 1e-3)
     warmup = make_schedule(family, peak, total_steps)
     # The run records the task's P log points per epoch; a model trained with another P
@@ -192,7 +203,11 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
 
 
 def parse_methods(
-    text: str, model: str | None, runs_dir: str | None, lode_warmup: str = "constant"
+    text: str,
+    model: str | None,
+    runs_dir: str | None,
+    lode_warmup: str = "constant",
+    matched: bool = True,
 ) -> list[Method]:
     """Parses a `--methods` list (`lode[@LR],FAMILY@PEAK_LR,replay,retrieval`) into `Method`s.
 
@@ -201,6 +216,8 @@ def parse_methods(
         model: LODE model file of the `lode` method.
         runs_dir: directory of sweep runs for `replay` / `retrieval` (see `best_first`).
         lode_warmup: the family the LODE follows until its first plan.
+        matched: with a `lode` method in the list, serve every family through the LODE's
+            own LR mechanism with planning off (matched arms, see `Method`).
 
     Raises:
         ValueError: an unknown method, a bad LR, a missing `runs_dir` or an empty list.
@@ -241,6 +258,10 @@ def parse_methods(
             methods.append(Method(kind, peak_lr=peak))
     if not methods:
         raise ValueError(f"Argument `--methods` is empty. Received: {text!r}")
+    if matched and any(m.kind == "lode" for m in methods):
+        for m in methods:
+            if m.kind in FAMILIES:
+                m.model = model
     return methods
 
 

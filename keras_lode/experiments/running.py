@@ -248,10 +248,10 @@ def train_one(
     lode_cb = None
     schedule = None
     controller = None
-    if method.kind in FAMILIES:
+    if method.kind in FAMILIES and not method.model:
         schedule = make_schedule(method.kind, method.peak_lr, total_steps)
         lr = schedule
-    elif method.kind == "lode":
+    elif method.kind == "lode" or method.kind in FAMILIES:  # a LODE, or a matched arm
         lode_cb, lr = lode_callback(method, task, data, total_steps, seed, verbose)
     elif method.kind == "replay":
         controller = TableController(*run_table(method.runs[0]))
