@@ -24,7 +24,6 @@ __all__ = [
     "model_defaults",
     "option_names",
     "pick",
-    "planner_config",
     "resolve_current_plan",
     "resolve_lr_range",
     "time_scale",
@@ -34,37 +33,6 @@ __all__ = [
 def option_names(config_class) -> tuple[str, ...]:
     """The option names of a planner: the fields of its options dataclass, in order."""
     return tuple(f.name for f in dataclasses.fields(config_class))
-
-
-def planner_config(config_class, config, options: dict, fn_name: str):
-    """A planner's options: `config` (or the defaults) with the keyword `options` applied.
-
-    Args:
-        config_class: the planner's options dataclass.
-        config: an instance of it, or None for one with every field at its default.
-        options: keyword options of the call; each must be a field of `config_class`.
-        fn_name: the planner's name, for the error message.
-
-    Returns:
-        A `config_class` instance.
-
-    Raises:
-        TypeError: an option that is not a field, or a `config` of another type.
-    """
-    allowed = option_names(config_class)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"Unknown option(s) {unknown} for {fn_name}; expected some of {list(allowed)}"
-        )
-    if config is None:
-        config = config_class()
-    elif not isinstance(config, config_class):
-        raise TypeError(
-            f"Argument `config` must be a {config_class.__name__} or None. "
-            f"Received: {type(config).__name__}"
-        )
-    return dataclasses.replace(config, **options) if options else config
 
 
 def model_defaults(model) -> dict:

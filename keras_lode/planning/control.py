@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from keras_lode._checks import check_number
+from keras_lode._checks import check_number, config_with_options
 from keras_lode.model.defaults import CONTROL_DEFAULTS
 from keras_lode.model.trust_region import TrustRegion
 from keras_lode.planning import candidates as lib
@@ -110,7 +110,7 @@ def plan_control(
             shape.
     """
     t0 = time.perf_counter()
-    opts = common.planner_config(ControlOptions, config, options, "plan_control")
+    opts = config_with_options(ControlOptions, config, options, "plan_control")
     defaults = common.model_defaults(model)
     kappa, margin, library = _resolve_rules(opts, defaults)
     n, K = common.check_position(position, total_points)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_lode._checks import check_int, check_number
+from keras_lode._checks import check_int, check_number, config_with_options
 from keras_lode.model.defaults import GENERATIVE_DEFAULTS
 from keras_lode.planning import common
 from keras_lode.planning.plans import Plan
@@ -165,7 +165,7 @@ def plan_generative(
         TypeError: on an argument of the wrong type or an unknown option.
     """
     t_start = time.perf_counter()
-    opts = common.planner_config(GenerativeOptions, config, options, "plan_generative")
+    opts = config_with_options(GenerativeOptions, config, options, "plan_generative")
     defaults = common.model_defaults(model)
     n, K, rules = _resolve_rules(opts, defaults, model, position, total_points)
     window = common.check_window(window, n)
