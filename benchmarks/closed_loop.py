@@ -46,7 +46,7 @@ from keras_lode.constants import FAMILIES  # noqa: E402
 from keras_lode.experiments.grid import make_switched_trials  # noqa: E402
 from keras_lode.experiments.stats import paired_difference  # noqa: E402
 from keras_lode.planning import plan  # noqa: E402
-from keras_lode.planning.plan import resolve_cadence  # noqa: E402
+from keras_lode.planning.replans import resolve_cadence  # noqa: E402
 from keras_lode.runs.synthetic import (  # noqa: E402
     DEFAULT_PEAK_LRS,
     schedule_lr,

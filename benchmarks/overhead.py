@@ -58,7 +58,7 @@ def _worker(args) -> dict:
     from keras_lode.callbacks import LODECallback
     from keras_lode.schedules import LODESchedule
     from keras_lode.tasks.cnn import build_cnn
-    from keras_lode.tasks.data import load_fashion_mnist
+    from keras_lode.tasks.datasets import load_fashion_mnist
 
     (x, y), _ = load_fashion_mnist()
     rng = np.random.default_rng(0)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
-__all__ = ["check_int", "check_number"]
+__all__ = ["check_int", "check_number", "config_with_options"]
 
 
 def check_int(name: str, value, *, minimum: int | None = 1) -> int:
@@ -40,3 +41,35 @@ def check_number(name: str, value, *, minimum: float | None = None, strict: bool
         bound = "" if minimum is None else f" and {'>' if strict else '>='} {minimum}"
         raise ValueError(f"Argument `{name}` must be finite{bound}. Received: {name}={value}")
     return value
+
+
+def config_with_options(config_class, config, options: dict, fn_name: str):
+    """`config` (or a default `config_class()`) with the keyword `options` applied.
+
+    For functions that take `config=None, **options`: the old keywords keep working, and
+    every option is checked here against the fields of the config dataclass.
+
+    Args:
+        config_class: a dataclass whose fields are the options.
+        config: an instance of it, or None.
+        options: the call's keyword options.
+        fn_name: the function's name, for the error message.
+
+    Returns:
+        A `config_class` instance.
+
+    Raises:
+        TypeError: an option that is not a field, or a `config` of another type.
+    """
+    allowed = [f.name for f in dataclasses.fields(config_class)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"Unknown option(s) {unknown} for {fn_name}; expected some of {allowed}")
+    if config is None:
+        config = config_class()
+    elif not isinstance(config, config_class):
+        raise TypeError(
+            f"Argument `config` must be a {config_class.__name__} or None. "
+            f"Received: config={config!r}"
+        )
+    return dataclasses.replace(config, **options) if options else config

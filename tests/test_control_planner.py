@@ -7,6 +7,7 @@ gives each member an offset so that the ensemble's spread is chosen per candidat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -266,6 +267,25 @@ def test_options_are_checked_per_kind():
         plan_control(model, window_at(20, w=3), position=20, total_points=K)
     with pytest.raises(ValueError, match="shape"):
         candidate_library(1e-3, 5, lr_range=(1e-5, 1e-1), default=np.ones(4) * 1e-3)
+
+
+def test_options_as_a_config_or_as_keywords_give_the_same_plan():
+    from keras_lode.planning import ControlOptions
+
+    model = FakeControlled(lambda lr: lr.mean(axis=1))
+    args = {"position": 20, "total_points": K}
+    by_kw = plan_control(model, window_at(20), kappa=0.5, margin=0.0, **args)
+    by_config = plan_control(
+        model, window_at(20), config=ControlOptions(kappa=0.5, margin=0.0), **args
+    )
+    assert by_config.names == by_kw.names and by_config.chosen == by_kw.chosen
+    np.testing.assert_array_equal(by_config.lr, by_kw.lr)
+    np.testing.assert_array_equal(by_config.bound, by_kw.bound)
+    assert planner_options("controlled") == tuple(
+        f.name for f in dataclasses.fields(ControlOptions)
+    )
+    with pytest.raises(TypeError, match=r"Unknown option\(s\) \['samples'\] for plan_control"):
+        plan_control(model, window_at(20), samples=3, **args)
 
 
 def test_non_finite_predictions_are_never_chosen():

@@ -74,11 +74,11 @@ def test_examples_reject_unknown_schedule(tmp_path):
 
 
 def test_fashion_mnist_loader_reads_idx():
-    from keras_lode.tasks import data
+    from keras_lode.tasks import datasets
 
     if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
         pytest.skip("dataset-fashion-mnist not installed")
-    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist()
+    (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist()
     assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
     assert x_train.dtype == np.uint8
     # Fashion-MNIST is balanced: 6000 training and 1000 test images per class.
@@ -87,14 +87,14 @@ def test_fashion_mnist_loader_reads_idx():
 
 
 def test_loaders_reject_bad_arguments(tmp_path):
-    from keras_lode.tasks import data, get_task
+    from keras_lode.tasks import datasets, get_task
 
     with pytest.raises(FileNotFoundError, match="path"):
-        data.load_fashion_mnist(tmp_path)
+        datasets.load_fashion_mnist(tmp_path)
     with pytest.raises(ValueError, match="classes"):
-        data.load_cifar(7)
+        datasets.load_cifar(7)
     with pytest.raises(ValueError, match="source"):
-        data.load_text("shakespeare")
+        datasets.load_text("shakespeare")
     with pytest.raises(ValueError, match="Unknown task"):
         get_task("mnist_mlp")
     with pytest.raises(ValueError, match="scale"):
@@ -102,7 +102,7 @@ def test_loaders_reject_bad_arguments(tmp_path):
 
 
 def test_text_loader_and_split_do_not_overlap():
-    from keras_lode.tasks.data import load_text
+    from keras_lode.tasks.datasets import load_text
     from keras_lode.tasks.gpt import text_data
 
     text = load_text("pydoc")

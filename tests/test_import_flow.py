@@ -130,4 +130,4 @@ def test_the_walker_sees_module_level_and_lazy_imports():
     seen = {t for t, _, _ in _imports("keras_lode.callbacks.lode_callback")}
     assert "keras_lode.callbacks.lr_tables" in seen  # at module level
     assert "keras_lode.callbacks.replanning" in seen  # inside a method
-    assert "keras_lode.planning.plan" in _edges()["keras_lode.callbacks.lode_callback"]
+    assert "keras_lode.planning.replans" in _edges()["keras_lode.callbacks.lode_callback"]

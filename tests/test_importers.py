@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from keras_lode.importers import from_csv_logger, from_history, from_mlflow
 from keras_lode.runs import read_run, write_run
-from keras_lode.runs.importers import from_csv_logger, from_history, from_mlflow
 
 # ------------------------------------------------------------------ Keras logs
 

@@ -488,6 +488,23 @@ def test_bad_options_raise_naming_the_argument(kw, err, match):
         plan(HandModel(by_row(const)), window(), **args)
 
 
+def test_options_as_a_config_or_as_keywords_give_the_same_plan():
+    from keras_lode.planning import GenerativeOptions, plan_generative
+
+    m = HandModel(by_row(lambda r, t: _anchor_future(t)))
+    args = {"position": 10, "total_points": 100, "seed": 3}
+    by_kw = plan_generative(m, window(), samples=7, top_k=2, **args)
+    by_config = plan_generative(m, window(), config=GenerativeOptions(samples=7, top_k=2), **args)
+    mixed = plan_generative(m, window(), config=GenerativeOptions(samples=7), top_k=2, **args)
+    for p in (by_config, mixed):
+        np.testing.assert_array_equal(p.lr, by_kw.lr)
+        np.testing.assert_array_equal(p.chosen, by_kw.chosen)
+    with pytest.raises(TypeError, match=r"Unknown option\(s\) \['kappa'\] for plan_generative"):
+        plan_generative(m, window(), kappa=1.0, **args)
+    with pytest.raises(TypeError, match="`config` must be a GenerativeOptions"):
+        plan_generative(m, window(), config={"samples": 7}, **args)
+
+
 def test_model_output_of_wrong_shape_raises():
     m = HandModel(lambda t, z: np.zeros((z.shape[0], t.size)))
     with pytest.raises(ValueError, match="model.decode must return shape"):

@@ -156,7 +156,7 @@ def test_file_cut_off_mid_write_loads_as_truncated(tmp_path, caplog):
     # cut in the middle of the 5th data row: rows 1-4 are complete, row 5 is partial
     cut_at = data.index(b"\n", data.index(b"\n" + str(run.step[4]).encode()) + 1) - 3
     path.write_bytes(data[:cut_at])
-    with caplog.at_level(logging.WARNING, logger="keras_lode.runs.run"):
+    with caplog.at_level(logging.WARNING, logger="keras_lode.runs.run_file"):
         back = read_run(path)
     assert back.status == "truncated" and "truncated" in back.flags
     assert len(back) == 4
@@ -226,7 +226,7 @@ def test_failed_write_leaves_previous_file_intact(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr("keras_lode.runs.run.os.replace", boom)
+    monkeypatch.setattr("keras_lode.runs.run_file.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_run(make_run(seed=9), path)
     assert path.read_bytes() == before

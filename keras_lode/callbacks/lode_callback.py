@@ -128,7 +128,7 @@ class LODECallback(LogPointObserver):
 
     # ------------------------------------------------------------------ set-up
     def _fit_begin(self) -> None:
-        from keras_lode.planning.plan import resolve_cadence
+        from keras_lode.planning.replans import resolve_cadence
 
         optimizer = self.model.optimizer
         self.schedule = plan_schedule(optimizer)

@@ -96,9 +96,11 @@ def _total_points(run, override):
     return len(run)
 
 
-def run(args) -> int:
-    import numpy as np
+class _Usage(Exception):
+    """A bad argument: `run` prints it as the command's error and returns 2."""
 
+
+def run(args) -> int:
     from keras_lode.planning import plan
 
     try:
@@ -110,56 +112,21 @@ def run(args) -> int:
     except (OSError, ValueError) as e:
         return _fail(f"cannot load RUN {args.run}: {e}")
 
-    defaults = getattr(model, "planner_defaults", None) or {}
     controlled = getattr(model, "kind", "generative") == "controlled"
-    if args.window is not None:
-        W = args.window
-    else:
-        W = int(model.window) if controlled else int(defaults.get("window", 30))
     channels = rec.channels()
     K = _total_points(rec, args.total_points)
     n = args.at
-    if W < 1:
-        return _fail(f"--window must be >= 1. Received: {W}")
-    if not 0 <= n < len(rec):
-        return _fail(f"--at must be a recorded log point 0..{len(rec) - 1}. Received: {n}")
-    if n < W - 1:
-        return _fail(
-            f"--at must be >= W - 1 = {W - 1} so that the window has W = {W} points "
-            f"(or pass a shorter --window). Received: {n}"
-        )
-    if args.every is not None and args.every < 1:
-        return _fail(f"--every must be >= 1. Received: {args.every}")
-
-    window = channels[n - W + 1 : n + 1]
-    current = None
-    if controlled:
-        options = {"kappa": args.kappa, "margin": args.margin}
-        generative_only = ("samples", "sigma", "tol", "loss_floor", "top_k", "anchor")
-        given = [
-            f"--{o.replace('_', '-')}" for o in generative_only if getattr(args, o) is not None
-        ]
-        if given:
-            return _fail(f"{', '.join(given)} apply to a generative model; this one is controlled")
-        if len(rec) == K:  # the default candidate: what the run actually did from here
-            current = rec.lr[n + 1 :]
-    else:
-        options = {
-            "samples": args.samples,
-            "sigma": args.sigma,
-            "tol": args.tol,
-            "loss_floor": args.loss_floor,
-            "top_k": args.top_k,
-            "anchor": args.anchor,
-        }
-        if args.kappa is not None or args.margin is not None:
-            return _fail("--kappa and --margin apply to a controlled model")
+    try:
+        W = _window_size(args, model, controlled, len(rec))
+        options, current = _planner_options(args, controlled, rec, K)
+    except _Usage as e:
+        return _fail(str(e))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             p = plan(
                 model,
-                window,
+                channels[n - W + 1 : n + 1],
                 position=n,
                 total_points=K,
                 current_plan=current,
@@ -169,6 +136,66 @@ def run(args) -> int:
             )
         except (TypeError, ValueError) as e:
             return _fail(str(e))
+    _print_warnings(model, channels, rec, caught)
+    _print_plan(args, model, rec, p, controlled)
+    if args.json:
+        from keras_lode._json import write_json
+
+        out = _plan_json(args, rec, p, controlled)
+        write_json(args.json, out, indent=1)  # strict JSON: a non-finite value is null
+        print(f"wrote {args.json}")
+    if args.plot:
+        try:
+            from keras_lode.planning.plot import plot_plan
+
+            plot_plan(p, args.plot, observed=channels)
+        except ImportError as e:
+            return _fail(str(e))
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _window_size(args, model, controlled: bool, recorded: int) -> int:
+    """The window length W, after checking `--window`, `--at` and `--every`."""
+    defaults = getattr(model, "planner_defaults", None) or {}
+    if args.window is not None:
+        W = args.window
+    else:
+        W = int(model.window) if controlled else int(defaults.get("window", 30))
+    n = args.at
+    if W < 1:
+        raise _Usage(f"--window must be >= 1. Received: {W}")
+    if not 0 <= n < recorded:
+        raise _Usage(f"--at must be a recorded log point 0..{recorded - 1}. Received: {n}")
+    if n < W - 1:
+        raise _Usage(
+            f"--at must be >= W - 1 = {W - 1} so that the window has W = {W} points "
+            f"(or pass a shorter --window). Received: {n}"
+        )
+    if args.every is not None and args.every < 1:
+        raise _Usage(f"--every must be >= 1. Received: {args.every}")
+    return W
+
+
+_GENERATIVE_ONLY = ("samples", "sigma", "tol", "loss_floor", "top_k", "anchor")
+
+
+def _planner_options(args, controlled: bool, rec, K: int):
+    """`(options, current_plan)` for `keras_lode.plan`, from the model's kind's flags."""
+    if not controlled:
+        if args.kappa is not None or args.margin is not None:
+            raise _Usage("--kappa and --margin apply to a controlled model")
+        return {o: getattr(args, o) for o in _GENERATIVE_ONLY}, None
+    given = [f"--{o.replace('_', '-')}" for o in _GENERATIVE_ONLY if getattr(args, o) is not None]
+    if given:
+        raise _Usage(f"{', '.join(given)} apply to a generative model; this one is controlled")
+    # The default candidate: what the run actually did from here.
+    current = rec.lr[args.at + 1 :] if len(rec) == K else None
+    return {"kappa": args.kappa, "margin": args.margin}, current
+
+
+def _print_warnings(model, channels, rec, caught) -> None:
+    """The plausibility check's findings and the planner's warnings, on stderr."""
     from keras_lode.planning.plausibility import implausible
 
     problems = implausible(model, channels, task=rec.meta.get("task"))
@@ -181,7 +208,11 @@ def run(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
 
+
+def _print_plan(args, model, rec, p, controlled: bool) -> None:
+    """The summary, the candidates (controlled) and the planned next to the recorded LR."""
     P = rec.points_per_epoch
+    K, n = p.total_points, p.position
     print(f"model: {args.model} (horizon {model.horizon} log points, P={model.points_per_epoch})")
     print(f"run:   {rec.run_id} ({len(rec)} of {K} log points recorded, P={P}, {rec.status})")
     print(p.summary())
@@ -204,8 +235,13 @@ def run(args) -> int:
         recorded = f"{rec.lr[pt]:12.4g}" if pt < len(rec) else f"{'-':>12}"
         print(f"{pt:6d} {epoch} {p.lr[i]:11.4g} {recorded}")
 
-    if args.json and controlled:
-        out = {
+
+def _plan_json(args, rec, p, controlled: bool) -> dict:
+    """The plan and its diagnostics, as written by `--json`."""
+    import numpy as np
+
+    if controlled:
+        return {
             "model": args.model,
             "run": rec.run_id,
             "kind": "controlled",
@@ -225,35 +261,20 @@ def run(args) -> int:
             "lr": p.lr.tolist(),
             "summary": p.summary(),
         }
-    elif args.json:
-        out = {
-            "model": args.model,
-            "run": rec.run_id,
-            "position": p.position,
-            "total_points": p.total_points,
-            "seed": p.seed,
-            "fallback": p.fallback,
-            "reason": p.reason,
-            "accepted": p.accepted,
-            "chosen": p.chosen.tolist(),
-            "anchors": p.anchors.tolist(),
-            "rewards": [None if not np.isfinite(r) else float(r) for r in p.rewards],
-            "lr_range": list(p.lr_range),
-            "points": p.points.tolist(),
-            "lr": p.lr.tolist(),
-            "summary": p.summary(),
-        }
-    if args.json:
-        from keras_lode._json import write_json
-
-        write_json(args.json, out, indent=1)  # strict JSON: a non-finite value is null
-        print(f"wrote {args.json}")
-    if args.plot:
-        try:
-            from keras_lode.planning.plot import plot_plan
-
-            plot_plan(p, args.plot, observed=channels)
-        except ImportError as e:
-            return _fail(str(e))
-        print(f"wrote {args.plot}")
-    return 0
+    return {
+        "model": args.model,
+        "run": rec.run_id,
+        "position": p.position,
+        "total_points": p.total_points,
+        "seed": p.seed,
+        "fallback": p.fallback,
+        "reason": p.reason,
+        "accepted": p.accepted,
+        "chosen": p.chosen.tolist(),
+        "anchors": p.anchors.tolist(),
+        "rewards": [None if not np.isfinite(r) else float(r) for r in p.rewards],
+        "lr_range": list(p.lr_range),
+        "points": p.points.tolist(),
+        "lr": p.lr.tolist(),
+        "summary": p.summary(),
+    }

@@ -6,7 +6,8 @@ One concept per module:
 - `grid`: `Trial`, `Switch`, `TrialResult`, `make_grid`, `make_switched_trials`;
 - `trial`: `run_trial` (one trial, divergence watch, failed runs) and the
   `python -m keras_lode.experiments.trial` entry point of isolated trials;
-- `engines`: `sweep` on the local engine (in process or subprocesses) or Ray Tune;
+- `engines`: `sweep` (options `SweepConfig`) on the local engine (in process or
+  subprocesses) or Ray Tune;
 - `methods`: `Method` (a family, `lode`, `replay`, `retrieval`), its controllers and the
   LODE callback, `parse_methods`, `best_first`, `default_model`;
 - `running`: `train_one`, `run_comparison`, `load_task_data`, `predict_accuracy`,
@@ -45,6 +46,7 @@ _LAZY = {
     "run_trial": "trial",
     "ENGINES": "engines",
     "DONE_STATUSES": "engines",
+    "SweepConfig": "engines",
     "sweep": "engines",
     "sweep_status": "engines",
     "METHOD_KINDS": "methods",

@@ -18,6 +18,7 @@ Tasks are given as `Task` objects or as spec strings (see `keras_lode.experiment
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -28,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from keras_lode._checks import check_int, config_with_options
 from keras_lode._json import dumps
 from keras_lode.experiments.grid import Trial, TrialResult, make_grid, make_switched_trials
 from keras_lode.experiments.trial import run_trial
@@ -42,42 +44,11 @@ ENGINES = ("local", "ray")
 DONE_STATUSES = ("complete", "diverged")
 
 
-def sweep(
-    task: str | Task,
-    out_dir: str | os.PathLike,
-    *,
-    families: Iterable[str] | None = None,
-    peak_lrs: Iterable[float] | None = None,
-    seeds: Iterable[int] | None = None,
-    engine: str = "local",
-    address: str | None = None,
-    workers: int = 1,
-    isolate: bool = False,
-    retry_failed: bool = True,
-    scale: str | None = None,
-    cpus_per_trial: float = 1,
-    gpus_per_trial: float = 0,
-    timeout: float | None = None,
-    progress: bool = True,
-    switched: int = 0,
-    switch_targets: int = 3,
-    switch_seed: int = 0,
-) -> list[TrialResult]:
-    """Runs (or resumes) a sweep and returns one `TrialResult` per grid point.
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """The options of a `sweep`, checked when built.
 
-    Example:
-
-    ```python
-    from keras_lode.experiments import sweep
-
-    results = sweep("my_tasks.py:TASK", "runs/", peak_lrs=[1e-3, 3e-3], seeds=[0, 1])
-    runs = keras_lode.load_runs("runs/", status="complete")
-    ```
-
-    Args:
-        task: a `Task` or a task spec string (workers of the `ray` engine and
-            isolated local trials import it; a `Task` object is pickled instead).
-        out_dir: directory of the run files (created if needed).
+    Attributes:
         families, peak_lrs, seeds: the grid (default: the task's).
         engine: `"local"` or `"ray"`.
         address: Ray cluster address (`"auto"`, `"ray://host:10001"`); None starts
@@ -100,26 +71,93 @@ def sweep(
         switch_targets: continuations per group of switched trials.
         switch_seed: seed of the draw of the switched trials.
 
+    Raises:
+        ValueError: an unknown `engine` or a `workers` that is not a positive int.
+    """
+
+    families: Iterable[str] | None = None
+    peak_lrs: Iterable[float] | None = None
+    seeds: Iterable[int] | None = None
+    engine: str = "local"
+    address: str | None = None
+    workers: int = 1
+    isolate: bool = False
+    retry_failed: bool = True
+    scale: str | None = None
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    timeout: float | None = None
+    progress: bool = True
+    switched: int = 0
+    switch_targets: int = 3
+    switch_seed: int = 0
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(
+                f"Argument `engine` must be one of {ENGINES}. Received: {self.engine!r}"
+            )
+        try:
+            check_int("workers", self.workers, minimum=1)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Argument `workers` must be a positive int. Received: {self.workers!r}"
+            ) from None
+
+
+def sweep(
+    task: str | Task,
+    out_dir: str | os.PathLike,
+    config: SweepConfig | None = None,
+    **options,
+) -> list[TrialResult]:
+    """Runs (or resumes) a sweep and returns one `TrialResult` per grid point.
+
+    Example:
+
+    ```python
+    from keras_lode.experiments import sweep
+
+    results = sweep("my_tasks.py:TASK", "runs/", peak_lrs=[1e-3, 3e-3], seeds=[0, 1])
+    runs = keras_lode.load_runs("runs/", status="complete")
+    ```
+
+    Args:
+        task: a `Task` or a task spec string (workers of the `ray` engine and
+            isolated local trials import it; a `Task` object is pickled instead).
+        out_dir: directory of the run files (created if needed).
+        config: a `SweepConfig`; None for the defaults.
+        **options: fields of `SweepConfig` (`families`, `peak_lrs`, `seeds`, `engine`,
+            `address`, `workers`, `isolate`, `retry_failed`, `scale`, `cpus_per_trial`,
+            `gpus_per_trial`, `timeout`, `progress`, `switched`, `switch_targets`,
+            `switch_seed`), overriding `config`'s.
+
     Returns:
         A list of `TrialResult`, in grid order (switched trials last).
 
     Raises:
         ValueError: bad arguments or an unresolvable task.
+        TypeError: an unknown option.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"Argument `engine` must be one of {ENGINES}. Received: {engine!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"Argument `workers` must be a positive int. Received: {workers!r}")
+    cfg = config_with_options(SweepConfig, config, options, "sweep")
     if isinstance(task, str):
         task = absolute_spec(task)
-    resolved = load_task(task, scale)
-    trials = _trials(resolved, families, peak_lrs, seeds, switched, switch_targets, switch_seed)
+    resolved = load_task(task, cfg.scale)
+    trials = _trials(
+        resolved,
+        cfg.families,
+        cfg.peak_lrs,
+        cfg.seeds,
+        cfg.switched,
+        cfg.switch_targets,
+        cfg.switch_seed,
+    )
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[Trial, TrialResult] = {}
     pending = []
     for t in trials:
-        done = _finished(out_dir / f"{t.run_id}{SUFFIX}", retry_failed)
+        done = _finished(out_dir / f"{t.run_id}{SUFFIX}", cfg.retry_failed)
         if done is not None:
             results[t] = _result_from_run(t, done, out_dir, skipped=True)
         else:
@@ -128,40 +166,33 @@ def sweep(
         logger.info(
             "Sweep %s: %d of %d trials already done.", resolved.name, len(results), len(trials)
         )
-    bar = _progress(len(trials), len(results), resolved.name, progress)
+    bar = _progress(len(trials), len(results), resolved.name, cfg.progress)
     try:
         if pending:
-            if engine == "ray":
-                ran = _run_ray(
-                    task,
-                    resolved,
-                    pending,
-                    out_dir,
-                    address,
-                    workers,
-                    scale,
-                    cpus_per_trial,
-                    gpus_per_trial,
-                    bar,
-                )
-            elif isolate or workers > 1:
-                if not isinstance(task, str):
-                    raise ValueError(
-                        "Isolated or parallel local trials import the task in a subprocess: "
-                        "give `task` as a spec string ('module:attr' or 'file.py:attr'). "
-                        f"Received a {type(task).__name__}."
-                    )
-                ran = _run_subprocesses(task, scale, pending, out_dir, workers, timeout, bar)
-            else:
-                ran = {}
-                for t in pending:
-                    ran[t] = run_trial(resolved, t, out_dir)
-                    _tick(bar, ran[t])
-            results.update(ran)
+            results.update(_run_pending(task, resolved, pending, out_dir, cfg, bar))
     finally:
         if bar is not None:
             bar.close()
     return [results[t] for t in trials]
+
+
+def _run_pending(task, resolved: Task, pending, out_dir: Path, cfg: SweepConfig, bar) -> dict:
+    """Runs the trials not done yet on the configured engine; `{trial: result}`."""
+    if cfg.engine == "ray":
+        return _run_ray(task, resolved, pending, out_dir, cfg, bar)
+    if cfg.isolate or cfg.workers > 1:
+        if not isinstance(task, str):
+            raise ValueError(
+                "Isolated or parallel local trials import the task in a subprocess: "
+                "give `task` as a spec string ('module:attr' or 'file.py:attr'). "
+                f"Received a {type(task).__name__}."
+            )
+        return _run_subprocesses(task, cfg.scale, pending, out_dir, cfg.workers, cfg.timeout, bar)
+    ran = {}
+    for t in pending:
+        ran[t] = run_trial(resolved, t, out_dir)
+        _tick(bar, ran[t])
+    return ran
 
 
 def sweep_status(
@@ -336,7 +367,9 @@ def _ray_trainable(config, task=None, scale=None, out_dir=None):
     )
 
 
-def _run_ray(task, resolved, trials, out_dir, address, workers, scale, cpus, gpus, bar):
+def _run_ray(task, resolved, trials, out_dir, cfg: SweepConfig, bar):
+    address, workers, scale = cfg.address, cfg.workers, cfg.scale
+    cpus, gpus = cfg.cpus_per_trial, cfg.gpus_per_trial
     try:
         import ray
         from ray import tune

@@ -238,28 +238,14 @@ def train_one(
     """
     import keras
 
-    from keras_lode.schedules import make_schedule
-
     data = data if data is not None else load_task_data(task, seed)
     steps_per_epoch = task.steps_per_epoch(len(data.x_train))
     total_steps = steps_per_epoch * task.epochs
     keras.utils.set_random_seed(int(seed))  # the same initial weights for every method
     model = task.build_model(seed=seed)
-    lode_cb = None
-    schedule = None
-    controller = None
-    if method.kind in FAMILIES and not method.model:
-        schedule = make_schedule(method.kind, method.peak_lr, total_steps)
-        lr = schedule
-    elif method.kind == "lode" or method.kind in FAMILIES:  # a LODE, or a matched arm
-        lode_cb, lr = lode_callback(method, task, data, total_steps, seed, verbose)
-    elif method.kind == "replay":
-        controller = TableController(*run_table(method.runs[0]))
-        lr = controller.current_lr
-    else:
-        controller = RetrievalController(method.runs, **method.options)
-        lr = controller.current_lr
-        measure_points = True
+    lr, schedule, controller, lode_cb = _method_lr(task, method, data, total_steps, seed, verbose)
+    # Retrieval reads the validation metric at every log point.
+    measure_points = measure_points or method.kind == "retrieval"
     task.compile(model, lr)
     val_points = None
     if measure_points:
@@ -273,26 +259,7 @@ def train_one(
         controller=controller,
         val_points=val_points,
     )
-    recorder = None
-    if record_to is not None:
-        from keras_lode import RunRecorder
-
-        recorder = RunRecorder(
-            None,
-            points_per_epoch=task.points_per_epoch,
-            validation_data=(data.x_val, data.y_val),
-            validation_samples=1024,
-            meta={
-                "task": task.name,
-                "model": model.name,
-                "schedule": method.kind,
-                "schedule_args": {},
-                "peak_lr": method.peak_lr,
-                "seed": int(seed),
-                "metric_name": task.metric_name,
-                "scale": task.scale,
-            },
-        )
+    recorder = None if record_to is None else _recorder(task, method, data, model, seed)
     # Log points are observed at batch begin, where a float-LR LODECallback (and the
     # observer itself, for replay/retrieval) assigns the next interval's LR: whoever records
     # the LR an interval ran with goes before whoever sets it.
@@ -334,6 +301,49 @@ def train_one(
         "wall_s": wall,
         "lode": None if lode_cb is None else lode_summary(lode_cb),
     }
+
+
+def _method_lr(task, method: Method, data, total_steps: int, seed: int, verbose: int):
+    """`(lr, schedule, controller, lode_callback)`: what sets the LR under `method`.
+
+    `lr` is what the optimizer is compiled with; the others are None where the method has
+    none (a family has a schedule, `lode` a callback, `replay`/`retrieval` a controller).
+    """
+    if method.kind in FAMILIES and not method.model:
+        from keras_lode.schedules import make_schedule
+
+        schedule = make_schedule(method.kind, method.peak_lr, total_steps)
+        return schedule, schedule, None, None
+    if method.kind == "lode" or method.kind in FAMILIES:  # a LODE, or a matched arm
+        lode_cb, lr = lode_callback(method, task, data, total_steps, seed, verbose)
+        return lr, None, None, lode_cb
+    if method.kind == "replay":
+        controller = TableController(*run_table(method.runs[0]))
+    else:  # retrieval
+        controller = RetrievalController(method.runs, **method.options)
+    return controller.current_lr, None, controller, None
+
+
+def _recorder(task, method: Method, data, model, seed: int):
+    """A `RunRecorder` of the run as a sweep records one (P points per epoch)."""
+    from keras_lode import RunRecorder
+
+    return RunRecorder(
+        None,
+        points_per_epoch=task.points_per_epoch,
+        validation_data=(data.x_val, data.y_val),
+        validation_samples=1024,
+        meta={
+            "task": task.name,
+            "model": model.name,
+            "schedule": method.kind,
+            "schedule_args": {},
+            "peak_lr": method.peak_lr,
+            "seed": int(seed),
+            "metric_name": task.metric_name,
+            "scale": task.scale,
+        },
+    )
 
 
 def lode_summary(callback) -> dict:

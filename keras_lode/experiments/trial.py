@@ -60,34 +60,10 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
     try:
         import keras
 
-        from keras_lode.callbacks import RunRecorder, ValidationProbe
-        from keras_lode.schedules import make_schedule
+        from keras_lode.callbacks import RunRecorder
 
-        if _DATA_CACHE["task"] is task:
-            data = _DATA_CACHE["data"]
-        else:
-            _DATA_CACHE.update(task=None, data=None)  # one task's arrays at a time
-            data = split_data(task.load_data())
-            _DATA_CACHE.update(task=task, data=data)
-        x, y = data["train"]
-        n = len(y)
-        total = task.steps_per_epoch(n) * task.epochs
-        schedule = make_schedule(
-            trial.family, trial.peak_lr, total, **dict(task.schedule_args.get(trial.family, {}))
-        )
-        if trial.switch is not None:
-            schedule, meta["switch"] = _switched(task, trial, schedule, n, total)
-        keras.utils.set_random_seed(trial.seed)
-        model = task.build_model(trial.seed)
-        optimizer = task.build_optimizer(schedule)
-        model.compile(optimizer=optimizer, loss=task.loss)
-        config = schedule.get_config()
-        config.pop("name", None)
-        meta.update(
-            model=meta.get("model") or model.name,
-            optimizer=type(optimizer).__name__,
-            schedule_args=config,
-        )
+        data = _task_data(task)
+        model = _compiled_model(keras, task, trial, data, meta)
         recorder = RunRecorder(
             None,
             points_per_epoch=task.points_per_epoch,
@@ -98,25 +74,15 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
         )
         watch = make_divergence_watch(keras, recorder)  # after the recorder
         model.fit(
-            x,
-            y,
+            data["train"][0],
+            data["train"][1],
             batch_size=task.batch_size,
             epochs=task.epochs,
             shuffle=True,
             verbose=0,
             callbacks=[recorder, watch],
         )
-        run = recorder.run
-        if watch.stopped_at is not None:
-            # Stopped at the log point whose interval loss went non-finite (the recorder
-            # already calls the run diverged; the flag and step say that fit was stopped).
-            run.status = "diverged"
-            run.add_flag("terminated_on_nan")
-            run.meta["diverged_at_step"] = watch.stopped_at
-        if run.status == "complete" and data["test"] is not None:
-            xt, yt = data["test"]
-            probe = ValidationProbe((xt, yt), samples=len(yt), metric=task.metric)
-            run.meta["test_metric"] = float(probe.measure(model))
+        run = _finished_run(recorder.run, watch, model, task, data["test"])
         run.meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
         write_run(run, path)
         error = None
@@ -143,6 +109,58 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
         seconds=round(time.perf_counter() - t0, 3),
         error=error,
     )
+
+
+def _task_data(task: Task) -> dict:
+    """The task's split arrays, cached for the next trial of the same task."""
+    if _DATA_CACHE["task"] is task:
+        return _DATA_CACHE["data"]
+    _DATA_CACHE.update(task=None, data=None)  # one task's arrays at a time
+    data = split_data(task.load_data())
+    _DATA_CACHE.update(task=task, data=data)
+    return data
+
+
+def _compiled_model(keras, task: Task, trial: Trial, data: dict, meta: dict):
+    """The trial's model, compiled with its schedule; fills the model's part of `meta`."""
+    from keras_lode.schedules import make_schedule
+
+    n = len(data["train"][1])
+    total = task.steps_per_epoch(n) * task.epochs
+    schedule = make_schedule(
+        trial.family, trial.peak_lr, total, **dict(task.schedule_args.get(trial.family, {}))
+    )
+    if trial.switch is not None:
+        schedule, meta["switch"] = _switched(task, trial, schedule, n, total)
+    keras.utils.set_random_seed(trial.seed)
+    model = task.build_model(trial.seed)
+    optimizer = task.build_optimizer(schedule)
+    model.compile(optimizer=optimizer, loss=task.loss)
+    config = schedule.get_config()
+    config.pop("name", None)
+    meta.update(
+        model=meta.get("model") or model.name,
+        optimizer=type(optimizer).__name__,
+        schedule_args=config,
+    )
+    return model
+
+
+def _finished_run(run: Run, watch, model, task: Task, test) -> Run:
+    """The recorded run, marked if the watch stopped it, with the test metric if complete."""
+    from keras_lode.callbacks import ValidationProbe
+
+    if watch.stopped_at is not None:
+        # Stopped at the log point whose interval loss went non-finite (the recorder
+        # already calls the run diverged; the flag and step say that fit was stopped).
+        run.status = "diverged"
+        run.add_flag("terminated_on_nan")
+        run.meta["diverged_at_step"] = watch.stopped_at
+    if run.status == "complete" and test is not None:
+        xt, yt = test
+        probe = ValidationProbe((xt, yt), samples=len(yt), metric=task.metric)
+        run.meta["test_metric"] = float(probe.measure(model))
+    return run
 
 
 def make_divergence_watch(keras, recorder):

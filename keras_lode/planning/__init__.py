@@ -1,26 +1,31 @@
 """The planning stage: from a model and a window of the current run to a new LR plan.
 
 `plan` dispatches on `model.kind`: a generative (paper) LODE goes to the paper's planner
-(`keras_lode.planning.generative`, result `Plan`), a controlled LODE to the control planner
-(`keras_lode.planning.control`, result `ControlPlan`), which scores the candidate schedules
-of `keras_lode.planning.candidates`. `derive_seed` gives the per-call seeds; `plot_plan`
+(`keras_lode.planning.generative`, options `GenerativeOptions`), a controlled LODE to the
+control planner (`keras_lode.planning.control`, options `ControlOptions`), which scores the
+candidate schedules of `keras_lode.planning.candidates`. Their results, `Plan` and
+`ControlPlan`, live in `keras_lode.planning.plans`; what both planners share (argument
+checks, option resolution, the horizon mapping) in `keras_lode.planning.common`.
+`derive_seed` (`keras_lode.planning.replans`) gives the per-call seeds; `plot_plan`
 (`keras_lode.planning.plot`, needs matplotlib) draws either kind of plan. Pure NumPy:
 nothing here imports Keras or torch.
 """
 
 from __future__ import annotations
 
-import inspect
-
 from keras_lode.planning.candidates import TrustRegion, candidate_library
-from keras_lode.planning.control import CONTROL_DEFAULTS, ControlPlan, plan_control
-from keras_lode.planning.generative import DEFAULTS, plan_generative
-from keras_lode.planning.plan import Plan, derive_seed
+from keras_lode.planning.common import option_names
+from keras_lode.planning.control import CONTROL_DEFAULTS, ControlOptions, plan_control
+from keras_lode.planning.generative import DEFAULTS, GenerativeOptions, plan_generative
+from keras_lode.planning.plans import ControlPlan, Plan
+from keras_lode.planning.replans import derive_seed
 
 __all__ = [
     "CONTROL_DEFAULTS",
     "DEFAULTS",
+    "ControlOptions",
     "ControlPlan",
+    "GenerativeOptions",
     "Plan",
     "TrustRegion",
     "candidate_library",
@@ -30,9 +35,6 @@ __all__ = [
     "plan_generative",
     "planner_options",
 ]
-
-# Arguments every planner call gets from its caller rather than as an option.
-_CALL = ("model", "window", "position", "total_points", "current_plan", "seed", "points_per_epoch")
 
 
 def _kind(model) -> str:
@@ -44,9 +46,16 @@ def _kind(model) -> str:
 
 
 def planner_options(kind: str = "generative") -> tuple[str, ...]:
-    """The option names `plan` accepts for a model of this kind."""
-    fn = plan_control if kind == "controlled" else plan_generative
-    return tuple(n for n in inspect.signature(fn).parameters if n not in _CALL)
+    """The option names `plan` accepts for a model of this kind.
+
+    Args:
+        kind: `"controlled"` (the fields of `ControlOptions`) or anything else (those of
+            `GenerativeOptions`).
+
+    Returns:
+        The names, in the fields' order.
+    """
+    return option_names(ControlOptions if kind == "controlled" else GenerativeOptions)
 
 
 def plan(

@@ -25,110 +25,40 @@ import time
 
 import numpy as np
 
-from keras_lode._checks import check_number
+from keras_lode._checks import check_number, config_with_options
 from keras_lode.model.defaults import CONTROL_DEFAULTS
 from keras_lode.model.trust_region import TrustRegion
 from keras_lode.planning import candidates as lib
-from keras_lode.planning.generative import (
-    _check_position,
-    _check_window,
-    _model_defaults,
-    _pick,
-    _resolve_current_plan,
-    _resolve_lr_range,
-    _time_scale,
-)
+from keras_lode.planning import common
+from keras_lode.planning.plans import ControlPlan
 
-__all__ = ["CONTROL_DEFAULTS", "ControlPlan", "plan_control"]
+__all__ = ["CONTROL_DEFAULTS", "ControlOptions", "ControlPlan", "plan_control"]
 
 
-@dataclasses.dataclass
-class ControlPlan:
-    """The result of one control-planning call.
+@dataclasses.dataclass(frozen=True)
+class ControlOptions:
+    """Options of the control planner (`plan_control`).
+
+    Options left as None take their value from the model's `planner_defaults`, then from
+    `CONTROL_DEFAULTS` (`lr_range`: from the model's `planner_defaults`, then
+    `model.lr_range`).
 
     Attributes:
-        lr: (R,) LR for each remaining log point `position + 1 .. total_points - 1`.
-        names: (C,) candidate names; entry 0 is `"default"`.
-        paths: (C, R) each candidate's LRs.
-        mean, sd, bound: (C,) predicted final metric (ensemble mean), its calibrated sd,
-            and the lower bound `mean - kappa * sd` (NaN/-inf for a non-finite prediction).
-        chosen: index of the candidate `lr` follows (0: the default).
-        switched: True when the plan left the default.
-        reason: why it switched or stayed, in words.
-        predictions: (M, C, T, 2) raw `[loss, metric]` per member, candidate and point
-            `position .. total_points - 1`.
-        rejected: `{name: why}` of library entries outside the LR range or trust region.
-        trust: (lowest, highest) ln-LR jump allowed from the current state.
-        kappa, margin: the decision rule's settings.
-        position, total_points: the log point `n` and the run's length `K`.
-        lr_range: (low, high) of the training runs.
-        time_scale: model log points per run log point (1.0 unless mapped).
-        window: the (W, 3) observed window.
-        fallback: True when no prediction was usable and the plan is the default.
-        timings: seconds in `library`, `predict` and `selection`.
+        kappa: pessimism: a candidate's score is `mean - kappa * sd`.
+        margin: how much (metric units) the best bound must beat the default's mean by.
+        starts, ends, shapes: the library (see `candidate_library`).
+        lr_range: (low, high) LR range candidates must stay in.
+        trust: False ignores the model's trust region (candidates only need to stay in
+            `lr_range`); for experiments.
     """
 
-    lr: np.ndarray
-    names: list[str]
-    paths: np.ndarray
-    mean: np.ndarray
-    sd: np.ndarray
-    bound: np.ndarray
-    chosen: int
-    switched: bool
-    reason: str
-    predictions: np.ndarray
-    rejected: dict[str, str]
-    trust: tuple[float, float]
-    kappa: float
-    margin: float
-    position: int
-    total_points: int
-    lr_range: tuple[float, float]
-    time_scale: float
-    window: np.ndarray
-    fallback: bool = False
-    timings: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    kind = "controlled"
-
-    @property
-    def points(self) -> np.ndarray:
-        """Run log points that `lr` covers: `position + 1 .. total_points - 1`."""
-        return np.arange(self.position + 1, self.total_points)
-
-    @property
-    def chosen_name(self) -> str:
-        return self.names[self.chosen]
-
-    def table(self, top: int | None = None) -> list[dict]:
-        """Candidates as rows `{name, mean, sd, bound}`, best bound first."""
-        order = np.argsort(-np.nan_to_num(self.bound, nan=-np.inf), kind="stable")
-        rows = [
-            {
-                "name": self.names[i],
-                "mean": float(self.mean[i]),
-                "sd": float(self.sd[i]),
-                "bound": float(self.bound[i]),
-            }
-            for i in order[:top]
-        ]
-        return rows
-
-    def summary(self) -> str:
-        """One line for verbose output, e.g. in the callback's replan log."""
-        head = (
-            f"LODE control plan at point {self.position}/{self.total_points}: "
-            f"{len(self.names)} candidates"
-        )
-        if self.rejected:
-            head += f" ({len(self.rejected)} outside range/trust region)"
-        d = f"default {self.mean[0]:.4g} +/- {self.sd[0]:.2g}"
-        verb = "switched to" if self.switched else "kept"
-        return (
-            f"{head}; {d}; {verb} {self.chosen_name!r} ({self.reason}); "
-            f"lr {self.lr[0]:.3g} -> {self.lr[-1]:.3g}"
-        )
+    kappa: float | None = None
+    margin: float | None = None
+    starts: tuple | None = None
+    ends: tuple | None = None
+    shapes: tuple | None = None
+    lr_range: tuple | None = None
+    trust: bool = True
 
 
 def plan_control(
@@ -138,14 +68,9 @@ def plan_control(
     position: int,
     total_points: int,
     current_plan=None,
-    kappa: float | None = None,
-    margin: float | None = None,
-    starts=None,
-    ends=None,
-    shapes=None,
-    lr_range=None,
-    trust: bool = True,
     points_per_epoch: int | None = None,
+    config: ControlOptions | None = None,
+    **options,
 ) -> ControlPlan:
     """Plan the rest of a run by scoring candidate schedules with a controlled LODE.
 
@@ -172,109 +97,37 @@ def plan_control(
         total_points: the run's number of log points `K`.
         current_plan: LRs the run would follow from here (length `K - 1 - n`, or `K` for
             the whole run): the default candidate. None holds the current LR.
-        kappa: pessimism: a candidate's score is `mean - kappa * sd`.
-        margin: how much (metric units) the best bound must beat the default's mean by.
-        starts, ends, shapes: the library (see `candidate_library`).
-        lr_range: (low, high) LR range candidates must stay in; default the model's.
-        trust: False ignores the model's trust region (candidates only need to stay in
-            `lr_range`); for experiments.
         points_per_epoch: the run's P, for the horizon-mapping warning.
+        config: a `ControlOptions`; None for one with every option at its default.
+        **options: fields of `ControlOptions` (`kappa`, `margin`, `starts`, `ends`,
+            `shapes`, `lr_range`, `trust`), overriding `config`'s.
 
     Returns:
         A `ControlPlan`.
 
     Raises:
-        ValueError / TypeError: bad arguments or a window of the wrong shape.
+        ValueError / TypeError: bad arguments, an unknown option or a window of the wrong
+            shape.
     """
     t0 = time.perf_counter()
-    defaults = _model_defaults(model)
-
-    def pick(name, value):
-        return _pick(name, value, defaults, CONTROL_DEFAULTS)
-
-    kappa = check_number("kappa", pick("kappa", kappa), minimum=0.0)
-    margin = check_number("margin", pick("margin", margin))
-    starts = _positive_tuple("starts", pick("starts", starts))
-    ends = _positive_tuple("ends", pick("ends", ends))
-    shapes = tuple(pick("shapes", shapes))
-    unknown = sorted(set(shapes) - set(lib.SHAPES))
-    if unknown:
-        raise ValueError(f"Unknown candidate shape(s) {unknown}; expected some of {lib.SHAPES}")
-    n, K = _check_position(position, total_points)
-    window = _check_window(window, n)
-    W = int(getattr(model, "window", window.shape[0]))
-    if window.shape[0] < W:
-        raise ValueError(
-            f"Argument `window` has {window.shape[0]} rows; this model reads {W} "
-            "(plan from a later point or pass more history)"
-        )
-    window = window[-W:]
-    lo, hi = _resolve_lr_range(lr_range, defaults, model)
-    held = _resolve_current_plan(current_plan, n, K)
-    scale = _time_scale(model, K, points_per_epoch)
+    opts = config_with_options(ControlOptions, config, options, "plan_control")
+    defaults = common.model_defaults(model)
+    kappa, margin, library = _resolve_rules(opts, defaults)
+    n, K = common.check_position(position, total_points)
+    window = _model_window(model, common.check_window(window, n))
+    lo, hi = common.resolve_lr_range(opts.lr_range, defaults, model)
+    held = common.resolve_current_plan(current_plan, n, K)
+    scale = common.time_scale(model, K, points_per_epoch)
     region = None
-    if trust and defaults.get("trust") is not None:
+    if opts.trust and defaults.get("trust") is not None:
         region = TrustRegion.from_json(defaults["trust"])
-
-    lr_now = float(np.exp(window[-1, 1]))
-    fraction = n / K
-    cands = lib.candidate_library(
-        lr_now,
-        K - 1 - n,
-        lr_range=(lo, hi),
-        default=held,
-        starts=starts,
-        ends=ends,
-        shapes=shapes,
-        trust=region,
-        fraction=fraction,
-    )
-    allowed = region.allowed(lr_now, fraction) if region is not None else (-np.inf, np.inf)
+    cands, allowed = _candidates(window, n, K, (lo, hi), held, region, library)
     t1 = time.perf_counter()
-
-    # Model time: run point i is model point i * scale (the horizon mapping).
-    t_window = np.arange(n - W + 1, n + 1, dtype=np.float64) * scale
-    t = np.arange(n, K, dtype=np.float64) * scale
-    log_lr = np.empty((len(cands.names), K - n))
-    log_lr[:, 0] = window[-1, 1]
-    log_lr[:, 1:] = np.log(cands.lr)
-    pred = np.asarray(model.predict(t_window, window, t, log_lr))
-    C = len(cands.names)
-    if pred.ndim != 4 or pred.shape[1:] != (C, K - n, 2):
-        raise ValueError(
-            f"model.predict must return shape (M, {C}, {K - n}, 2). Received: {pred.shape}"
-        )
+    pred = _predict(model, window, cands, n, K, scale)
     t2 = time.perf_counter()
 
-    final = pred[:, :, -1, 1]  # (M, C): the metric at the run's last point
-    mean, sd = model.spread(final)
-    mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
-    bound = mean - kappa * sd
-    usable = np.isfinite(bound)
-    bound = np.where(usable, bound, -np.inf)
-    fallback = False
-    chosen = 0
-    if not usable[0]:
-        fallback = True
-        reason = "the default's prediction is not finite; following the default"
-    else:
-        others = np.flatnonzero(usable[1:]) + 1
-        if others.size == 0:
-            reason = "no other usable candidate"
-        else:
-            best = int(others[np.argmax(bound[others])])
-            gain = bound[best] - mean[0]
-            if gain > margin:
-                chosen = best
-                reason = (
-                    f"its bound {bound[best]:.4g} beats the default's mean {mean[0]:.4g} by "
-                    f"{gain:.3g} > margin {margin:.3g}"
-                )
-            else:
-                reason = (
-                    f"best other {cands.names[best]!r} bound {bound[best]:.4g} does not beat the "
-                    f"default's mean {mean[0]:.4g} by margin {margin:.3g}"
-                )
+    mean, sd, bound = _score(model, pred, kappa)
+    chosen, fallback, reason = _decide(cands.names, mean, bound, margin)
     t3 = time.perf_counter()
     return ControlPlan(
         lr=cands.lr[chosen].copy(),
@@ -299,6 +152,101 @@ def plan_control(
         fallback=fallback,
         timings={"library": t1 - t0, "predict": t2 - t1, "selection": t3 - t2},
     )
+
+
+def _resolve_rules(opts: ControlOptions, defaults: dict) -> tuple[float, float, dict]:
+    """`(kappa, margin, library)`: the decision rule and the library's `starts/ends/shapes`."""
+
+    def pick(name):
+        return common.pick(name, getattr(opts, name), defaults, CONTROL_DEFAULTS)
+
+    kappa = check_number("kappa", pick("kappa"), minimum=0.0)
+    margin = check_number("margin", pick("margin"))
+    starts = _positive_tuple("starts", pick("starts"))
+    ends = _positive_tuple("ends", pick("ends"))
+    shapes = tuple(pick("shapes"))
+    unknown = sorted(set(shapes) - set(lib.SHAPES))
+    if unknown:
+        raise ValueError(f"Unknown candidate shape(s) {unknown}; expected some of {lib.SHAPES}")
+    return kappa, margin, {"starts": starts, "ends": ends, "shapes": shapes}
+
+
+def _candidates(window, n: int, K: int, lr_range, held, region, library: dict):
+    """`(library, allowed)`: the candidate continuations and the trust region's ln-LR jumps."""
+    lr_now = float(np.exp(window[-1, 1]))
+    fraction = n / K
+    cands = lib.candidate_library(
+        lr_now,
+        K - 1 - n,
+        lr_range=lr_range,
+        default=held,
+        trust=region,
+        fraction=fraction,
+        **library,
+    )
+    allowed = region.allowed(lr_now, fraction) if region is not None else (-np.inf, np.inf)
+    return cands, allowed
+
+
+def _model_window(model, window: np.ndarray) -> np.ndarray:
+    """The last `model.window` rows of the window; an error if it has fewer."""
+    W = int(getattr(model, "window", window.shape[0]))
+    if window.shape[0] < W:
+        raise ValueError(
+            f"Argument `window` has {window.shape[0]} rows; this model reads {W} "
+            "(plan from a later point or pass more history)"
+        )
+    return window[-W:]
+
+
+def _predict(model, window: np.ndarray, cands, n: int, K: int, scale: float) -> np.ndarray:
+    """(M, C, K - n, 2): every member's `[loss, metric]` under every candidate."""
+    W = window.shape[0]
+    # Model time: run point i is model point i * scale (the horizon mapping).
+    t_window = np.arange(n - W + 1, n + 1, dtype=np.float64) * scale
+    t = np.arange(n, K, dtype=np.float64) * scale
+    log_lr = np.empty((len(cands.names), K - n))
+    log_lr[:, 0] = window[-1, 1]
+    log_lr[:, 1:] = np.log(cands.lr)
+    pred = np.asarray(model.predict(t_window, window, t, log_lr))
+    C = len(cands.names)
+    if pred.ndim != 4 or pred.shape[1:] != (C, K - n, 2):
+        raise ValueError(
+            f"model.predict must return shape (M, {C}, {K - n}, 2). Received: {pred.shape}"
+        )
+    return pred
+
+
+def _score(model, pred: np.ndarray, kappa: float):
+    """`(mean, sd, bound)` of each candidate's final metric; -inf bounds where not finite."""
+    final = pred[:, :, -1, 1]  # (M, C): the metric at the run's last point
+    mean, sd = model.spread(final)
+    mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
+    bound = mean - kappa * sd
+    return mean, sd, np.where(np.isfinite(bound), bound, -np.inf)
+
+
+def _decide(names, mean, bound, margin: float) -> tuple[int, bool, str]:
+    """`(chosen, fallback, reason)`: switch only if the best bound beats the default's mean."""
+    usable = np.isfinite(bound)
+    if not usable[0]:
+        return 0, True, "the default's prediction is not finite; following the default"
+    others = np.flatnonzero(usable[1:]) + 1
+    if others.size == 0:
+        return 0, False, "no other usable candidate"
+    best = int(others[np.argmax(bound[others])])
+    gain = bound[best] - mean[0]
+    if gain > margin:
+        reason = (
+            f"its bound {bound[best]:.4g} beats the default's mean {mean[0]:.4g} by "
+            f"{gain:.3g} > margin {margin:.3g}"
+        )
+        return best, False, reason
+    reason = (
+        f"best other {names[best]!r} bound {bound[best]:.4g} does not beat the "
+        f"default's mean {mean[0]:.4g} by margin {margin:.3g}"
+    )
+    return 0, False, reason
 
 
 def _positive_tuple(name, values) -> tuple[float, ...]:

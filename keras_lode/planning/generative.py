@@ -30,19 +30,19 @@ the model's) is mapped by fraction of training: run point `i` is model time
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from typing import Any
 
 import numpy as np
 
-from keras_lode._checks import check_int, check_number
-from keras_lode._warnings import warn as _warn
-from keras_lode.constants import CHANNELS
+from keras_lode._checks import check_int, check_number, config_with_options
 from keras_lode.model.defaults import GENERATIVE_DEFAULTS
-from keras_lode.planning.plan import Plan, derive_seed
+from keras_lode.planning import common
+from keras_lode.planning.plans import Plan
+from keras_lode.planning.replans import derive_seed
 
-__all__ = ["DEFAULTS", "plan_generative"]
+__all__ = ["DEFAULTS", "GenerativeOptions", "plan_generative"]
 
 #: The paper's defaults, used where neither the call nor the model's
 #: `planner_defaults` sets a value.
@@ -54,6 +54,64 @@ ANCHOR_RULES = ("max_lr", "nearest")
 _BAND_POINTS = 3
 
 
+@dataclasses.dataclass(frozen=True)
+class GenerativeOptions:
+    """Options of the paper's planner (`plan_generative`).
+
+    Every option left as None takes its value from the model's `planner_defaults`, then
+    from `DEFAULTS` (`lr_range`: from the model's `planner_defaults`, then `model.lr_range`;
+    `reward_at`: `total_points`).
+
+    Attributes:
+        samples: number `S` of perturbed latents (z0 itself is always added).
+        sigma: relative noise scale of the perturbation.
+        tol: loss-band half-width in units of `max(std(last 3 losses), loss_floor)`.
+        loss_floor: lower bound of that unit, in loss units.
+        top_k: number of best accepted samples whose LR paths are averaged.
+        anchor: `"max_lr"` (largest predicted LR among matches) or `"nearest"`
+            (predicted loss closest to the observed mean).
+        lr_range: (low, high) clipping range for the plan.
+        reward_at: run log point at which the predicted metric is the reward; default
+            `total_points` (the end of training: `j + (K - n)`). Must exceed `position`.
+    """
+
+    samples: int | None = None
+    sigma: float | None = None
+    tol: float | None = None
+    loss_floor: float | None = None
+    top_k: int | None = None
+    anchor: str | None = None
+    lr_range: Any = None
+    reward_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rules:
+    """The selection rules of one call, resolved and checked."""
+
+    samples: int
+    sigma: float
+    tol: float
+    loss_floor: float
+    top_k: int
+    anchor: str
+    reward_at: int
+    lr_range: tuple[float, float]
+
+
+@dataclasses.dataclass
+class _Selection:
+    """What the selection rules (steps 4 to 7) made of the decoded samples."""
+
+    lr: np.ndarray | None
+    rewards: np.ndarray
+    anchors: np.ndarray
+    chosen: np.ndarray
+    accepted: int
+    loss_band: tuple[float, float]
+    reason: str
+
+
 def plan_generative(
     model,
     window,
@@ -62,15 +120,9 @@ def plan_generative(
     total_points: int,
     current_plan=None,
     seed: int | None = None,
-    samples: int | None = None,
-    sigma: float | None = None,
-    tol: float | None = None,
-    loss_floor: float | None = None,
-    top_k: int | None = None,
-    anchor: str | None = None,
-    lr_range=None,
-    reward_at: int | None = None,
     points_per_epoch: int | None = None,
+    config: GenerativeOptions | None = None,
+    **options,
 ) -> Plan:
     """Plan the learning rate for the rest of a run with a latent ODE.
 
@@ -98,19 +150,11 @@ def plan_generative(
             or for every point of the run (length `total_points`).
         seed: seed of this call's noise; None draws fresh entropy (recorded in
             `Plan.seed`). Use `derive_seed` for per-call seeds from one base seed.
-        samples: number `S` of perturbed latents (z0 itself is always added).
-        sigma: relative noise scale of the perturbation.
-        tol: loss-band half-width in units of `max(std(last 3 losses), loss_floor)`.
-        loss_floor: lower bound of that unit, in loss units.
-        top_k: number of best accepted samples whose LR paths are averaged.
-        anchor: `"max_lr"` (largest predicted LR among matches) or `"nearest"`
-            (predicted loss closest to the observed mean).
-        lr_range: (low, high) clipping range for the plan; default the model's
-            `planner_defaults["lr_range"]`, then `model.lr_range` (the training runs').
-        reward_at: run log point at which the predicted metric is the reward; default
-            `total_points` (the end of training: `j + (K - n)`). Must exceed `position`.
         points_per_epoch: the run's log points per epoch, if known; a value different from
             the model's triggers the fraction-of-training mapping warning.
+        config: a `GenerativeOptions`; None for one with every option unset.
+        **options: fields of `GenerativeOptions` (`samples`, `sigma`, `tol`, `loss_floor`,
+            `top_k`, `anchor`, `lr_range`, `reward_at`), overriding `config`'s.
 
     Returns:
         A `Plan`.
@@ -118,142 +162,47 @@ def plan_generative(
     Raises:
         ValueError: on a window of the wrong shape or with non-finite values, an option
             out of range, or a model output of the wrong shape.
-        TypeError: on an argument of the wrong type.
+        TypeError: on an argument of the wrong type or an unknown option.
     """
     t_start = time.perf_counter()
-    defaults = _model_defaults(model)
-    opts = {
-        name: _pick(name, value, defaults)
-        for name, value in (
-            ("samples", samples),
-            ("sigma", sigma),
-            ("tol", tol),
-            ("loss_floor", loss_floor),
-            ("top_k", top_k),
-            ("anchor", anchor),
-        )
-    }
-    S = check_int("samples", opts["samples"], minimum=0)
-    sigma = check_number("sigma", opts["sigma"], minimum=0.0)
-    tol = check_number("tol", opts["tol"], minimum=0.0, strict=True)
-    loss_floor = check_number("loss_floor", opts["loss_floor"], minimum=0.0, strict=True)
-    top_k = check_int("top_k", opts["top_k"], minimum=1)
-    anchor = opts["anchor"]
-    if anchor not in ANCHOR_RULES:
-        raise ValueError(f"Argument `anchor` must be one of {ANCHOR_RULES}. Received: {anchor!r}")
-    n, K = _check_position(position, total_points)
-    reward_at = K if reward_at is None else check_int("reward_at", reward_at, minimum=0)
-    if reward_at <= n:
-        raise ValueError(
-            f"Argument `reward_at` must be > position={n}. Received: reward_at={reward_at}"
-        )
-    lr_lo, lr_hi = _resolve_lr_range(lr_range, defaults, model)
-    window = _check_window(window, n)
-    W = window.shape[0]
-    if seed is None:
-        seed = derive_seed(None, 0)
-    else:
-        seed = check_int("seed", seed, minimum=0)
-    held = _resolve_current_plan(current_plan, n, K)
-
-    scale = _time_scale(model, K, points_per_epoch)
+    opts = config_with_options(GenerativeOptions, config, options, "plan_generative")
+    defaults = common.model_defaults(model)
+    n, K, rules = _resolve_rules(opts, defaults, model, position, total_points)
+    window = common.check_window(window, n)
+    seed = derive_seed(None, 0) if seed is None else check_int("seed", seed, minimum=0)
+    held = common.resolve_current_plan(current_plan, n, K)
+    scale = common.time_scale(model, K, points_per_epoch)
 
     # 1. Encode the observed window (log-point indices, mapped to model time).
-    t_window = np.arange(n - W + 1, n + 1, dtype=np.float64) * scale
-    z0 = np.asarray(model.encode(t_window, window))
-    if z0.ndim != 1 or z0.size == 0:
-        raise ValueError(f"model.encode must return a latent of shape (L,). Received: {z0.shape}")
-    if not np.all(np.isfinite(z0)):
-        raise ValueError("model.encode returned a non-finite latent for this window")
-    if not np.issubdtype(z0.dtype, np.floating):
-        z0 = z0.astype(np.float64)
+    z0 = _encode(model, window, n, scale)
     t_encoded = time.perf_counter()
-
-    # 2. z0 plus S perturbed latents; the noise is relative to |z0| per coordinate.
-    rng = np.random.default_rng(seed)
-    eps = rng.standard_normal((S, z0.size)).astype(z0.dtype, copy=False)
-    latents = np.empty((S + 1, z0.size), dtype=z0.dtype)
-    latents[0] = z0
-    latents[1:] = z0 + (sigma * np.abs(z0)) * eps
-
-    # 3. Decode only the points the rules read: anchors j < K, paths up to j + K - n - 1,
-    # rewards at j + reward_at - n.
-    M = K + max(reward_at - n, K - 1 - n)
-    t_decode = np.arange(M, dtype=np.float64) * scale
-    cand = np.asarray(model.decode(t_decode, latents))
-    if cand.ndim != 3 or cand.shape[0] != S + 1 or cand.shape[1] != M or cand.shape[2] < 3:
-        raise ValueError(
-            f"model.decode must return shape ({S + 1}, {M}, C>=3) for {S + 1} latents over "
-            f"{M} points. Received: {cand.shape}"
-        )
+    # 2. z0 plus S perturbed latents; 3. decode them.
+    latents = _perturb(z0, rules.samples, rules.sigma, seed)
+    cand = _decode(model, latents, n, K, rules.reward_at, scale)
     t_decoded = time.perf_counter()
-
-    # 4. Two-sided loss band around the last observed losses.
-    recent = window[-_BAND_POINTS:, 0]
-    mu = float(np.mean(recent))
-    half = tol * max(float(np.std(recent)), loss_floor)
-    finite = np.isfinite(cand).all(axis=(1, 2))
-    dev = np.abs(cand[:, :K, 0] - mu)
-    match = (dev <= half) & finite[:, None]  # NaN deviations compare False
-    ok = match.any(axis=1)
-
-    # 5. One anchor per sample.
-    if anchor == "max_lr":
-        j = np.argmax(np.where(match, cand[:, :K, 1], -np.inf), axis=1)
-    else:
-        j = np.argmin(np.where(match, dev, np.inf), axis=1)
-    anchors = np.where(ok, j, -1)
-
-    # 6. Rewards, 7. top-k average of the LR paths.
-    rewards = np.full(S + 1, np.nan)
-    idx = np.flatnonzero(ok)
-    rewards[idx] = cand[idx, j[idx] + (reward_at - n), 2]
-    order = np.argsort(-rewards[idx], kind="stable")
-    chosen = idx[order[:top_k]]
-    accepted = int(idx.size)
-
-    reason = ""
-    lr = None
-    if accepted:
-        offsets = np.arange(1, K - n)
-        paths = cand[chosen[:, None], j[chosen][:, None] + offsets[None, :], 1]
-        # A finite but absurd log-LR may overflow exp to inf; clipping below bounds it, and
-        # the check after it guards whatever else could slip through.
-        with np.errstate(over="ignore"):
-            lr = np.clip(np.mean(np.exp(paths.astype(np.float64)), axis=0), lr_lo, lr_hi)
-        if not np.all(np.isfinite(lr) & (lr > 0)):
-            reason = "the chosen LR paths were not finite"
-            lr = None
-    else:
-        reason = f"no imagined future's loss came within {half:.3g} of the observed {mu:.4g}"
-    fallback = lr is None
+    # 4.-7. Anchors, rewards, the top-k average; 8. the fallback.
+    sel = _select(cand, window, n, K, rules)
+    fallback = sel.lr is None
+    lr, reason, chosen = sel.lr, sel.reason, sel.chosen
     if fallback:
-        if held is None:
-            with np.errstate(over="ignore"):  # clipped below
-                lr = np.full(K - 1 - n, np.exp(window[-1, 1]))
-            reason += "; holding the current LR"
-        else:
-            lr = held
-            reason += "; keeping the current plan"
-        chosen = chosen[:0]
-        lr = np.clip(lr, lr_lo, lr_hi)
+        lr, reason, chosen = _fall_back(sel, held, window, n, K, rules.lr_range)
     t_end = time.perf_counter()
 
     return Plan(
         lr=lr,
-        accepted=accepted,
+        accepted=sel.accepted,
         fallback=fallback,
-        rewards=rewards,
-        anchors=anchors,
+        rewards=sel.rewards,
+        anchors=sel.anchors,
         candidates=cand,
         chosen=chosen,
         seed=seed,
         position=n,
         total_points=K,
-        reward_at=reward_at,
-        lr_range=(lr_lo, lr_hi),
-        anchor_rule=anchor,
-        loss_band=(mu - half, mu + half),
+        reward_at=rules.reward_at,
+        lr_range=rules.lr_range,
+        anchor_rule=rules.anchor,
+        loss_band=sel.loss_band,
         time_scale=scale,
         window=window,
         reason=reason,
@@ -265,135 +214,130 @@ def plan_generative(
     )
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- steps
 
 
-def _model_defaults(model) -> dict:
-    defaults = getattr(model, "planner_defaults", None) or {}
-    if not isinstance(defaults, dict):
-        raise TypeError(
-            f"model.planner_defaults must be a dict. Received: {type(defaults).__name__}"
-        )
-    return defaults
+def _resolve_rules(
+    opts: GenerativeOptions, defaults: dict, model, position, total_points
+) -> tuple[int, int, _Rules]:
+    """`(n, K, rules)`: the position and the options checked, in the order the call reads them."""
 
+    def pick(name):
+        return common.pick(name, getattr(opts, name), defaults, DEFAULTS)
 
-def _pick(name: str, value, defaults: dict, table: dict = DEFAULTS):
-    """The call's value, else the model's `planner_defaults`, else `table`'s."""
-    if value is not None:
-        return value
-    if defaults.get(name) is not None:
-        return defaults[name]
-    return table[name]
-
-
-def _check_position(position, total_points) -> tuple[int, int]:
-    """`(n, K)`, checked: a point must remain after `n` to plan."""
-    K = check_int("total_points", total_points, minimum=2)
-    n = check_int("position", position, minimum=0)
-    if n >= K - 1:
+    samples = check_int("samples", pick("samples"), minimum=0)
+    sigma = check_number("sigma", pick("sigma"), minimum=0.0)
+    tol = check_number("tol", pick("tol"), minimum=0.0, strict=True)
+    loss_floor = check_number("loss_floor", pick("loss_floor"), minimum=0.0, strict=True)
+    top_k = check_int("top_k", pick("top_k"), minimum=1)
+    anchor = pick("anchor")
+    if anchor not in ANCHOR_RULES:
+        raise ValueError(f"Argument `anchor` must be one of {ANCHOR_RULES}. Received: {anchor!r}")
+    n, K = common.check_position(position, total_points)
+    reward_at = opts.reward_at
+    reward_at = K if reward_at is None else check_int("reward_at", reward_at, minimum=0)
+    if reward_at <= n:
         raise ValueError(
-            f"Argument `position` must be < total_points - 1 = {K - 1} (a point must remain "
-            f"to plan). Received: position={n}"
+            f"Argument `reward_at` must be > position={n}. Received: reward_at={reward_at}"
         )
-    return n, K
+    lr_range = common.resolve_lr_range(opts.lr_range, defaults, model)
+    rules = _Rules(samples, sigma, tol, loss_floor, top_k, anchor, reward_at, lr_range)
+    return n, K, rules
 
 
-def _resolve_lr_range(lr_range, defaults: dict, model) -> tuple[float, float]:
-    source = "lr_range"
-    if lr_range is None:
-        lr_range, source = defaults.get("lr_range"), "model.planner_defaults['lr_range']"
-    if lr_range is None:
-        lr_range, source = getattr(model, "lr_range", None), "model.lr_range"
-    if lr_range is None:
-        raise ValueError("No LR range: pass `lr_range=(low, high)` (the model defines none)")
-    try:
-        lo, hi = (float(v) for v in lr_range)
-    except (TypeError, ValueError) as e:
+def _encode(model, window: np.ndarray, n: int, scale: float) -> np.ndarray:
+    """Step 1: the latent `z0` of the window (points `n - W + 1 .. n` in model time)."""
+    W = window.shape[0]
+    t_window = np.arange(n - W + 1, n + 1, dtype=np.float64) * scale
+    z0 = np.asarray(model.encode(t_window, window))
+    if z0.ndim != 1 or z0.size == 0:
+        raise ValueError(f"model.encode must return a latent of shape (L,). Received: {z0.shape}")
+    if not np.all(np.isfinite(z0)):
+        raise ValueError("model.encode returned a non-finite latent for this window")
+    if not np.issubdtype(z0.dtype, np.floating):
+        z0 = z0.astype(np.float64)
+    return z0
+
+
+def _perturb(z0: np.ndarray, S: int, sigma: float, seed: int) -> np.ndarray:
+    """Step 2: z0 plus S perturbed latents; the noise is relative to |z0| per coordinate."""
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((S, z0.size)).astype(z0.dtype, copy=False)
+    latents = np.empty((S + 1, z0.size), dtype=z0.dtype)
+    latents[0] = z0
+    latents[1:] = z0 + (sigma * np.abs(z0)) * eps
+    return latents
+
+
+def _decode(model, latents, n: int, K: int, reward_at: int, scale: float) -> np.ndarray:
+    """Step 3: decode only the points the rules read.
+
+    Those are the anchors j < K, the paths up to j + K - n - 1 and the rewards at
+    j + reward_at - n.
+    """
+    S1 = latents.shape[0]
+    M = K + max(reward_at - n, K - 1 - n)
+    t_decode = np.arange(M, dtype=np.float64) * scale
+    cand = np.asarray(model.decode(t_decode, latents))
+    if cand.ndim != 3 or cand.shape[0] != S1 or cand.shape[1] != M or cand.shape[2] < 3:
         raise ValueError(
-            f"`{source}` must be a pair (low, high) of numbers. Received: {lr_range!r}"
-        ) from e
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
-        raise ValueError(
-            f"`{source}` must satisfy 0 < low <= high (finite). Received: ({lo}, {hi})"
+            f"model.decode must return shape ({S1}, {M}, C>=3) for {S1} latents over "
+            f"{M} points. Received: {cand.shape}"
         )
-    return lo, hi
+    return cand
 
 
-def _check_window(window, n: int) -> np.ndarray:
-    try:
-        arr = np.asarray(window, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"Argument `window` must be a numeric (W, 3) array: {e}") from e
-    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] < 1:
-        raise ValueError(
-            "Argument `window` must have shape (W, 3) with columns [loss, ln lr, metric] and "
-            f"W >= 1. Received: shape {arr.shape}"
-        )
-    if arr.shape[0] > n + 1:
-        raise ValueError(
-            f"Argument `window` has {arr.shape[0]} rows but only position + 1 = {n + 1} log "
-            "points exist (rows are points position - W + 1 .. position)"
-        )
-    for c, name in enumerate(CHANNELS):
-        bad = np.flatnonzero(~np.isfinite(arr[:, c]))
-        if bad.size:
-            raise ValueError(
-                f"Argument `window` has non-finite {name} (column {c}) at {bad.size} row(s) "
-                f"{bad[:5].tolist()}{'...' if bad.size > 5 else ''}: every value must be finite"
-            )
-    return arr
+def _select(cand: np.ndarray, window: np.ndarray, n: int, K: int, rules: _Rules) -> _Selection:
+    """Steps 4 to 7: loss band, one anchor per sample, rewards, top-k average of LR paths."""
+    S1 = cand.shape[0]
+    # 4. Two-sided loss band around the last observed losses.
+    recent = window[-_BAND_POINTS:, 0]
+    mu = float(np.mean(recent))
+    half = rules.tol * max(float(np.std(recent)), rules.loss_floor)
+    finite = np.isfinite(cand).all(axis=(1, 2))
+    dev = np.abs(cand[:, :K, 0] - mu)
+    match = (dev <= half) & finite[:, None]  # NaN deviations compare False
+    ok = match.any(axis=1)
 
-
-def _resolve_current_plan(current_plan, n: int, K: int) -> np.ndarray | None:
-    if current_plan is None:
-        return None
-    if isinstance(current_plan, Plan) or all(
-        hasattr(current_plan, a) for a in ("lr", "position", "total_points")
-    ):  # a Plan or a ControlPlan
-        if current_plan.total_points != K or current_plan.position > n:
-            raise ValueError(
-                "Argument `current_plan` is a Plan for another run or a later point "
-                f"(position {current_plan.position}, total_points {current_plan.total_points});"
-                f" expected total_points {K} and position <= {n}"
-            )
-        arr = np.asarray(current_plan.lr, dtype=np.float64)[n - current_plan.position :]
+    # 5. One anchor per sample.
+    if rules.anchor == "max_lr":
+        j = np.argmax(np.where(match, cand[:, :K, 1], -np.inf), axis=1)
     else:
-        try:
-            arr = np.asarray(current_plan, dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"Argument `current_plan` must be numeric: {e}") from e
-        if arr.ndim != 1 or arr.shape[0] not in (K, K - 1 - n):
-            raise ValueError(
-                f"Argument `current_plan` must be 1-D with {K - 1 - n} (remaining points) or "
-                f"{K} (whole run) LRs. Received: shape {arr.shape}"
-            )
-        if arr.shape[0] == K:
-            arr = arr[n + 1 :]
-    if not np.all(np.isfinite(arr) & (arr > 0)):
-        raise ValueError("Argument `current_plan` must hold finite, positive LRs")
-    return arr.copy()
+        j = np.argmin(np.where(match, dev, np.inf), axis=1)
+    anchors = np.where(ok, j, -1)
+
+    # 6. Rewards, 7. top-k average of the LR paths.
+    rewards = np.full(S1, np.nan)
+    idx = np.flatnonzero(ok)
+    rewards[idx] = cand[idx, j[idx] + (rules.reward_at - n), 2]
+    order = np.argsort(-rewards[idx], kind="stable")
+    chosen = idx[order[: rules.top_k]]
+    accepted = int(idx.size)
+
+    reason = ""
+    lr = None
+    if accepted:
+        offsets = np.arange(1, K - n)
+        paths = cand[chosen[:, None], j[chosen][:, None] + offsets[None, :], 1]
+        # A finite but absurd log-LR may overflow exp to inf; clipping below bounds it, and
+        # the check after it guards whatever else could slip through.
+        with np.errstate(over="ignore"):
+            lr = np.clip(np.mean(np.exp(paths.astype(np.float64)), axis=0), *rules.lr_range)
+        if not np.all(np.isfinite(lr) & (lr > 0)):
+            reason = "the chosen LR paths were not finite"
+            lr = None
+    else:
+        reason = f"no imagined future's loss came within {half:.3g} of the observed {mu:.4g}"
+    return _Selection(lr, rewards, anchors, chosen, accepted, (mu - half, mu + half), reason)
 
 
-def _time_scale(model, K: int, points_per_epoch) -> float:
-    horizon = getattr(model, "horizon", None)
-    model_p = getattr(model, "points_per_epoch", None)
-    if horizon is None:
-        return 1.0
-    horizon = check_int("model.horizon", horizon, minimum=1)
-    p_differs = (
-        points_per_epoch is not None
-        and model_p is not None
-        and int(points_per_epoch) != int(model_p)
-    )
-    if K == horizon and not p_differs:
-        return 1.0
-    scale = horizon / K
-    detail = f"{K} log points" + (
-        f" at {points_per_epoch} per epoch" if points_per_epoch is not None else ""
-    )
-    _warn(
-        f"The run ({detail}) differs from the model's horizon ({horizon} log points"
-        + (f" at {model_p} per epoch" if model_p is not None else "")
-        + f"): mapping by fraction of training, run point i -> model time i * {scale:.6g}."
-    )
-    return scale
+def _fall_back(sel: _Selection, held, window: np.ndarray, n: int, K: int, lr_range):
+    """Step 8: `(lr, reason, chosen)` keeping the current plan, or holding the current LR."""
+    if held is None:
+        with np.errstate(over="ignore"):  # clipped below
+            lr = np.full(K - 1 - n, np.exp(window[-1, 1]))
+        reason = sel.reason + "; holding the current LR"
+    else:
+        lr = held
+        reason = sel.reason + "; keeping the current plan"
+    return np.clip(lr, *lr_range), reason, sel.chosen[:0]

@@ -77,15 +77,12 @@ def plot_plan(plan, path, *, observed=None, title=None):
             )
     if getattr(plan, "kind", None) == "controlled":
         return _plot_control(Figure, plan, path, observed, title)
+    return _plot_generative(Figure, plan, path, observed, title)
 
+
+def _plot_generative(Figure, plan, path, observed, title):
+    """The paper planner's figure: imagined futures (left), the run's time (right)."""
     cand = np.asarray(plan.candidates, dtype=np.float64)
-    S, M, _ = cand.shape
-    n, K = plan.position, plan.total_points
-    W = plan.window.shape[0]
-    accepted = plan.accepted_mask
-    chosen = set(int(s) for s in plan.chosen)
-    t_imag = np.arange(M)
-    t_win = np.arange(n - W + 1, n + 1)
     with np.errstate(over="ignore", invalid="ignore"):
         cand_lr = np.exp(cand[:, :, 1])
         win_lr = np.exp(plan.window[:, 1])
@@ -94,65 +91,10 @@ def plot_plan(plan, path, *, observed=None, title=None):
 
     fig = Figure(figsize=(13, 9), layout="constrained")
     axes = fig.subplots(3, 2, sharex="col")
-    names = ("loss", "learning rate", "metric")
+    _draw_futures(axes[:, 0], plan, cand, cand_lr)
+    obs_lr = _draw_run(axes[:, 1], plan, cand, cand_lr, win_lr, observed)
 
-    # Left: imagined futures, drawn rejected first so the accepted ones stay visible.
-    order = sorted(range(S), key=lambda s: (s in chosen, bool(accepted[s])))
-    for s in order:
-        if s in chosen:
-            style = {"color": _CHOSEN, "lw": 1.4, "alpha": 0.9, "zorder": 3}
-        elif accepted[s]:
-            style = {"color": _ACCEPTED, "lw": 0.9, "alpha": 0.8, "zorder": 2}
-        else:
-            style = {"color": _REJECTED, "lw": 0.7, "alpha": 0.5, "zorder": 1}
-        for row, y in enumerate((cand[s, :, 0], cand_lr[s], cand[s, :, 2])):
-            axes[row, 0].plot(t_imag, y, **style)
-    lo, hi = plan.loss_band
-    axes[0, 0].fill_between([0, K - 1], lo, hi, color=_ANCHOR, alpha=0.15, lw=0,
-                            label="loss band (anchors j < K)")  # fmt: skip
-    idx = np.flatnonzero(accepted)
-    if idx.size:
-        j = plan.anchors[idx]
-        axes[0, 0].scatter(j, cand[idx, j, 0], color=_ANCHOR, s=18, zorder=4, label="anchors")
-        axes[1, 0].scatter(j, cand_lr[idx, j], color=_ANCHOR, s=18, zorder=4)
-    for ax in axes[:, 0]:
-        ax.axvline(K - 1, color="k", ls=":", lw=0.8)
-    axes[0, 0].plot([], [], color=_REJECTED, label=f"rejected ({S - plan.accepted})")
-    axes[0, 0].plot([], [], color=_ACCEPTED, label=f"accepted ({plan.accepted})")
-    axes[0, 0].plot([], [], color=_CHOSEN, label=f"top-{len(chosen)}")
-    axes[0, 0].legend(loc="best", fontsize=8)
-    axes[0, 0].set_title("imagined futures (model time)")
-    axes[2, 0].set_xlabel("imagined log point")
-
-    # Right: the run's time.
-    if observed is not None:
-        t_obs = np.arange(observed.shape[0])
-        with np.errstate(over="ignore", invalid="ignore"):
-            obs = (observed[:, 0], np.exp(observed[:, 1]), observed[:, 2])
-        for row, y in enumerate(obs):
-            axes[row, 1].plot(t_obs, y, color=_RECORDED, ls="--", lw=1, label="recorded run")
-    offsets = np.arange(0, K - n)
-    for s in idx:
-        jj = plan.anchors[s] + offsets
-        style = (
-            {"color": _CHOSEN, "lw": 1.2, "alpha": 0.9}
-            if int(s) in chosen
-            else {"color": _ACCEPTED, "lw": 0.7, "alpha": 0.6}
-        )
-        for row, y in enumerate((cand[s, jj, 0], cand_lr[s, jj], cand[s, jj, 2])):
-            axes[row, 1].plot(n + offsets, y, **style)
-    for row, y in enumerate((plan.window[:, 0], win_lr, plan.window[:, 2])):
-        axes[row, 1].plot(t_win, y, color=_OBSERVED, lw=2, label="observed window")
-    label = "plan (fallback)" if plan.fallback else "plan"
-    axes[1, 1].plot(plan.points, plan.lr, color=_PLAN, lw=2.2, label=label, zorder=5)
-    for ax in axes[:, 1]:
-        ax.axvline(n, color="k", ls=":", lw=0.8)
-    axes[0, 1].legend(loc="best", fontsize=8)
-    axes[1, 1].legend(loc="best", fontsize=8)
-    axes[0, 1].set_title(f"plan from log point {n} of {K}")
-    axes[2, 1].set_xlabel("run log point")
-
-    for row, name in enumerate(names):
+    for row, name in enumerate(("loss", "learning rate", "metric")):
         axes[row, 0].set_ylabel(name)
         for col in range(2):
             axes[row, col].grid(alpha=0.3)
@@ -160,8 +102,8 @@ def plot_plan(plan, path, *, observed=None, title=None):
         axes[1, col].set_yscale("log")
     # Imagined LRs can span dozens of decades; keep the plan and the clip range readable.
     shown = np.concatenate([plan.lr, win_lr, np.asarray(plan.lr_range, dtype=np.float64)])
-    if observed is not None:
-        shown = np.concatenate([shown, obs[1]])
+    if obs_lr is not None:
+        shown = np.concatenate([shown, obs_lr])
     shown = shown[np.isfinite(shown) & (shown > 0)]
     if shown.size:
         axes[1, 1].set_ylim(shown.min() / 3, shown.max() * 3)
@@ -174,7 +116,81 @@ def plot_plan(plan, path, *, observed=None, title=None):
     return path
 
 
+def _draw_futures(axes, plan, cand, cand_lr):
+    """Left column: every decoded sample in model time, the loss band and the anchors."""
+    S = cand.shape[0]
+    K = plan.total_points
+    accepted = plan.accepted_mask
+    chosen = set(int(s) for s in plan.chosen)
+    t_imag = np.arange(cand.shape[1])
+    # Drawn rejected first so the accepted ones stay visible.
+    order = sorted(range(S), key=lambda s: (s in chosen, bool(accepted[s])))
+    for s in order:
+        if s in chosen:
+            style = {"color": _CHOSEN, "lw": 1.4, "alpha": 0.9, "zorder": 3}
+        elif accepted[s]:
+            style = {"color": _ACCEPTED, "lw": 0.9, "alpha": 0.8, "zorder": 2}
+        else:
+            style = {"color": _REJECTED, "lw": 0.7, "alpha": 0.5, "zorder": 1}
+        for row, y in enumerate((cand[s, :, 0], cand_lr[s], cand[s, :, 2])):
+            axes[row].plot(t_imag, y, **style)
+    lo, hi = plan.loss_band
+    axes[0].fill_between([0, K - 1], lo, hi, color=_ANCHOR, alpha=0.15, lw=0,
+                         label="loss band (anchors j < K)")  # fmt: skip
+    idx = np.flatnonzero(accepted)
+    if idx.size:
+        j = plan.anchors[idx]
+        axes[0].scatter(j, cand[idx, j, 0], color=_ANCHOR, s=18, zorder=4, label="anchors")
+        axes[1].scatter(j, cand_lr[idx, j], color=_ANCHOR, s=18, zorder=4)
+    for ax in axes:
+        ax.axvline(K - 1, color="k", ls=":", lw=0.8)
+    axes[0].plot([], [], color=_REJECTED, label=f"rejected ({S - plan.accepted})")
+    axes[0].plot([], [], color=_ACCEPTED, label=f"accepted ({plan.accepted})")
+    axes[0].plot([], [], color=_CHOSEN, label=f"top-{len(chosen)}")
+    axes[0].legend(loc="best", fontsize=8)
+    axes[0].set_title("imagined futures (model time)")
+    axes[2].set_xlabel("imagined log point")
+
+
+def _draw_run(axes, plan, cand, cand_lr, win_lr, observed):
+    """Right column: the run's time; returns the recorded run's LRs (None without one)."""
+    n, K = plan.position, plan.total_points
+    W = plan.window.shape[0]
+    chosen = set(int(s) for s in plan.chosen)
+    obs_lr = None
+    if observed is not None:
+        t_obs = np.arange(observed.shape[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            obs = (observed[:, 0], np.exp(observed[:, 1]), observed[:, 2])
+        for row, y in enumerate(obs):
+            axes[row].plot(t_obs, y, color=_RECORDED, ls="--", lw=1, label="recorded run")
+        obs_lr = obs[1]
+    offsets = np.arange(0, K - n)
+    for s in np.flatnonzero(plan.accepted_mask):
+        jj = plan.anchors[s] + offsets
+        style = (
+            {"color": _CHOSEN, "lw": 1.2, "alpha": 0.9}
+            if int(s) in chosen
+            else {"color": _ACCEPTED, "lw": 0.7, "alpha": 0.6}
+        )
+        for row, y in enumerate((cand[s, jj, 0], cand_lr[s, jj], cand[s, jj, 2])):
+            axes[row].plot(n + offsets, y, **style)
+    t_win = np.arange(n - W + 1, n + 1)
+    for row, y in enumerate((plan.window[:, 0], win_lr, plan.window[:, 2])):
+        axes[row].plot(t_win, y, color=_OBSERVED, lw=2, label="observed window")
+    label = "plan (fallback)" if plan.fallback else "plan"
+    axes[1].plot(plan.points, plan.lr, color=_PLAN, lw=2.2, label=label, zorder=5)
+    for ax in axes:
+        ax.axvline(n, color="k", ls=":", lw=0.8)
+    axes[0].legend(loc="best", fontsize=8)
+    axes[1].legend(loc="best", fontsize=8)
+    axes[0].set_title(f"plan from log point {n} of {K}")
+    axes[2].set_xlabel("run log point")
+    return obs_lr
+
+
 def _plot_control(Figure, plan, path, observed, title, top=20):
+    """The control planner's figure: candidate LRs, predicted metric, final-metric bounds."""
     n, K = plan.position, plan.total_points
     W = plan.window.shape[0]
     t_win = np.arange(n - W + 1, n + 1)

@@ -1,9 +1,10 @@
 """The runs stage: what a sweep records and what a LODE learns from.
 
-`run` (the `Run` and its file format; re-exported here), `observer` (the log-point
-callback base and the validation probe), `recorder` (`RunRecorder`), `importers`
-(CSVLogger, History, MLflow) and `synthetic` (simulated runs for tests and the fast
-design loop). Importing this package does not import Keras; `recorder` and `observer` do.
+`run` (the `Run`; re-exported here), `run_file` (reading and writing run files;
+re-exported here), `observer` (the log-point callback base and the validation probe),
+`recorder` (`RunRecorder`), the importers `keras_logs` (CSVLogger, History) and
+`mlflow_runs` (MLflow), and `synthetic` (simulated runs for tests and the fast design
+loop). Importing this package does not import Keras; `recorder` and `observer` do.
 """
 
 from keras_lode.runs.run import (
@@ -14,11 +15,10 @@ from keras_lode.runs.run import (
     STATUSES,
     SUFFIX,
     Run,
-    load_runs,
-    read_run,
     run_name,
     write_run,
 )
+from keras_lode.runs.run_file import load_runs, read_run
 
 __all__ = [
     "COLUMNS",

