@@ -7,7 +7,12 @@ A *method* is one of:
 - `lode`: the LODE schedule (`keras_lode.LODECallback`) with a model file;
 - `replay`: follow the LR curve of one recorded run (e.g. the best run of a sweep);
 - `retrieval`: at every log point, follow the LR curve of the sweep run whose recent
-  window of (loss, log LR, metric) is nearest to the current one.
+  window of (loss, log LR, metric) is nearest to the current one;
+- `plateau`: a constant LR with `keras.callbacks.ReduceLROnPlateau` (`plateau_callback`);
+- `schedulefree`: `keras.optimizers.ScheduleFreeAdamW` (`schedule_free_optimizer`),
+  evaluated at its averaged weights as its docs require.
+
+The last two are the peers a user without a sweep reaches for (the `rescue` scenario).
 
 `parse_methods` reads the `keras-lode compare --methods` list; `best_first` loads a
 sweep's runs for `replay` / `retrieval`; `default_model` finds a task's shipped model.
@@ -23,7 +28,8 @@ import numpy as np
 
 from keras_lode.constants import FAMILIES
 
-METHOD_KINDS = FAMILIES + ("lode", "replay", "retrieval")
+PEERS = ("plateau", "schedulefree")
+METHOD_KINDS = FAMILIES + ("lode", "replay", "retrieval") + PEERS
 
 
 @dataclasses.dataclass
@@ -58,7 +64,7 @@ class Method:
             raise ValueError(
                 f"Argument `kind` must be one of {METHOD_KINDS}. Received: kind={self.kind!r}"
             )
-        if self.kind in FAMILIES:
+        if self.kind in FAMILIES or self.kind == "plateau":
             if self.peak_lr is None or not (math.isfinite(self.peak_lr) and self.peak_lr > 0):
                 raise ValueError(
                     f"Method {self.kind!r} needs a finite `peak_lr` > 0. "
@@ -69,7 +75,8 @@ class Method:
         if self.kind in ("replay", "retrieval") and not self.runs:
             raise ValueError(f"Method {self.kind!r} needs `runs`, a non-empty list of Runs.")
         if self.label is None:
-            self.label = f"{self.kind}@{self.peak_lr:.0e}" if self.kind in FAMILIES else self.kind
+            named = self.kind in FAMILIES or (self.kind in PEERS and self.peak_lr is not None)
+            self.label = f"{self.kind}@{self.peak_lr:.0e}" if named else self.kind
 
 
 # ----------------------------------------------------------------------------- controllers
@@ -197,6 +204,82 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
         **options,
     )
     return cb, LODESchedule(initial_learning_rate=peak)
+
+
+# ----------------------------------------------------------------------------- peers
+
+
+def plateau_callback(method: Method, epochs: int):
+    """`keras.callbacks.ReduceLROnPlateau` as a user would set it for a run of `epochs`.
+
+    It watches the validation accuracy the comparison measures at each epoch end
+    (`val_accuracy`, mode max), cuts the LR by `factor` 0.2 (Keras suggests 0.1-0.5),
+    waits `patience` epochs without improvement (0 for runs of up to 4 epochs, else 1: with
+    a handful of epochs there is no room to wait) and stops at `peak_lr / 1000`. Options
+    override any of these.
+    """
+    import keras
+
+    args = {
+        "monitor": "val_accuracy",
+        "mode": "max",
+        "factor": 0.2,
+        "patience": 0 if epochs <= 4 else 1,
+        "min_lr": float(method.peak_lr) * 1e-3,
+        "verbose": 0,
+    }
+    args.update(method.options)
+    return keras.callbacks.ReduceLROnPlateau(**args)
+
+
+def schedule_free_optimizer(method: Method, task, total_steps: int):
+    """`keras.optimizers.ScheduleFreeAdamW` at its recommended settings.
+
+    Learning rate `peak_lr` (default 0.0025, Keras' and the paper's AdamW default), a linear
+    warm-up over 5% of the run (the paper warms up; Keras' default is none), and the task's
+    AdamW weight decay (1e-2 if it has none). Options override any of these.
+    """
+    import keras
+
+    factory = getattr(task, "make_optimizer", None)
+    decay = getattr(factory, "weight_decay", None)
+    args = {
+        "learning_rate": float(method.peak_lr or 0.0025),
+        "warmup_steps": max(1, round(0.05 * total_steps)),
+        "weight_decay": decay if decay is not None else 1e-2,
+    }
+    args.update(method.options)
+    return keras.optimizers.ScheduleFreeAdamW(**args)
+
+
+class AveragedWeights:
+    """Evaluates a `ScheduleFreeAdamW` model at its averaged weights `x` (as its docs say).
+
+    The model's variables hold the interpolation `y = (1 - beta_1) z + beta_1 x`, the optimizer
+    keeps `z` (its `momentum` slots); `x = (y - (1 - beta_1) z) / beta_1`. Inside the context
+    the trainable variables hold `x`, and `y` is restored on exit.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        from keras import ops
+
+        opt = self.model.optimizer
+        self.saved = []
+        beta = float(opt.beta_1)
+        for var in self.model.trainable_variables:
+            z = opt._momentums[opt._get_variable_index(var)]
+            y = ops.convert_to_numpy(var)
+            self.saved.append((var, y))
+            var.assign((y - (1 - beta) * ops.convert_to_numpy(z)) / beta)
+        return self
+
+    def __exit__(self, *exc):
+        for var, y in self.saved:
+            var.assign(y)
+        return False
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -28,11 +28,14 @@ import numpy as np
 
 from keras_lode.constants import FAMILIES
 from keras_lode.experiments.methods import (
+    AveragedWeights,
     Method,
     RetrievalController,
     TableController,
     lode_callback,
+    plateau_callback,
     run_table,
+    schedule_free_optimizer,
 )
 
 
@@ -97,6 +100,17 @@ def _argmax_accuracy(y_true, y_pred) -> float:
     return correct / max(y_true.size, 1)
 
 
+def evaluation_weights(model):
+    """The weights a model is evaluated at: a `ScheduleFreeAdamW` model's averaged ones."""
+    import contextlib
+
+    import keras
+
+    if isinstance(getattr(model, "optimizer", None), keras.optimizers.ScheduleFreeAdamW):
+        return AveragedWeights(model)
+    return contextlib.nullcontext()
+
+
 def observer_class():
     """The comparison runs' observer callback class (built on first use: it needs Keras)."""
     from keras_lode.callbacks import LogPointObserver
@@ -113,10 +127,10 @@ def observer_class():
 
         For `replay` and `retrieval` it also sets the LR (float-LR optimizer, assigned through
         `self.model.optimizer`, which is live on every backend) at each log point; a point
-        is observed before the first step of the next interval, so that step uses the new
-        LR. Another callback that reads the LR at log points (a `RunRecorder`, a float-LR
-        `LODECallback`) must come before this one in the callback list to see the LR the
-        interval ran with.
+        is read once the step after it has been dispatched, so the new LR takes effect one
+        step into the next interval. Another callback that reads the LR at log points (a
+        `RunRecorder`, a float-LR `LODECallback`) must come before this one in the callback
+        list to see the LR the interval ran with.
         """
 
         def __init__(
@@ -155,9 +169,11 @@ def observer_class():
 
         def on_epoch_end(self, epoch, logs=None):
             super().on_epoch_end(epoch, logs)  # the epoch's last log point
-            logs = logs or {}
-            val = predict_accuracy(self.model, self.data.x_val, self.data.y_val)
-            test = predict_accuracy(self.model, self.data.x_test, self.data.y_test)
+            logs = logs if logs is not None else {}
+            with evaluation_weights(self.model):
+                val = predict_accuracy(self.model, self.data.x_val, self.data.y_val)
+                test = predict_accuracy(self.model, self.data.x_test, self.data.y_test)
+            logs["val_accuracy"] = val  # what a later ReduceLROnPlateau watches
             self.per_epoch.append(
                 {
                     "epoch": epoch + 1,
@@ -246,7 +262,7 @@ def train_one(
     lr, schedule, controller, lode_cb = _method_lr(task, method, data, total_steps, seed, verbose)
     # Retrieval reads the validation metric at every log point.
     measure_points = measure_points or method.kind == "retrieval"
-    task.compile(model, lr)
+    _compile(task, method, model, lr, total_steps)
     val_points = None
     if measure_points:
         n = min(len(data.x_val), 1024)
@@ -263,7 +279,8 @@ def train_one(
     # Log points are observed at batch begin, where a float-LR LODECallback (and the
     # observer itself, for replay/retrieval) assigns the next interval's LR: whoever records
     # the LR an interval ran with goes before whoever sets it.
-    callbacks = [cb for cb in (recorder, observer, lode_cb) if cb is not None]
+    peer = plateau_callback(method, task.epochs) if method.kind == "plateau" else None
+    callbacks = [cb for cb in (recorder, observer, lode_cb, peer) if cb is not None]
     t0 = time.perf_counter()
     # The batch order depends on the seed only (`epoch_batches`), whatever the method does.
     model.fit(
@@ -303,6 +320,15 @@ def train_one(
     }
 
 
+def _compile(task, method: Method, model, lr, total_steps: int) -> None:
+    """The task's optimizer and loss, or `ScheduleFreeAdamW` for that peer."""
+    if method.kind == "schedulefree":
+        optimizer = schedule_free_optimizer(method, task, total_steps)
+        model.compile(optimizer=optimizer, loss=task.loss)
+    else:
+        task.compile(model, lr)
+
+
 def _method_lr(task, method: Method, data, total_steps: int, seed: int, verbose: int):
     """`(lr, schedule, controller, lode_callback)`: what sets the LR under `method`.
 
@@ -317,6 +343,8 @@ def _method_lr(task, method: Method, data, total_steps: int, seed: int, verbose:
     if method.kind == "lode" or method.kind in FAMILIES:  # a LODE, or a matched arm
         lode_cb, lr = lode_callback(method, task, data, total_steps, seed, verbose)
         return lr, None, None, lode_cb
+    if method.kind in ("plateau", "schedulefree"):  # a float LR (set by the peer itself)
+        return float(method.peak_lr or 0.0025), None, None, None
     if method.kind == "replay":
         controller = TableController(*run_table(method.runs[0]))
     else:  # retrieval
