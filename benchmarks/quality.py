@@ -231,8 +231,45 @@ def best_peak_lrs(runs):
     return best, {f"{f}@{lr:g}": float(np.mean(v)) for (f, lr), v in sorted(table.items())}
 
 
+def evaluation_methods(best, models, ordered, extra):
+    """`(full, few)`: the methods run on every evaluation seed, and on the first few.
+
+    Until its first plan each LODE follows the best baseline's schedule (the control planner
+    also keeps it as its default), so its windows look like the sweep's runs. The best
+    baseline is its *matched arm*: served through the LODE's own LR mechanism with planning
+    off, so a LODE that keeps it is bit-identical to it and the paired difference measures
+    only what the planner changed.
+    """
+    from keras_lode.experiments import Method
+
+    top = max(best, key=lambda f: best[f][1])
+    peak = best[top][0]
+    matched = models.get("lode_control") or models.get("lode_generative")
+    full = [Method(top, peak_lr=peak, label=top, model=matched)] + [
+        Method(
+            "lode",
+            model=models[label],
+            peak_lr=peak,
+            label=label,
+            options={"warmup_family": top} | extra,
+        )  # fmt: skip
+        for label in PLANNERS
+        if models.get(label)
+    ]
+    few = [
+        Method(f, peak_lr=best[f][0], label=f, model=matched)
+        for f in FAMILIES
+        if f in best and f != top
+    ]
+    few += [
+        Method("replay", runs=ordered[:1], label="replay"),
+        Method("retrieval", runs=ordered, label="retrieval"),
+    ]
+    return full, few
+
+
 def stage_evaluate(spec, runs, models, seeds, methods_filter, out_path, payload):
-    from keras_lode.experiments import Method, best_first, train_one
+    from keras_lode.experiments import best_first, train_one
 
     best, grid = best_peak_lrs(runs)
     payload["sweep_validation"] = grid
@@ -249,24 +286,7 @@ def stage_evaluate(spec, runs, models, seeds, methods_filter, out_path, payload)
         if payload.get("lode_validation_samples")
         else {}
     )
-    # Until its first plan each LODE follows the best baseline's schedule (the control
-    # planner also keeps it as its default), so its windows look like the sweep's runs.
-    full = [Method(top, peak_lr=best[top][0], label=top)] + [
-        Method(
-            "lode",
-            model=models[label],
-            peak_lr=best[top][0],
-            label=label,
-            options={"warmup_family": top} | extra,
-        )  # fmt: skip
-        for label in PLANNERS
-        if models.get(label)
-    ]
-    few = [Method(f, peak_lr=best[f][0], label=f) for f in FAMILIES if f in best and f != top]
-    few += [
-        Method("replay", runs=ordered[:1], label="replay"),
-        Method("retrieval", runs=ordered, label="retrieval"),
-    ]
+    full, few = evaluation_methods(best, models, ordered, extra)
     if methods_filter:
         keep = set(methods_filter.split(","))
         full = [m for m in full if m.label in keep]

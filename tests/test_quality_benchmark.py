@@ -114,3 +114,17 @@ def test_markdown_tables_quote_the_results(quality, tmp_path):
     assert "| wsd @ 0.006 (best baseline) | 4 | 88.05 +/- 0.13 | 88.05 +/- 0.13 |" in text
     assert "| controlled LODE, control planner | 4 | 88.15 +/- 0.17 |" in text
     assert "| control planner - wsd @ 0.006 | test_at_best_val | +0.10 | [" in text
+
+
+def test_best_baseline_by_sweep_validation_is_the_lode_s_matched_warmup_arm(quality):
+    # cosine has the best sweep validation; WSD would win on anything else. The LODE warms
+    # up on cosine and its baseline arm is cosine served through the LODE's mechanism.
+    best = {"cosine": (3e-3, 0.91, 4), "wsd": (6e-3, 0.90, 4), "constant": (1e-3, 0.85, 4)}
+    models = {"lode_control": "c.npz", "lode_generative": "g.npz"}
+    full, few = quality.evaluation_methods(best, models, ordered=["r0", "r1"], extra={})
+    arm, *lodes = full
+    assert (arm.kind, arm.peak_lr, arm.label, arm.model) == ("cosine", 3e-3, "cosine", "c.npz")
+    assert [m.options["warmup_family"] for m in lodes] == ["cosine", "cosine"]
+    assert all(m.peak_lr == 3e-3 for m in lodes)
+    assert {m.kind for m in few} == {"wsd", "constant", "replay", "retrieval"}
+    assert [m.model for m in few if m.kind in ("wsd", "constant")] == ["c.npz", "c.npz"]
