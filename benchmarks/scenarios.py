@@ -11,6 +11,14 @@ A planner can only win what its scenario leaves to win (docs/benchmarks.md, prot
   reference. Capture = (LODE - default) / (sweep best - default).
 - `unseen`: a LODE trained on another task's runs (`--unseen-model`), in the rescue setting
   at 1e-3.
+- `headroom` (`--start best|default`): the oracle's share. At the planner's first replan
+  point the same seed is re-run with library continuations (trust region off) in place of
+  the warm-up's: the model's top 8 by predicted paired gain (averaged over the seeds), 8
+  drawn at random, and the default, each through the matched mechanism, so every run of a
+  seed shares its prefix exactly. Headroom = the best continuation's paired gain, split
+  half (picked on one half of the seeds, scored on the other); realized = the planner's
+  paired gain in the start's scenario on the same seeds; capture = realized / headroom;
+  skill = rank correlation and RMSE of predicted vs actual paired gains within a seed.
 
 Every schedule a LODE could keep is served through the LODE's own LR mechanism
 (`Method(..., model=...)`: `LODECallback(planning=False)`), so a LODE that keeps its warm-up
@@ -39,7 +47,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("best", "rescue", "unseen")
+SCENARIOS = ("best", "rescue", "unseen", "headroom")
+HEADROOM_TOP, HEADROOM_RANDOM = 8, 8
 DEFAULT_LR = 1e-3  # Keras' Adam/AdamW default: what a user without a sweep starts from
 KEYS = ("test_at_best_val", "test_at_end")
 
@@ -48,10 +57,17 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, help="built-in task name (fmnist_cnn, text_gpt)")
     p.add_argument("--scale", default="cpu")
+    p.add_argument("--epochs", type=int, default=None, help="override the task's epochs")
     p.add_argument("--scenario", required=True, choices=SCENARIOS)
     p.add_argument("--seeds", default="100-109", help="'100-109' or '100,101,...'")
     p.add_argument("--model", default=None, help="the task's LODE (default models/<task>.npz)")
     p.add_argument("--unseen-model", default=None, help="a LODE of another task (`unseen`)")
+    p.add_argument(
+        "--start",
+        default="default",
+        choices=("best", "default"),
+        help="headroom: from the sweep's best schedule or from constant 1e-3",
+    )
     p.add_argument("--reference", default=None,
                    help="protocol-2 results file with the sweep summary (default "
                         "benchmarks/results/quality_<task>_<scale>.json)")  # fmt: skip
@@ -185,7 +201,193 @@ def summarize(payload: dict) -> dict:
         for m, runs in by.items()
         if m.endswith("lode") or "/lode@" in m
     }
-    return {"scenarios": rows, "capture": capture, "lode_switched_seeds": switched}
+    return {
+        "scenarios": rows,
+        "capture": capture,
+        "headroom": headroom_summary(payload),
+        "lode_switched_seeds": switched,
+    }
+
+
+# ----------------------------------------------------------------------------- headroom
+class StepTable:
+    """A per-step LR table as a warm-up (`step -> lr`, elementwise over an array of steps)."""
+
+    def __init__(self, table):
+        import numpy as np
+
+        self.table = np.asarray(table, dtype=np.float64)
+
+    def __call__(self, step):
+        import numpy as np
+
+        index = np.clip(np.asarray(step).astype(np.int64), 0, len(self.table) - 1)
+        return self.table[index]
+
+
+def _geometry(task, data):
+    import numpy as np
+
+    spe = task.steps_per_epoch(len(data.x_train))
+    P, E = task.points_per_epoch, task.epochs
+    within = [int(round((k + 1) * spe / P)) for k in range(P)]
+    point_steps = (np.arange(E)[:, None] * spe + np.asarray(within)[None, :]).ravel()
+    return spe, P, point_steps
+
+
+def _start(configs, start):
+    if start == "best":
+        return configs["family"], configs["peak_lr"]
+    return "constant", DEFAULT_LR
+
+
+def candidate_arm(task, data, family, lr, n, path, model_path, label):
+    """A run that follows the warm-up exactly up to point n, then `path`: the table a
+    `LODESchedule` serves after a switch at n, through the matched mechanism."""
+    from keras_lode.callbacks.lr_tables import PlanTables
+    from keras_lode.experiments import Method
+    from keras_lode.schedules import make_schedule
+
+    spe, P, point_steps = _geometry(task, data)
+    warm = make_schedule(family, lr, int(point_steps[-1]))
+    tables = PlanTables(point_steps, spe, P, warm, schedule=None, per_step=True)
+    if path is not None:
+        tables.replace(n + 1, path)
+    return Method(family, peak_lr=lr, model=model_path, label=label,
+                  options={"warmup": StepTable(tables.step_table)})  # fmt: skip
+
+
+def predicted_gains(model, history, n, K, P, default_rest):
+    """`(names, paths, gain)`: the library at n (trust off) around the warm-up's own
+    continuation `default_rest`, and the ensemble's predicted paired gain (candidate minus
+    default, final metric, points) per candidate."""
+    import numpy as np
+
+    from keras_lode import plan
+
+    window = np.asarray(history, dtype=float)[n - model.window + 1 : n + 1]
+    p = plan(model, window, position=n, total_points=K, current_plan=default_rest,
+             points_per_epoch=P, trust=False, margin=1e9)  # fmt: skip
+    return p.names, p.paths, 100 * (p.mean - p.mean[0])
+
+
+def run_headroom(args, task, data, configs, model_path, payload, out, seeds):
+    import numpy as np
+
+    from keras_lode._json import write_json
+    from keras_lode.experiments import train_one
+    from keras_lode.model import load_model
+    from keras_lode.model.defaults import CONTROL_DEFAULTS
+    from keras_lode.planning.replans import resolve_cadence
+
+    family, lr = _start(configs, args.start)
+    model = load_model(model_path)
+    spe, P, point_steps = _geometry(task, data)
+    K = len(point_steps)
+    defaults = dict(model.planner_defaults or {})
+    cadence = [defaults.get(k, CONTROL_DEFAULTS[k]) for k in ("first_replan", "replan_every")]
+    n, _ = resolve_cadence(K, int(model.window), *cadence)
+    warm = candidate_arm(task, data, family, lr, n, None, model_path, "").options["warmup"]
+    default_rest = warm(point_steps - 1)[n + 1 :]  # the warm-up's own continuation
+    prefix = f"headroom-{args.start}"
+    done = {(r["method"], r["seed"]): r for r in payload["results"]}
+
+    def run(method, seed):
+        if (method.label, seed) not in done:
+            r = train_one(task, method, seed=seed, data=data)
+            r.pop("points", None)
+            payload["results"].append(r)
+            done[(method.label, seed)] = r
+            write_json(out, payload)
+            print(f"  {method.label:<40} seed {seed}: test@end {100 * r['test_at_end']:.2f}",
+                  flush=True)  # fmt: skip
+        return done[(method.label, seed)]
+
+    # 1. The default (the warm-up itself) on every seed: its window at n.
+    default_label = f"{prefix}/default"
+    predictions = {}
+    for seed in seeds:
+        arm = candidate_arm(task, data, family, lr, n, None, model_path, default_label)
+        r = run(arm, seed)
+        history = r["lode"]["history"]
+        names, paths, gain = predicted_gains(model, history, n, K, P, default_rest)
+        predictions[seed] = dict(zip(names, gain, strict=True))
+        library = dict(zip(names, paths, strict=True))
+    # 2. The candidates: the model's top by mean predicted gain, some at random.
+    others = [c for c in library if c != "default"]
+    mean_gain = {c: float(np.mean([predictions[s][c] for s in seeds])) for c in others}
+    top = sorted(others, key=lambda c: -mean_gain[c])[:HEADROOM_TOP]
+    rest = [c for c in others if c not in top]
+    rng = np.random.default_rng(0)
+    drawn = [rest[i] for i in rng.choice(len(rest), min(HEADROOM_RANDOM, len(rest)), replace=False)]
+    chosen = top + sorted(drawn)
+    for seed in seeds:
+        for c in chosen:
+            arm = candidate_arm(task, data, family, lr, n, library[c], model_path, f"{prefix}/{c}")
+            run(arm, seed)
+    payload.setdefault("headroom_setup", {})[args.start] = {
+        "position": int(n), "total_points": int(K), "start": f"{family}@{lr:g}",
+        "candidates": chosen, "model_top": top, "predicted_gain": predictions_json(predictions),
+    }  # fmt: skip
+
+
+def predictions_json(predictions):
+    return {str(s): {c: float(g) for c, g in d.items()} for s, d in predictions.items()}
+
+
+def headroom_summary(payload) -> list:
+    """Per start: split-half headroom, the planner's realized gain, capture, model skill."""
+    import numpy as np
+
+    by = {(r["method"], r["seed"]): r for r in payload["results"]}
+    out = []
+    for start, setup in (payload.get("headroom_setup") or {}).items():
+        prefix = f"headroom-{start}"
+        seeds = sorted(s for (m, s) in by if m == f"{prefix}/default")
+        cands = [c for c in setup["candidates"] if all((f"{prefix}/{c}", s) in by for s in seeds)]
+        if len(seeds) < 4 or not cands:
+            continue
+        key = "test_at_end"
+        gain = np.array([[100 * (by[(f"{prefix}/{c}", s)][key] - by[(f"{prefix}/default", s)][key])
+                          for s in seeds] for c in cands])  # fmt: skip
+        half = len(seeds) // 2
+        a, b = np.arange(half), np.arange(half, len(seeds))
+        scores, ses = [], []
+        for pick, score in ((a, b), (b, a)):
+            best = int(np.argmax(gain[:, pick].mean(axis=1)))
+            scores.append(float(gain[best, score].mean()))
+            ses.append(float(gain[best, score].std(ddof=1) / np.sqrt(len(score))))
+        pred = np.array([[setup["predicted_gain"][str(s)][c] for s in seeds] for c in cands])
+        rho = [float(_spearman(pred[:, j], gain[:, j])) for j in range(len(seeds))]
+        scenario = "best" if start == "best" else "rescue"
+        lode = f"lode@{payload['configs']['family']}" if start == "best" else "default:lode"
+        arm = (f"{payload['configs']['family']}@{payload['configs']['peak_lr']:g}"
+               if start == "best" else "default:constant")  # fmt: skip
+        paired = [
+            s for s in seeds if (f"{scenario}/{lode}", s) in by and (f"{scenario}/{arm}", s) in by
+        ]
+        realized = (float(np.mean([100 * (by[(f"{scenario}/{lode}", s)][key]
+                                          - by[(f"{scenario}/{arm}", s)][key]) for s in paired]))
+                    if paired else None)  # fmt: skip
+        headroom = float(np.mean(scores))
+        out.append({
+            "scenario": scenario, "start": start, "key": key, "n": len(seeds),
+            "candidates": len(cands), "headroom": headroom,
+            "headroom_se": float(np.sqrt(np.sum(np.square(ses))) / 2),
+            "best_in_hindsight": float(gain.mean(axis=1).max()),
+            "realized": realized, "realized_n": len(paired),
+            "capture": (realized / headroom) if realized is not None and headroom > 0 else None,
+            "spearman": float(np.mean(rho)),
+            "rmse": float(np.sqrt(np.mean((pred - gain) ** 2))),
+        })  # fmt: skip
+    return out
+
+
+def _spearman(x, y):
+    import numpy as np
+
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return np.corrcoef(rx, ry)[0, 1]
 
 
 def main(argv=None) -> int:
@@ -212,8 +414,15 @@ def main(argv=None) -> int:
     command = "python benchmarks/scenarios.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if command not in payload["commands"]:
         payload["commands"].append(command)
-    task = get_task(args.task, scale=args.scale)
+    task = get_task(args.task, scale=args.scale, **({"epochs": args.epochs} if args.epochs else {}))
     data = load_task_data(task, 0)
+    if args.scenario == "headroom":
+        run_headroom(args, task, data, configs, model, payload, out, parse_seeds(args.seeds))
+        payload["summary"] = summarize(payload)
+        write_json(out, payload)
+        for row in payload["summary"]["headroom"]:
+            print(json.dumps(row))
+        return 0
     methods = scenario_methods(args.scenario, configs, model, args.unseen_model)
     done = {(r["method"], r["seed"]) for r in payload["results"]}
     for seed in parse_seeds(args.seeds):

@@ -103,9 +103,19 @@ class PlanTables:
         points_per_epoch: log points per epoch P.
         warmup: the LR followed until the first plan (float, schedule or callable).
         schedule: the optimizer's `LODESchedule`, or None for a float-LR optimizer.
+        per_step: keep a per-step table (default: with a `LODESchedule`); True also
+            without one, to compute what a `LODESchedule` would serve.
     """
 
-    def __init__(self, point_steps, steps_per_epoch: int, points_per_epoch: int, warmup, schedule):
+    def __init__(
+        self,
+        point_steps,
+        steps_per_epoch: int,
+        points_per_epoch: int,
+        warmup,
+        schedule,
+        per_step: bool | None = None,
+    ):
         self.point_steps = np.asarray(point_steps)
         self.steps_per_epoch = steps_per_epoch
         self.points_per_epoch = points_per_epoch
@@ -115,7 +125,9 @@ class PlanTables:
         self.table = self.warmup_table.copy()
         self.step_table = None
         total_steps = int(self.point_steps[-1])
-        if schedule is not None and total_steps <= MAX_STEP_TABLE:
+        if per_step is None:
+            per_step = schedule is not None
+        if per_step and total_steps <= MAX_STEP_TABLE:
             steps = warmup_values(warmup, np.arange(total_steps), strict=False)
             if steps is None:
                 logger.info(

@@ -187,11 +187,12 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
         )
     options = dict(method.options)
     family = options.pop("warmup_family", "constant")
+    warmup = options.pop("warmup", None)  # an LR table (a headroom candidate), else the family
     if method.kind in FAMILIES:  # the matched arm of a comparison: the family, planning off
         family, verbose = method.kind, 0
         options["planning"] = False
     peak = float(method.peak_lr or 1e-3)
-    warmup = make_schedule(family, peak, total_steps)
+    warmup = warmup if warmup is not None else make_schedule(family, peak, total_steps)
     # The run records the task's P log points per epoch; a model trained with another P
     # (or horizon) is mapped by fraction of training, with the callback's warning.
     options.setdefault("points_per_epoch", task.points_per_epoch)

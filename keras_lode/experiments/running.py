@@ -383,6 +383,8 @@ def lode_summary(callback) -> dict:
         "fallbacks": sum(bool(getattr(p, "fallback", False)) for p in plans.values()),
         "window": getattr(callback, "window", None),
         "total_points": getattr(callback, "total_points", None),
+        # (K, 3) observed [loss, ln lr, metric] per log point (null where not observed).
+        "history": callback.history.tolist() if hasattr(callback, "_history") else None,
     }
     if getattr(callback, "kind", None) == "controlled":
         # Which replans left the default, and for what.
