@@ -1,10 +1,10 @@
 """The runs stage: what a sweep records and what a LODE learns from.
 
-`run` (the `Run`; re-exported here), `run_file` (reading and writing run files;
-re-exported here), `observer` (the log-point callback base and the validation probe),
-`recorder` (`RunRecorder`), the importers `keras_logs` (CSVLogger, History) and
-`mlflow_runs` (MLflow), and `synthetic` (simulated runs for tests and the fast design
-loop). Importing this package does not import Keras; `recorder` and `observer` do.
+`run` (the `Run` and `write_run`; re-exported here), `run_file` (reading run files;
+re-exported here), the importers `keras_logs` (CSVLogger, History) and `mlflow_runs`
+(MLflow), and `synthetic` (simulated runs for tests and the fast design loop). The Keras
+callbacks that record runs (`RunRecorder`, their `LogPointObserver`) are in
+`keras_lode.callbacks`. Importing this package does not import Keras.
 """
 
 from keras_lode.runs.run import (
