@@ -75,6 +75,7 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
         schedule = make_schedule(
             trial.family, trial.peak_lr, total, **dict(task.schedule_args.get(trial.family, {}))
         )
+        meta["kind"] = "grid" if trial.switch is None else "switched"  # Run.kind
         if trial.switch is not None:
             schedule, meta["switch"] = _switched(task, trial, schedule, n, total)
         keras.utils.set_random_seed(trial.seed)

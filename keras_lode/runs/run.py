@@ -213,6 +213,13 @@ class Run:
         self.meta["status"] = value
 
     @property
+    def kind(self) -> str:
+        """`"switched"` for a run that changed schedule mid-run (`meta["switch"]`), else
+        `"grid"`: `meta["kind"]` where a sweep recorded it, else read from `meta["switch"]`
+        (run files of older sweeps)."""
+        return str(self.meta.get("kind") or ("switched" if self.meta.get("switch") else "grid"))
+
+    @property
     def flags(self) -> list[str]:
         """Data-quality flags, e.g. `nonfinite_loss`, `lr_from_param`, `truncated`."""
         return self.meta["flags"]
@@ -429,6 +436,7 @@ def load_runs(
     *,
     status: str | Iterable[str] | None = None,
     on_error: str = "raise",
+    kind: str | None = None,
 ) -> list[Run]:
     """Loads runs from a run file, a directory of them, or a list of either.
 
@@ -443,6 +451,8 @@ def load_runs(
     Args:
         path: a run file, a directory, or an iterable of files/directories.
         status: keep only runs with this status (or any of these statuses).
+        kind: keep only `"grid"` runs (one schedule from start to end) or only
+            `"switched"` runs (a sweep's `--switched` trials: `Run.kind`). Default: all.
         on_error: `"raise"` (default) stops at the first unreadable file;
             `"warn"` skips it with a warning naming the file and the problem.
 
@@ -455,6 +465,8 @@ def load_runs(
     """
     if on_error not in ("raise", "warn"):
         raise ValueError(f"Argument `on_error` must be 'raise' or 'warn'. Received: {on_error!r}")
+    if kind not in (None, "grid", "switched"):
+        raise ValueError(f"Argument `kind` must be 'grid', 'switched' or None. Received: {kind!r}")
     if status is not None:
         wanted = {status} if isinstance(status, str) else set(status)
         unknown = wanted - set(STATUSES)
@@ -484,7 +496,7 @@ def load_runs(
 
             warnings.warn(f"Skipped unreadable run file {f}: {e}", stacklevel=2)
             continue
-        if status is None or run.status in wanted:
+        if (status is None or run.status in wanted) and (kind is None or run.kind == kind):
             runs.append(run)
     return runs
 

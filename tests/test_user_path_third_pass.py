@@ -1,0 +1,91 @@
+"""Issue (third pass over the user's path): one test per item, each through what the user ran.
+
+CLI items run `python -m keras_lode ...` in a subprocess with the worktree on PYTHONPATH."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEP_TASK = f"{ROOT / 'tests' / 'sweep_tasks.py'}:TINY"
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(
+        KERAS_BACKEND="tensorflow",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]),
+        **extra,
+    )
+    return env
+
+
+def cli(*argv, cwd, timeout=600, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_lode", *map(str, argv)],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    """A tiny sweep (2 families x 2 LRs x 2 seeds) with 3 switched runs, via the CLI."""
+    out = tmp_path_factory.mktemp("sweep") / "runs"
+    r = cli("sweep", "--task", SWEEP_TASK, "--out", out, "--switched", 3, "-q", cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out, r
+
+
+# ------------------------------------------------------------------------------ item 2
+def test_item2_sweep_names_the_best_config_per_family_and_marks_switched_runs(tiny_sweep):
+    from keras_lode import load_runs
+    from keras_lode.experiments.best import best_per_family
+
+    out, r = tiny_sweep
+    assert "Best config per family" in r.stdout, r.stdout
+    grid = load_runs(out, kind="grid")
+    switched = load_runs(out, kind="switched")
+    assert len(grid) == 8 and len(switched) == 3
+    assert {run.meta["kind"] for run in grid} == {"grid"}
+    assert {run.meta["kind"] for run in switched} == {"switched"}
+    best = best_per_family(load_runs(out))
+    assert {b["family"] for b in best} == {"cosine", "constant"}
+    for b in best:  # each family's best is printed with its peak LR
+        assert f"{b['family']:<9} peak LR {b['peak_lr']:<8g}" in r.stdout
+    with pytest.raises(ValueError, match="`kind`"):
+        load_runs(out, kind="branch")
+
+
+def test_item2_old_switched_run_files_load_as_switched(tmp_path):
+    from keras_lode import Run, load_runs
+
+    meta = {"schedule": "cosine", "peak_lr": 1e-3, "seed": 0, "switch": {"at_point": 1}}
+    cols = ([1, 2], [0.5, 1.0], [1e-3, 1e-3], [1.0, 0.9], [0.5, 0.6])
+    Run(*cols, meta=meta).save(tmp_path)
+    Run(*cols, meta=dict(meta, switch=None, seed=1)).save(tmp_path)
+    assert [r.meta["seed"] for r in load_runs(tmp_path, kind="switched")] == [0]
+    assert [r.meta["seed"] for r in load_runs(tmp_path, kind="grid")] == [1]
+
+
+# ------------------------------------------------------------------------------ item 3
+def test_item3_docs_and_help_name_all_six_families():
+    from keras_lode.constants import FAMILIES
+
+    r = cli("sweep", "--help", cwd=ROOT)
+    text = " ".join(r.stdout.split())
+    assert ",".join(FAMILIES) in text and f"all {len(FAMILIES)}" in text
+    readme = (ROOT / "README.md").read_text()
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    assert "4 families" not in readme
+    assert "4 families x 2 peak LRs x 2 seeds" not in usage
+    assert "(cosine, onecycle, step, constant, linear, wsd)" in usage
