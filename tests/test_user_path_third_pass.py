@@ -4,6 +4,7 @@ CLI items run `python -m keras_lode ...` in a subprocess with the worktree on PY
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,64 @@ def test_item3_docs_and_help_name_all_six_families():
     assert "4 families" not in readme
     assert "4 families x 2 peak LRs x 2 seeds" not in usage
     assert "(cosine, onecycle, step, constant, linear, wsd)" in usage
+
+
+# ------------------------------------------------------------------------------ item 1
+MODEL = ROOT / "models" / "fmnist_cnn.npz"
+
+
+def test_item1_own_task_takes_its_methods_from_runs_and_says_what_the_lode_did(tiny_sweep):
+    out, _ = tiny_sweep
+    r = cli(
+        "compare", "--task", SWEEP_TASK, "--runs", out, "--model", MODEL, "--seeds", "0",
+        "--out", out.parent / "cmp", cwd=out.parent,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"methods from --runs {out}: the sweep's best config per family" in r.stdout
+    payload = json.loads((out.parent / "cmp" / "results.json").read_text())
+    labels = payload["methods"]
+    assert labels[0] == "lode" and len(labels) == 3  # the LODE + the best of 2 families
+    assert "lode@0.006" not in r.stdout and "wsd" not in " ".join(labels)
+    # The paired row pairs the LODE with its own warm-up (the best family at its LR).
+    warm = payload["lode_warmup"]
+    assert payload["summary"]["paired"]["baseline"].startswith(warm + "@")
+    # Per seed, whether the LODE planned/switched: a 4-point run is shorter than its window.
+    assert "what the LODE did:" in r.stdout
+    assert "seed 0: never planned" in r.stdout
+
+
+def test_item1_lode_pairs_with_its_warmup_and_an_own_task_needs_methods(tmp_path):
+    r = cli("compare", "--task", SWEEP_TASK, "--model", MODEL, "--out", tmp_path, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "no methods for task 'tiny'" in r.stderr and "--runs DIR" in r.stderr
+    r = cli(
+        "compare", "--task", SWEEP_TASK, "--model", MODEL, "--seeds", "0", "--out", tmp_path,
+        "--methods", "lode@0.03,constant@0.03,cosine@0.03", "--lode-warmup", "cosine",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "paired lode - cosine@3e-02" in r.stdout
+    assert (
+        json.loads((tmp_path / "results.json").read_text())["summary"]["paired"]["baseline"]
+        == "cosine@3e-02"
+    )
+    assert "seed 0: never planned" in r.stdout and "cosine@3e-02 throughout" in r.stdout
+
+
+# ------------------------------------------------------------------------------ item 5
+def test_item5_compare_without_matplotlib_notes_the_missing_plot(tmp_path):
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "matplotlib.py").write_text("raise ImportError(\"No module named 'matplotlib'\")\n")
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(block), env["PYTHONPATH"]])
+    r = subprocess.run(
+        [sys.executable, "-m", "keras_lode", "compare", "--task", SWEEP_TASK, "--seeds", "0"]
+        + ["--methods", "constant@0.03", "--out", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert (tmp_path / "out" / "results.json").is_file()
+    notes = [line for line in r.stdout.splitlines() if line.startswith("note: no compare.png")]
+    assert len(notes) == 1 and "pip install 'keras_lode[plot]'" in notes[0]
