@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,3 +152,39 @@ def test_item5_compare_without_matplotlib_notes_the_missing_plot(tmp_path):
     assert (tmp_path / "out" / "results.json").is_file()
     notes = [line for line in r.stdout.splitlines() if line.startswith("note: no compare.png")]
     assert len(notes) == 1 and "pip install 'keras_lode[plot]'" in notes[0]
+
+
+# ------------------------------------------------------------------------------ item 4
+SAMPLE = ROOT / "models" / "fmnist_cnn.sample.run.csv"  # 50 log points; the model's W is 10
+
+
+def test_item4_plan_at_errors_agree_and_speak_in_cli_terms(tmp_path):
+    for at in (80, 49):
+        r = cli("plan", MODEL, SAMPLE, "--at", at, cwd=tmp_path)
+        assert r.returncode == 2
+        err = r.stderr.strip()
+        assert err.startswith("keras-lode plan: error: --at must be a log point from 9 to 48")
+        assert err.endswith(f"Received: --at {at}") and "position" not in err
+    assert cli("plan", MODEL, SAMPLE, "--at", 48, cwd=tmp_path).returncode == 0
+
+
+def test_item4_plan_names_the_run_log_points_of_a_nan_window(tmp_path):
+    from keras_lode import load_runs
+
+    run = load_runs(SAMPLE)[0]
+    run.loss[11:18] = np.nan
+    path = run.save(tmp_path)
+    r = cli("plan", MODEL, path, "--at", 20, cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "the window (log points 11 to 20)" in r.stderr
+    assert "non-finite loss at log points 11-17" in r.stderr
+    assert "the first --at after them is 27" in r.stderr
+    assert "[0, 1, 2, 3, 4]" not in r.stderr
+
+
+def test_item4_plan_into_a_closed_pipe_is_quiet(tmp_path):
+    err = tmp_path / "err.txt"
+    cmd = f"{sys.executable} -m keras_lode plan {MODEL} {SAMPLE} --at 20 2>{err} | true"
+    subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=_env(), timeout=600, check=True)
+    text = err.read_text()
+    assert "Traceback" not in text and "BrokenPipeError" not in text, text
