@@ -188,3 +188,34 @@ def test_item4_plan_into_a_closed_pipe_is_quiet(tmp_path):
     subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=_env(), timeout=600, check=True)
     text = err.read_text()
     assert "Traceback" not in text and "BrokenPipeError" not in text, text
+
+
+# ------------------------------------------------------------------------------ item 6
+def test_item6_train_defaults_to_controlled_says_the_verdict_and_shows_member_progress(tmp_path):
+    out, report = tmp_path / "m.npz", tmp_path / "r.json"
+    r = cli(
+        "train", "--synthetic", 24, "--synthetic-points", 20, "--synthetic-switched", 3,
+        "--members", 2, "--max-steps", 20, "--window", 5, "--workers", 1,
+        "-o", out, "--report", report, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    t = json.loads(report.read_text())
+    assert t["kind"] == "controlled"  # the kind that ships, without --kind
+    e = t["decision"]["final_metric_error"]
+    verdict = [line.strip() for line in r.stdout.splitlines() if "verdict:" in line]
+    assert len(verdict) == 1
+    if e["lode"] < e["config_mean"]:
+        assert verdict[0].startswith("verdict: better than the sweep's per-config means")
+    else:
+        assert verdict[0].startswith("verdict: NO BETTER than the sweep's per-config means")
+    # The bar counts the members' steps (2 x 20), not finished members, so it moves.
+    assert "40/40" in r.stderr and "step" in r.stderr, r.stderr
+
+
+def test_item6_skill_verdict_wording():
+    from keras_lode.train.decision import skill_verdict
+
+    worse = {"final_metric_error": {"lode": 0.0196, "config_mean": 0.0177}}
+    assert "NO BETTER" in skill_verdict(worse) and "0.0196 vs 0.0177" in skill_verdict(worse)
+    better = {"final_metric_error": {"lode": 0.0100, "config_mean": 0.0177}}
+    assert "better than" in skill_verdict(better) and "NO" not in skill_verdict(better)
