@@ -219,3 +219,44 @@ def test_item6_skill_verdict_wording():
     assert "NO BETTER" in skill_verdict(worse) and "0.0196 vs 0.0177" in skill_verdict(worse)
     better = {"final_metric_error": {"lode": 0.0100, "config_mean": 0.0177}}
     assert "better than" in skill_verdict(better) and "NO" not in skill_verdict(better)
+
+
+# ------------------------------------------------------------------------------ item 7
+def test_item7_in_fit_check_names_a_run_of_another_task_as_plan_does():
+    import keras
+
+    from keras_lode import LODECallback, LODESchedule
+    from keras_lode._warnings import LODEWarning
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(
+        keras.optimizers.AdamW(LODESchedule(initial_learning_rate=1e-3)),
+        "sparse_categorical_crossentropy",
+    )
+    cb = LODECallback(
+        ROOT / "models" / "text_gpt.npz", validation_data=(x[:32], y[:32]), seed=0,
+        verbose=0, points_per_epoch=5, task="my_task",
+    )  # fmt: skip
+    with pytest.warns(LODEWarning) as record:
+        model.fit(x, y, batch_size=16, epochs=4, callbacks=[cb], verbose=0)
+    assert cb.plans, "the callback made no plan: nothing was checked"
+    texts = [str(w.message) for w in record]
+    odd = [t for t in texts if "does not look like the runs the model was trained on" in t]
+    assert len(odd) == 1, texts  # once per fit
+    assert "the run's task 'my_task' is not the model's task 'text_gpt'" in odd[0]
+
+
+def test_item7_compare_passes_its_task_to_the_callback():
+    from types import SimpleNamespace
+
+    from keras_lode.experiments.methods import Method, lode_callback
+
+    task = SimpleNamespace(name="my_task", points_per_epoch=5)
+    data = SimpleNamespace(x_val=np.zeros((4, 2), "float32"), y_val=np.zeros(4, "int64"))
+    method = Method("lode", peak_lr=1e-3, model=str(ROOT / "models" / "text_gpt.npz"))
+    cb, _ = lode_callback(method, task, data, total_steps=100, seed=0, verbose=0)
+    assert cb.options.task == "my_task"
