@@ -260,3 +260,111 @@ def test_item7_compare_passes_its_task_to_the_callback():
     method = Method("lode", peak_lr=1e-3, model=str(ROOT / "models" / "text_gpt.npz"))
     cb, _ = lode_callback(method, task, data, total_steps=100, seed=0, verbose=0)
     assert cb.options.task == "my_task"
+
+
+# ------------------------------------------------------------------------------ item 8
+NO_FMNIST = """
+import sys
+import keras
+import keras_lode.tasks.data as data
+from keras_lode.cli import main
+
+data.FASHION_MNIST_DIRS = []  # no Debian package
+
+
+def offline():
+    raise OSError("no network")  # and no download
+
+
+keras.datasets.fashion_mnist.load_data = offline
+sys.exit(main(["demo", "--quick", "--out", "out"]))
+"""
+
+
+def test_item8_demo_without_fashion_mnist_is_its_message_alone(tmp_path):
+    env = _env()
+    env.pop("KERAS_LODE_FASHION_MNIST", None)
+    r = subprocess.run(
+        [sys.executable, "-c", NO_FMNIST], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    err = [line for line in r.stderr.splitlines() if line.startswith("keras-lode demo:")]
+    assert len(err) == 1
+    assert err[0].startswith("keras-lode demo: error: Could not load dataset 'fashion_mnist'")
+    assert "apt-get install dataset-fashion-mnist" in err[0]
+
+
+def _fake_results(methods, seeds, switches):
+    results = []
+    for seed in seeds:
+        for m, acc in zip(methods, (0.58, 0.52), strict=True):
+            lode = None
+            if m.kind == "lode":
+                lode = {"plans": 4, "fallbacks": 0, "window": 10, "total_points": 50,
+                        "switches": switches.get(seed, {})}  # fmt: skip
+            results.append(
+                {"method": m.label, "kind": m.kind, "seed": seed, "steps_per_epoch": 20,
+                 "epochs": [{"epoch": 1, "val_metric": acc, "test_metric": acc},
+                            {"epoch": 2, "val_metric": acc, "test_metric": acc}],
+                 "points": {"step": [10, 20, 30, 40], "lr": [1e-2, 1e-2, 5e-3, 1e-3]},
+                 "test_at_best_val": acc, "test_at_end": acc, "wall_s": 1.0, "lode": lode}
+            )  # fmt: skip
+    return results
+
+
+def test_item8_demo_says_what_the_lode_did(tmp_path, monkeypatch, capsys):
+    import keras_lode.experiments as experiments
+    from keras_lode.cli import main
+
+    def fake(task, methods, seeds, verbose=0):
+        return _fake_results(methods, seeds, {0: {"30": "cosine 1x->0.01x"}})
+
+    monkeypatch.setattr(experiments, "run_comparison", fake)
+    assert main(["demo", "--quick", "--seeds", "0,1", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "what the LODE did:" in out
+    assert "seed 0: switched 1 time(s) after wsd@6e-03: at log point 30 to cosine 1x->0.01x" in out
+    assert "seed 1: never switched: its 4 plan(s) all kept wsd@6e-03" in out
+
+
+def _capture_figures(monkeypatch):
+    from matplotlib.figure import Figure
+
+    saved = []
+    real = Figure.savefig
+
+    def spy(self, *a, **k):
+        saved.append(self)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return saved
+
+
+def test_item8_comparison_png_has_a_legend_in_every_panel(tmp_path, monkeypatch):
+    from keras_lode.experiments import Method, plot_comparison
+
+    saved = _capture_figures(monkeypatch)
+    methods = [Method("lode", peak_lr=6e-3, model="m.npz"), Method("wsd", peak_lr=6e-3)]
+    plot_comparison(_fake_results(methods, [0], {}), tmp_path / "c.png", title="t")
+    axes = saved[-1].axes
+    assert len(axes) == 3 and all(ax.get_legend() is not None for ax in axes)
+
+
+def test_item8_plan_plot_title_fits_the_figure(tmp_path, monkeypatch, capsys):
+    from keras_lode.cli import main
+
+    saved = _capture_figures(monkeypatch)
+    assert (
+        main(["plan", str(MODEL), str(SAMPLE), "--at", "20", "--plot", str(tmp_path / "p.png")])
+        == 0
+    )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = saved[-1]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box = fig._suptitle.get_window_extent(renderer)
+    width, height = fig.bbox.width, fig.bbox.height
+    assert box.x0 >= 0 and box.x1 <= width and box.y1 <= height, (box, width)

@@ -204,7 +204,13 @@ def run(args) -> int:
         return 2
     if note:
         print(note, flush=True)
-    results = run_comparison(task, methods, seeds, verbose=args.verbose)
+    from keras_lode.tasks.data import DatasetUnavailable
+
+    try:
+        results = run_comparison(task, methods, seeds, verbose=args.verbose)
+    except DatasetUnavailable as e:  # the message says how to get the data
+        print(f"keras-lode compare: error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     lode = next((m.label for m in methods if m.kind == "lode"), None)
     base = warmup_baseline(methods, warmup)
