@@ -368,3 +368,29 @@ def test_item8_plan_plot_title_fits_the_figure(tmp_path, monkeypatch, capsys):
     box = fig._suptitle.get_window_extent(renderer)
     width, height = fig.bbox.width, fig.bbox.height
     assert box.x0 >= 0 and box.x1 <= width and box.y1 <= height, (box, width)
+
+
+# ------------------------------------------------------------------------------ item 9
+def test_item9_sweep_and_compare_print_no_tensorflow_retracing_notes(tiny_sweep):
+    _, r = tiny_sweep  # 11 short fits in one process: TensorFlow's retracing notes, before
+    assert "retracing" not in r.stdout + r.stderr, r.stderr[-2000:]
+    code = (
+        "import logging, keras_lode; keras_lode.import_keras(quiet=True); "
+        "print(logging.getLogger('tensorflow').getEffectiveLevel())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                         text=True, cwd=ROOT, timeout=600)  # fmt: skip
+    assert out.stdout.strip() == str(40), out.stderr  # ERROR: warnings below it are hidden
+
+
+def test_item9_readme_quick_start_prints_no_tensorflow_info_lines():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Quick start") :]
+    start = section.index("```python") + len("```python")
+    code = section[start : section.index("```", start)]
+    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                       text=True, cwd=ROOT, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    noise = [line for line in r.stderr.splitlines() if line.startswith(("I0000", "WARNING: All"))]
+    assert not noise, r.stderr[-3000:]
+    assert "validation loss and accuracy:" in r.stdout
