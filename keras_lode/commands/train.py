@@ -40,11 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kind",
         choices=("controlled", "generative"),
         default="controlled",
-        help="controlled: the LR path is an input, an ensemble with a calibrated spread (the "
-        "kind of the shipped, benchmarked models); generative: the paper's LODE (the LR is a "
-        "predicted channel; it lost to the best baseline in every benchmark of "
-        "docs/benchmarks.md) "
-        "(default: %(default)s)",
+        help="controlled: the LR path is an input, a calibrated ensemble (the shipped models' "
+        "kind); generative: the paper's LODE, the LR a predicted channel (it lost to the best "
+        "baseline in every benchmark of docs/benchmarks.md) (default: %(default)s)",
     )
     parser.add_argument(
         "--members", type=int, default=5, help="controlled: ensemble size (default: %(default)s)"
