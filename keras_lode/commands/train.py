@@ -111,6 +111,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="task name stored in the model file's metadata")
     parser.add_argument("--report", metavar="PATH", help="also write the training report (JSON)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _show_defaults(parser)
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:  # show every default in --help
         shown = action.default is not None and action.default is not False
         if shown and action.default is not argparse.SUPPRESS and action.help:
