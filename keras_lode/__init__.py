@@ -32,6 +32,7 @@ _LAZY = {
     "importers": "keras_lode.importers",
     "sweep": "keras_lode.sweep",
     "LODEWarning": "keras_lode._warnings",
+    "import_keras": "keras_lode._backend",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -93,16 +93,25 @@ def missing_backend_error(exc: BaseException, what: str) -> ModuleNotFoundError 
     return error
 
 
-def import_keras(what: str, quiet: bool = False):
+def import_keras(what: str = "keras", quiet: bool = False):
     """Imports and returns `keras`, raising `missing_backend_error` if its backend is missing.
+
+    `keras = keras_lode.import_keras(quiet=True)` is `import keras` without TensorFlow's
+    start-up lines (which `TF_CPP_MIN_LOG_LEVEL` no longer hides in TensorFlow >= 2.20).
 
     Args:
         what: what needs Keras (named in the error).
-        quiet: hide TensorFlow's start-up log lines (`hide_tensorflow_noise`), as the
-            command line does.
+        quiet: hide TensorFlow's start-up log lines (`hide_tensorflow_noise`) and, unless
+            the `tensorflow` logger has a level already, its warnings below ERROR (the
+            tf.function retracing notes of many short fits), as the command line does.
     """
     try:
         if quiet:
+            import logging
+
+            tf_log = logging.getLogger("tensorflow")
+            if tf_log.level == logging.NOTSET:  # unless the user set it: no retracing notes
+                tf_log.setLevel(logging.ERROR)
             with hide_tensorflow_noise():
                 import keras
         else:

@@ -37,7 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    try:
+        rc = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe raises here, not at exit
+        return rc
+    except BrokenPipeError:  # `keras-lode plan ... | head`: the reader left; so do we, quietly
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141  # 128 + SIGPIPE, as a shell reports a command that the pipe ended
 
 
 if __name__ == "__main__":

@@ -137,8 +137,8 @@ def test_longer_run_is_mapped_with_a_warning(files, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (("--at", 10), "--at must be >= W - 1 = 29"),
-        (("--at", 60), "--at must be a recorded log point 0..59"),
+        (("--at", 10), "--at must be a log point from 29 to 58"),
+        (("--at", 60), "--at must be a log point from 29 to 58"),
         (("--at", 35, "--window", 0), "--window must be >= 1"),
         (("--at", 35, "--samples", -1), "`samples` must be >= 0"),
         (("--at", 35, "--run-id", "nope"), "no run with --run-id 'nope'"),

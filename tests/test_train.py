@@ -216,6 +216,8 @@ def test_cli_train_exports_a_model_that_numpy_decodes_like_torch(tmp_path, capsy
         [
             "train",
             str(run_dir),
+            "--kind",
+            "generative",
             "-o",
             str(out),
             "--window",
@@ -285,7 +287,8 @@ def test_cli_train_errors_are_clear(tmp_path, capsys):
     run_dir.mkdir()
     for r in _tiny(2):
         r.save(run_dir)
-    rc = main(["train", str(run_dir), "-o", str(tmp_path / "m.npz"), "--window", "5"])
+    rc = main(["train", str(run_dir), "--kind", "generative", "-o", str(tmp_path / "m.npz")]
+              + ["--window", "5"])  # fmt: skip
     assert rc == 2
     err = capsys.readouterr().err
     assert "keras-lode train: error:" in err and "at least 3 usable runs" in err

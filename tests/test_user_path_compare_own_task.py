@@ -68,7 +68,8 @@ def test_compare_runs_an_own_task_given_as_to_sweep(task_file, tmp_path, capsys)
 def test_compare_own_task_without_a_model_says_what_to_do(task_file, tmp_path, capsys):
     from keras_lode.cli import main
 
-    rc = main(["compare", "--task", task_file, "--out", str(tmp_path / "out")])
+    argv = ["compare", "--task", task_file, "--methods", "lode@1e-2,constant@1e-2"]
+    rc = main(argv + ["--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("keras-lode compare: error: no LODE model file for task 'tiny_own'")
@@ -101,15 +102,19 @@ def test_compare_defaults_are_the_readme_baselines():
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     parser = sub.choices["compare"]
+    from keras_lode.commands.compare import DEFAULT_LODE_WARMUP, choose_methods
+
+    # The defaults (fmnist_cnn only, without --runs): the README's baselines.
     args = parser.parse_args([])
+    methods, warmup, _ = choose_methods(args, argparse.Namespace(name="fmnist_cnn"))
     # README "Results at a glance": WSD @ 0.006 is the best schedule of the shipped LODE's
     # sweep (demo's baseline, which the LODE warms up on), one-cycle @ 0.012 the second best.
     from keras_lode.commands.demo import BEST_BASELINE
 
-    assert args.methods == DEFAULT_METHODS
-    assert set(args.methods.split(",")) == {"lode@0.006", "wsd@0.006", "onecycle@0.012"}
-    assert BEST_BASELINE in args.methods.split(",")
-    assert args.lode_warmup == BEST_BASELINE.split("@")[0] == "wsd"
+    assert methods == DEFAULT_METHODS
+    assert set(methods.split(",")) == {"lode@0.006", "wsd@0.006", "onecycle@0.012"}
+    assert BEST_BASELINE in methods.split(",")
+    assert warmup == DEFAULT_LODE_WARMUP == BEST_BASELINE.split("@")[0] == "wsd"
     text = " ".join(parser.format_help().split())
     assert "WSD @ 0.006, the best schedule" in text
     assert "--task" in text and "file.py:attr" in text

@@ -36,6 +36,7 @@ class CallbackOptions:
     validation_batch_size: int | None = None
     metric: str | Callable = "accuracy"
     planning: bool = True
+    task: str | None = None
 
 
 def resolve_model(model):
@@ -105,6 +106,8 @@ def resolve_options(model, kind: str, options: dict) -> tuple[CallbackOptions, d
         opts.first_replan = cadence_arg("first_replan", opts.first_replan)
     if opts.plot_dir is not None:
         opts.plot_dir = Path(opts.plot_dir)
+    if opts.task is not None and not isinstance(opts.task, str):
+        raise TypeError(f"Argument `task` must be a task name (str). Received: {opts.task!r}")
     if not isinstance(opts.planning, bool):
         raise TypeError(f"Argument `planning` must be a bool. Received: {opts.planning!r}")
     return opts, planner

@@ -36,7 +36,8 @@ def _check_once(callback, n: int) -> None:
     try:
         from keras_lode.planning.plausibility import warn_implausible
 
-        warn_implausible(callback.lode, callback.history[: n + 1], run_name="this fit")
+        task = getattr(getattr(callback, "options", None), "task", None)
+        warn_implausible(callback.lode, callback.history[: n + 1], run_name="this fit", task=task)
     except Exception as e:  # a check must never stop the fit
         logger.warning("LODECallback could not check the run: %s", e)
 

@@ -106,13 +106,21 @@ def run(args) -> int:
         f"{task.data_args.get('n_train') or 'all'} training images, backend "
         f"{keras.backend.backend()}, seeds {seeds}; LODE {model} vs {methods[1].label}"
     )
-    results = run_comparison(task, methods, seeds)
+    from keras_lode.experiments.stats import format_lode_runs
+    from keras_lode.tasks.data import DatasetUnavailable
+
+    try:
+        results = run_comparison(task, methods, seeds)
+    except DatasetUnavailable as e:  # the message says how to get the data: it is the output
+        print(f"keras-lode demo: error: {e}", file=sys.stderr)
+        return 2
     note = difference_note(results, methods[1].label, args.quick)
     reference = None if note else "lode"
     print()
     print(format_table(results, reference=reference))
     if note:
         print(note)
+    print(format_lode_runs(results, methods[1].label))
     out = Path(args.out)
     write_json(
         out / "demo.json",

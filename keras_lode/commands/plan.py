@@ -63,6 +63,16 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _spans(points) -> str:
+    """`[11, 12, 13, 17]` as `"11-13, 17"`."""
+    out, start = [], points[0]
+    for a, b in zip(points, [*points[1:], None], strict=True):
+        if b != a + 1:
+            out.append(f"{start}-{a}" if a > start else f"{a}")
+            start = b
+    return ", ".join(out)
+
+
 def _load_model(path):
     from keras_lode.model import load_model
 
@@ -117,7 +127,8 @@ def run(args) -> int:
     K = _total_points(rec, args.total_points)
     n = args.at
     try:
-        W = _window_size(args, model, controlled, len(rec))
+        W = _window_size(args, model, controlled, len(rec), K)
+        _check_window(channels, args.at, W, min(len(rec) - 1, K - 2))
         options, current = _planner_options(args, controlled, rec, K)
     except _Usage as e:
         return _fail(str(e))
@@ -155,8 +166,8 @@ def run(args) -> int:
     return 0
 
 
-def _window_size(args, model, controlled: bool, recorded: int) -> int:
-    """The window length W, after checking `--window`, `--at` and `--every`."""
+def _window_size(args, model, controlled: bool, recorded: int, K: int) -> int:
+    """The window length W, after checking `--window`, `--at` and `--every` in CLI terms."""
     defaults = getattr(model, "planner_defaults", None) or {}
     if args.window is not None:
         W = args.window
@@ -165,16 +176,35 @@ def _window_size(args, model, controlled: bool, recorded: int) -> int:
     n = args.at
     if W < 1:
         raise _Usage(f"--window must be >= 1. Received: {W}")
-    if not 0 <= n < recorded:
-        raise _Usage(f"--at must be a recorded log point 0..{recorded - 1}. Received: {n}")
-    if n < W - 1:
+    last = min(recorded - 1, K - 2)  # a recorded point, with one left to plan after it
+    if not W - 1 <= n <= last:
         raise _Usage(
-            f"--at must be >= W - 1 = {W - 1} so that the window has W = {W} points "
-            f"(or pass a shorter --window). Received: {n}"
+            f"--at must be a log point from {W - 1} to {last}: the window ends at N and has "
+            f"W = {W} points (pass a shorter --window to start earlier), and at least the "
+            f"run's last point, {K - 1}, must be left to plan. Received: --at {n}"
         )
     if args.every is not None and args.every < 1:
         raise _Usage(f"--every must be >= 1. Received: {args.every}")
     return W
+
+
+def _check_window(channels, n: int, W: int, last: int) -> None:
+    """A non-finite window, named by the run's log points (and channel), not its rows."""
+    import numpy as np
+
+    window = channels[n - W + 1 : n + 1]
+    bad = [n - W + 1 + int(i) for i in np.flatnonzero(~np.all(np.isfinite(window), axis=1))]
+    if not bad:
+        return
+    rows = [np.flatnonzero(~np.isfinite(c)) + n - W + 1 for c in window.T]
+    what = "; ".join(
+        f"non-finite {name} at log points {_spans([int(i) for i in r])}"
+        for name, r in zip(("loss", "LR", "metric"), rows, strict=True)
+        if len(r)
+    )
+    hint = f"; the first --at after them is {bad[-1] + W}" if bad[-1] + W <= last else ""
+    raise _Usage(f"--at {n}: the window (log points {n - W + 1} to {n}) has {what}{hint}. "
+                 f"Received: --at {n}")  # fmt: skip
 
 
 _GENERATIVE_ONLY = ("samples", "sigma", "tol", "loss_floor", "top_k", "anchor")

@@ -6,6 +6,8 @@ HELP = "run a sweep (schedule families x peak LRs x seeds), recording one run fi
 
 
 def add_arguments(parser) -> None:
+    from keras_lode.constants import FAMILIES
+
     parser.add_argument(
         "task_pos",
         nargs="?",
@@ -24,7 +26,8 @@ def add_arguments(parser) -> None:
         "--families",
         dest="families",
         default=None,
-        help="comma-separated schedule families (cosine,onecycle,constant,step); default: task's",
+        help="comma-separated schedule families, some of "
+        f"{','.join(FAMILIES)} (default: the task's, all {len(FAMILIES)} unless it names fewer)",
     )
     parser.add_argument("--lrs", default=None, help="comma-separated peak LRs; default: task's")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds; default: task's")
@@ -165,6 +168,22 @@ def run(args) -> int:
         f"{len(results)} trials ({summary}); {skipped} skipped as already done; "
         f"run files in {args.out}"
     )
+    _print_best(results, args.out)
     # Failed trials are recorded and the sweep goes on; only a sweep in which every
     # trial that ran failed (usually a broken task) exits non-zero.
     return 1 if ran and all(r.status == "failed" for r in ran) else 0
+
+
+def _print_best(results, out) -> None:
+    """The best config per family of this sweep's complete grid runs, by validation."""
+    from keras_lode.experiments.best import best_per_family, format_best
+    from keras_lode.runs import load_runs
+
+    ids = {r.run_id for r in results if r.status == "complete"}
+    try:
+        runs = [r for r in load_runs(out, kind="grid", on_error="warn") if r.run_id in ids]
+    except (OSError, ValueError) as e:
+        print(f"note: could not read the runs back to rank them: {e}")
+        return
+    metric = next((r.meta.get("metric_name") for r in runs), None) or "metric"
+    print(format_best(best_per_family(runs), f"validation {metric}"))

@@ -196,6 +196,7 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
     # The run records the task's P log points per epoch; a model trained with another P
     # (or horizon) is mapped by fraction of training, with the callback's warning.
     options.setdefault("points_per_epoch", task.points_per_epoch)
+    options.setdefault("task", task.name)  # the plausibility check names another task's run
     cb = LODECallback(
         method.model,
         validation_data=(data.x_val, data.y_val),

@@ -38,7 +38,8 @@ def plot_comparison(results: list[dict], path, title: str = "") -> Path:
     axes[2].set(xlabel="epoch", ylabel="accuracy (%)", title="test accuracy")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    for ax in axes:  # each panel says which curve is which
+        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -103,14 +103,22 @@ def paired_difference(a, b) -> dict:
     }
 
 
-def summarize(results: list[dict], reference: str | None = None, key="test_at_best_val"):
+def summarize(
+    results: list[dict],
+    reference: str | None = None,
+    key="test_at_best_val",
+    baseline: str | None = None,
+):
     """Per-method mean/std of `key` and the paired difference of every method vs `reference`.
 
     Args:
         results: dicts from `train_one`.
-        reference: method label to compare against (e.g. `"lode"`); the best other method by
-            mean is the baseline of the paired difference.
+        reference: method label to compare against (e.g. `"lode"`).
         key: `"test_at_best_val"` or `"test_at_end"`.
+        baseline: method label of the paired difference's baseline (for the LODE, the
+            baseline it warmed up on: the two runs differ only in what the LODE planned);
+            None: the best other method by mean. A baseline not in `results` gives no
+            paired difference.
 
     Returns:
         `{"rows": [...], "paired": {...} or None}`; rows sorted by mean, best first.
@@ -132,9 +140,11 @@ def summarize(results: list[dict], reference: str | None = None, key="test_at_be
     rows.sort(key=lambda r: -r["mean"])
     paired = None
     if reference is not None and reference in by_method:
-        others = [r for r in rows if r["method"] != reference]
+        others = [r["method"] for r in rows if r["method"] != reference]
+        if baseline is not None:
+            others = [baseline] if baseline in others else []
         if others:
-            base = others[0]["method"]
+            base = others[0]
             seeds = sorted(set(by_method[reference]) & set(by_method[base]))
             if seeds:
                 paired = paired_difference(
@@ -145,9 +155,12 @@ def summarize(results: list[dict], reference: str | None = None, key="test_at_be
     return {"key": key, "rows": rows, "paired": paired}
 
 
-def format_table(results: list[dict], reference: str | None = None) -> str:
-    """A plain-text table of test accuracy (at best validation and at the end) per method."""
-    a = summarize(results, reference, "test_at_best_val")
+def format_table(
+    results: list[dict], reference: str | None = None, baseline: str | None = None
+) -> str:
+    """A plain-text table of test accuracy (at best validation and at the end) per method,
+    and the paired difference `reference - baseline` (`summarize`)."""
+    a = summarize(results, reference, "test_at_best_val", baseline)
     b = {r["method"]: r for r in summarize(results, reference, "test_at_end")["rows"]}
     wall = {}
     for r in results:
@@ -171,6 +184,34 @@ def format_table(results: list[dict], reference: str | None = None) -> str:
             f"{_pct(hi, sign=True)}]"
         )
     return "\n".join(lines)
+
+
+def format_lode_runs(results: list[dict], warmup: str | None = None) -> str:
+    """Per seed, what the LODE did: whether and where it switched, or why it never planned.
+
+    Args:
+        results: dicts from `train_one` (those of the `lode` method are read).
+        warmup: label of the schedule the LODE warmed up on (e.g. `"wsd@6e-03"`).
+    """
+    warm = warmup or "its warm-up schedule"
+    lines = []
+    for r in sorted((r for r in results if r.get("lode")), key=lambda r: r["seed"]):
+        s = r["lode"]
+        plans, fallbacks = int(s.get("plans") or 0), int(s.get("fallbacks") or 0)
+        if plans == 0:
+            what = (
+                f"never planned (its window of {s.get('window')} log points is not shorter "
+                f"than the run's {s.get('total_points')}): it followed {warm} throughout"
+            )
+        elif "switches" in s and not s["switches"]:
+            what = f"never switched: its {plans} plan(s) all kept {warm}"
+        elif "switches" in s:
+            where = ", ".join(f"log point {n} to {name}" for n, name in s["switches"].items())
+            what = f"switched {len(s['switches'])} time(s) after {warm}: at {where}"
+        else:
+            what = f"followed its own plans after {warm} ({plans} plans, {fallbacks} fell back)"
+        lines.append(f"  seed {r['seed']}: {what}")
+    return "\n".join(["what the LODE did:", *lines]) if lines else ""
 
 
 def _pct(x, sign=False):

@@ -130,6 +130,7 @@ def _compiled_model(keras, task: Task, trial: Trial, data: dict, meta: dict):
     schedule = make_schedule(
         trial.family, trial.peak_lr, total, **dict(task.schedule_args.get(trial.family, {}))
     )
+    meta["kind"] = "grid" if trial.switch is None else "switched"  # Run.kind
     if trial.switch is not None:
         schedule, meta["switch"] = _switched(task, trial, schedule, n, total)
     keras.utils.set_random_seed(trial.seed)

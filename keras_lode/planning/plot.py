@@ -109,7 +109,7 @@ def _plot_generative(Figure, plan, path, observed, title):
         axes[1, 1].set_ylim(shown.min() / 3, shown.max() * 3)
     for v in plan.lr_range:
         axes[1, 1].axhline(v, color=_PLAN, ls=":", lw=0.8)
-    fig.suptitle(plan.summary() if title is None else title, fontsize=10)
+    suptitle(fig, plan.summary() if title is None else title, fontsize=10)
 
     path = os.fspath(path)
     fig.savefig(path, dpi=110)
@@ -245,7 +245,17 @@ def _plot_control(Figure, plan, path, observed, title, top=20):
     ax_c.legend(fontsize=8)
     for ax in (ax_lr, ax_m, ax_c):
         ax.grid(alpha=0.3)
-    fig.suptitle(plan.summary() if title is None else title, fontsize=9)
+    suptitle(fig, plan.summary() if title is None else title, fontsize=9)
     path = os.fspath(path)
     fig.savefig(path, dpi=110)
     return path
+
+
+def suptitle(fig, text: str, fontsize: float = 10):
+    """`fig.suptitle(text)` wrapped to the figure's width (its constrained layout makes room
+    for the lines): a plan's summary line is longer than the figure is wide."""
+    import textwrap
+
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))  # ~0.6 em per char
+    lines = [part for line in str(text).splitlines() for part in textwrap.wrap(line, chars)]
+    return fig.suptitle("\n".join(lines) or str(text), fontsize=fontsize)

@@ -223,6 +223,13 @@ class Run:
         self.meta["status"] = value
 
     @property
+    def kind(self) -> str:
+        """`"switched"` for a run that changed schedule mid-run (`meta["switch"]`), else
+        `"grid"`: `meta["kind"]` where a sweep recorded it, else read from `meta["switch"]`
+        (run files of older sweeps)."""
+        return str(self.meta.get("kind") or ("switched" if self.meta.get("switch") else "grid"))
+
+    @property
     def flags(self) -> list[str]:
         """Data-quality flags, e.g. `nonfinite_loss`, `lr_from_param`, `truncated`."""
         return self.meta["flags"]

@@ -163,6 +163,7 @@ def load_runs(
     *,
     status: str | Iterable[str] | None = None,
     on_error: str = "raise",
+    kind: str | None = None,
 ) -> list[Run]:
     """Loads runs from a run file, a directory of them, or a list of either.
 
@@ -177,6 +178,8 @@ def load_runs(
     Args:
         path: a run file, a directory, or an iterable of files/directories.
         status: keep only runs with this status (or any of these statuses).
+        kind: keep only `"grid"` runs (one schedule from start to end) or only
+            `"switched"` runs (a sweep's `--switched` trials: `Run.kind`). Default: all.
         on_error: `"raise"` (default) stops at the first unreadable file;
             `"warn"` skips it with a warning naming the file and the problem.
 
@@ -189,6 +192,8 @@ def load_runs(
     """
     if on_error not in ("raise", "warn"):
         raise ValueError(f"Argument `on_error` must be 'raise' or 'warn'. Received: {on_error!r}")
+    if kind not in (None, "grid", "switched"):
+        raise ValueError(f"Argument `kind` must be 'grid', 'switched' or None. Received: {kind!r}")
     if status is not None:
         wanted = {status} if isinstance(status, str) else set(status)
         unknown = wanted - set(STATUSES)
@@ -216,6 +221,6 @@ def load_runs(
                 raise
             warnings.warn(f"Skipped unreadable run file {f}: {e}", stacklevel=2)
             continue
-        if status is None or run.status in wanted:
+        if (status is None or run.status in wanted) and (kind is None or run.kind == kind):
             runs.append(run)
     return runs

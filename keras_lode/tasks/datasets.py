@@ -136,13 +136,17 @@ def load_cifar(classes: int = 10):
     return (x_train, np.asarray(y_train).reshape(-1)), (x_test, np.asarray(y_test).reshape(-1))
 
 
+class DatasetUnavailable(RuntimeError):
+    """A dataset has no local copy and could not be downloaded (the message says how to fix)."""
+
+
 def _keras_download(name: str, loader, hint: str):
     try:
         import keras
 
         return loader(keras.datasets)
     except Exception as e:  # network errors come in many types (URLError, OSError, ...)
-        raise RuntimeError(
+        raise DatasetUnavailable(
             f"Could not load dataset {name!r}: no local copy found and the download through "
             f"keras.datasets failed ({type(e).__name__}: {e}). To fix: {hint}."
         ) from e

@@ -290,6 +290,24 @@ def counterfactual_skill(model, heldout_runs, train_runs, *, kappa=1.0) -> dict:
     return {"groups": len(details), "kappa": kappa, **{k: avg(k) for k in keys}, "details": details}
 
 
+def skill_verdict(skill: dict) -> str:
+    """One line: does the model predict held-out final metrics better than the sweep's own
+    per-config means? If not, its plans have nothing to go on that the sweep lacks."""
+    e = skill["final_metric_error"]
+    lode, mean = e["lode"], e["config_mean"]
+    if not lode < mean:  # NaN included
+        return (
+            f"verdict: NO BETTER than the sweep's per-config means (final-metric RMSE "
+            f"{lode:.4f} vs {mean:.4f}): this model does not know more than the sweep's "
+            "averages, so do not expect its plans to beat the sweep's best config; sweep "
+            "more seeds or add switched runs (keras-lode sweep --switched N) and retrain."
+        )
+    return (
+        f"verdict: better than the sweep's per-config means (final-metric RMSE {lode:.4f} vs "
+        f"{mean:.4f}, {1 - lode / mean:.0%} lower)."
+    )
+
+
 def format_skill(skill: dict, calibration: dict | None = None) -> str:
     """A few lines for the console: errors, rank correlations, coverage."""
     e, r = skill["final_metric_error"], skill["rank_spearman"]
@@ -300,6 +318,7 @@ def format_skill(skill: dict, calibration: dict | None = None) -> str:
         "  final-metric RMSE: " + ", ".join(f"{n} {e[n]:.4f}" for n in names),
         "  Spearman (mean over cuts): " + ", ".join(f"{n} {r[n]['mean']:.2f}" for n in names),
     ]
+    lines.append("  " + skill_verdict(skill))
     if calibration is not None:
         lines.append(
             f"  coverage of mean +/- 2 sd: raw {calibration['coverage_2sd_raw']:.2f}, "

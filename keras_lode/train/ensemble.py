@@ -110,8 +110,13 @@ def _batch(y, idx, rng, batch_size, window, time_scale):
     }
 
 
-def _train_member(payload):
-    """Trains one member; runs in a worker process (or inline)."""
+def _train_member(payload, progress=None):
+    """Trains one member; runs in a worker process (or inline).
+
+    `progress`: a callable or a queue (`put`) told the number of steps done, every ~2% of
+    them, so that a bar moves while a member trains.
+    """
+    report = getattr(progress, "put", progress)
     import torch
 
     from keras_lode.train.member import ControlledMember
@@ -142,6 +147,7 @@ def _train_member(payload):
     )
     t0 = time.perf_counter()
     history = []
+    chunk, reported = max(1, hp["steps"] // 50), 0
     for step in range(hp["steps"]):
         b = _batch(y, idx, rng, hp["batch_size"], hp["window"], member.time_scale)
         tb = {k: torch.as_tensor(v) for k, v in b.items()}
@@ -162,6 +168,9 @@ def _train_member(payload):
         sched.step()
         if step % 100 == 0 or step == hp["steps"] - 1:
             history.append([step, loss.detach().item(), final.detach().item()])
+        if report is not None and (step + 1 - reported >= chunk or step == hp["steps"] - 1):
+            report(step + 1 - reported)
+            reported = step + 1
     return {
         "state": {k: v.detach().numpy() for k, v in member.state_dict().items()},
         "history": history,
@@ -378,23 +387,36 @@ def _data_summary(n_runs, data, train, held, lr_range) -> dict:
 
 
 def _run_members(payloads, workers, verbose):
+    """Trains the members (in `workers` processes), a bar counting their steps."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(payloads), desc="LODE members", unit="member", disable=not verbose)
+    total = sum(int(p["hyper"]["steps"]) for p in payloads)
+    bar = tqdm(
+        total=total, desc=f"LODE members (x{len(payloads)})", unit="step", disable=not verbose
+    )
     try:
         if workers <= 1:
-            out = []
-            for p in payloads:
-                out.append(_train_member(p))
-                bar.update()
-            return out
+            return [_train_member(p, bar.update if verbose else None) for p in payloads]
         ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-            futures = [ex.submit(_train_member, p) for p in payloads]
+        with (
+            ctx.Manager() as manager,
+            concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex,
+        ):
+            queue = manager.Queue() if verbose else None
+            pending = {ex.submit(_train_member, p, queue) for p in payloads}
             out = []
-            for f in concurrent.futures.as_completed(futures):
-                out.append(f.result())
-                bar.update()
+            while pending:
+                done, pending = concurrent.futures.wait(
+                    pending, timeout=0.25, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                _drain(queue, bar)
+                out.extend(f.result() for f in done)
+            _drain(queue, bar)
             return out
     finally:
         bar.close()
+
+
+def _drain(queue, bar) -> None:
+    while queue is not None and not queue.empty():
+        bar.update(queue.get())

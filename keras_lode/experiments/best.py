@@ -1,0 +1,63 @@
+"""The best configs of a sweep: per schedule family, the peak LR with the best validation metric.
+
+A config is a (family, peak LR) of the grid; its score is the mean over seeds of the run's
+final validation metric (the last finite one), over the complete grid runs only: a switched
+run (`Run.kind == "switched"`) follows another schedule after its switch, so it is no run of
+its base config. `keras-lode sweep` prints these at its end, and `keras-lode compare --runs`
+takes its baselines from them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["best_per_family", "final_validation", "format_best"]
+
+
+def final_validation(run) -> float:
+    """The run's last finite validation metric (NaN when it has none)."""
+    m = np.asarray(run.metric, dtype=float)
+    m = m[np.isfinite(m)]
+    return float(m[-1]) if len(m) else float("nan")
+
+
+def best_per_family(runs) -> list[dict]:
+    """Per family, the config of the complete grid runs with the best mean final validation.
+
+    Returns:
+        Dicts `{"family", "peak_lr", "val", "n", "label"}` (label as `compare --methods`
+        takes it, e.g. `"wsd@0.006"`), best first.
+    """
+    scores: dict[tuple[str, float], list[float]] = {}
+    for r in runs:
+        family, peak = r.meta.get("schedule"), r.meta.get("peak_lr")
+        if r.kind != "grid" or r.status != "complete" or family is None or peak is None:
+            continue
+        v = final_validation(r)
+        if math.isfinite(v):
+            scores.setdefault((str(family), float(peak)), []).append(v)
+    best: dict[str, dict] = {}
+    for (family, peak), vals in scores.items():
+        row = {"family": family, "peak_lr": peak, "val": float(np.mean(vals)), "n": len(vals)}
+        if family not in best or row["val"] > best[family]["val"]:
+            best[family] = row
+    rows = sorted(best.values(), key=lambda r: -r["val"])
+    for row in rows:
+        row["label"] = f"{row['family']}@{row['peak_lr']:g}"
+    return rows
+
+
+def format_best(rows, metric_name: str = "validation metric") -> str:
+    """Lines for the console: the best config per family, best first."""
+    if not rows:
+        return "no complete grid run with a finite validation metric: no best config to name"
+    lines = [f"Best config per family (mean final {metric_name} over seeds, grid runs):"]
+    for i, r in enumerate(rows):
+        mark = "  <- best" if i == 0 else ""
+        lines.append(
+            f"  {r['family']:<9} peak LR {r['peak_lr']:<8g} {r['val']:.4f} "
+            f"({r['n']} seed{'s' if r['n'] != 1 else ''}){mark}"
+        )
+    return "\n".join(lines)
