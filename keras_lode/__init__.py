@@ -47,7 +47,7 @@ def __getattr__(name: str):
     except ModuleNotFoundError as e:  # no Keras backend: say which and how to install it
         from keras_lode._backend import missing_backend_error
 
-        error = missing_backend_error(e, f"keras_lode.{name}")
+        error = missing_backend_error(e, f"keras_lode.{name}", rename=True)
         if error is None or error is e:
             raise
         raise error from e

@@ -66,15 +66,23 @@ def install_hint(backend: str) -> str:
     return hint
 
 
-def missing_backend_error(exc: BaseException, what: str) -> ModuleNotFoundError | None:
+def missing_backend_error(
+    exc: BaseException, what: str, rename: bool = False
+) -> ModuleNotFoundError | None:
     """The clear error for `exc` if it says the Keras backend is not installed, else None.
 
     Args:
         exc: the `ModuleNotFoundError` raised while importing Keras (or a module using it).
         what: what needed it, e.g. `"keras_lode.LODESchedule"` or `"keras-lode demo"`.
+        rename: when `exc` is already this error (raised by a module imported on the way),
+            name `what` in it instead of that module (the name the user asked for).
     """
     if getattr(exc, "keras_lode_backend", None):
-        return exc  # already this error, raised by a module imported on the way
+        if not rename or exc.keras_lode_what == what:
+            return exc  # already this error, raised by a module imported on the way
+        error = ModuleNotFoundError(str(exc).replace(exc.keras_lode_what, what, 1), name=exc.name)
+        error.keras_lode_backend, error.keras_lode_what = exc.keras_lode_backend, what
+        return error
     if not isinstance(exc, ModuleNotFoundError) or not exc.name:
         return None
     missing = exc.name.split(".")[0]
@@ -89,7 +97,7 @@ def missing_backend_error(exc: BaseException, what: str) -> ModuleNotFoundError 
         f"or choose another installed backend with {others}.",
         name=exc.name,
     )
-    error.keras_lode_backend = backend
+    error.keras_lode_backend, error.keras_lode_what = backend, what
     return error
 
 

@@ -119,13 +119,13 @@ def test_divergence_watch_stops_at_the_next_log_point_and_keeps_async_dispatch()
     from keras_lode.experiments.trial import make_divergence_watch
 
     def fit(nan_rows, epochs=4):
-        x = np.ones((128, 8), "float32")
+        x = np.ones((256, 8), "float32")
         x[nan_rows] = np.nan
-        y = np.zeros((128, 1), "float32")
+        y = np.zeros((256, 1), "float32")
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-        # 4 steps of 32 samples per epoch, no shuffle; P = 2: points at steps 2 and 4.
+        # 8 steps of 32 samples per epoch, no shuffle; P = 2: points at steps 4 and 8.
         model.fit(
             x,
             y,
@@ -144,21 +144,22 @@ def test_divergence_watch_stops_at_the_next_log_point_and_keeps_async_dispatch()
     plain = CallbackList([], model=model)
     assert CallbackList([recorder, watch], model=model)._async_train == plain._async_train
 
-    # A NaN in step 1: seen at the point after step 2, at the begin of step 3; that batch
-    # still runs, then fit stops after 3 steps: the recorder's last row is that one step,
-    # a partial point at step 3 (no row for step 4, which never ran).
+    # A NaN in step 1: in the point after step 4, which is taken at the begin of step 5 and
+    # read at the begin of step 6 (mid-epoch points are read a step later, never blocking);
+    # that batch still runs, then fit stops after 6 steps: the recorder's last row is those
+    # two steps, a partial point at step 6 (no rows for steps that never ran).
     model = fit(slice(0, 4))
-    assert watch.stopped_at == 2
-    np.testing.assert_array_equal(recorder.run.step, [2, 3])
+    assert watch.stopped_at == 4
+    np.testing.assert_array_equal(recorder.run.step, [4, 6])
     assert "partial_last_point" in recorder.run.flags
     assert np.isnan(recorder.run.loss).all() and recorder.run.status == "diverged"
-    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 3
-    # A NaN in step 4, the epoch's last: seen at the epoch end point; epoch 2 never starts.
-    model = fit(slice(96, 100))
-    assert watch.stopped_at == 4
-    np.testing.assert_array_equal(recorder.run.step, [2, 4])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 6
+    # A NaN in step 8, the epoch's last: seen at the epoch end point; epoch 2 never starts.
+    model = fit(slice(224, 228))
+    assert watch.stopped_at == 8
+    np.testing.assert_array_equal(recorder.run.step, [4, 8])
     assert np.isfinite(recorder.run.loss[0]) and np.isnan(recorder.run.loss[1])
-    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 8
 
     # A finite run is never stopped; a rerun of the same callbacks starts afresh.
     fit([], epochs=2)

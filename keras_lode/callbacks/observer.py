@@ -239,7 +239,9 @@ class LogPointObserver(keras.callbacks.Callback):
         done = self._started
         if done >= self.steps_per_epoch:
             if self._next < len(self.boundaries):
-                self._deliver(self._take(self.steps_per_epoch, logs))
+                item = self._take(self.steps_per_epoch, logs)
+                self._point_taken(item["indices"][-1])
+                self._deliver(item)
         else:
             # The epoch stopped early (`model.stop_training` set mid-epoch, e.g. by
             # TerminateOnNaN, or data that ran out): record the points its steps reached,
@@ -377,7 +379,8 @@ class LogPointObserver(keras.callbacks.Callback):
         """Called at each epoch begin."""
 
     def _point_taken(self, k: int) -> None:
-        """Called inside an epoch when point `k` of the epoch is taken (read a step later)."""
+        """Called when point `k` of the epoch is taken, before it is read (inside an epoch,
+        a step later; at epoch end, at once): what does not need its values acts here."""
 
     def on_log_point(self, point: dict, logs: dict) -> None:
         """Called at every log point; see the class docstring."""

@@ -85,6 +85,8 @@ class Method:
 class TableController:
     """Follows an LR table given per fraction of training (replay)."""
 
+    needs_measurement = False  # its LR depends on the step only
+
     def __init__(self, frac, lr):
         self.frac = np.asarray(frac, dtype=float)
         self.lr = np.asarray(lr, dtype=float)
@@ -118,6 +120,8 @@ class RetrievalController(TableController):
     run's window at the same fraction of training; the LR table of the nearest run is
     followed until the next point. Before `window` points it follows the best run.
     """
+
+    needs_measurement = True  # it reads the window of the point
 
     def __init__(self, runs, window=5):
         self.runs = list(runs)

@@ -126,11 +126,11 @@ def observer_class():
         loss tracker) and, with `val_points`, the accuracy on that subset.
 
         For `replay` and `retrieval` it also sets the LR (float-LR optimizer, assigned through
-        `self.model.optimizer`, which is live on every backend) at each log point; a point
-        is read once the step after it has been dispatched, so the new LR takes effect one
-        step into the next interval. Another callback that reads the LR at log points (a
-        `RunRecorder`, a float-LR `LODECallback`) must come before this one in the callback
-        list to see the LR the interval ran with.
+        `self.model.optimizer`, which is live on every backend) at each log point: replay as
+        the point is taken, so the next step uses it; retrieval once the point's metric is
+        read, a step after it has been dispatched. Another callback that reads the LR at
+        log points (a `RunRecorder`, a float-LR `LODECallback`) must come before this one in
+        the callback list to see the LR the interval ran with.
         """
 
         def __init__(
@@ -157,10 +157,18 @@ def observer_class():
             if self.controller is not None:
                 self.model.optimizer.learning_rate = self.controller.lr_at(0)
 
+        def _point_taken(self, k):
+            # Replay needs no measurement: its next LR is set as the point is taken, so the
+            # next step uses it (retrieval reads the metric, a step later).
+            if self.controller is not None and not self.controller.needs_measurement:
+                step = self._epoch * self.steps_per_epoch + self.boundaries[k]
+                new_lr = self.controller.observe(None, step, self.total_steps)
+                self.model.optimizer.learning_rate = new_lr
+
         def on_log_point(self, point, logs):
             for key, values in self.points.items():
                 values.append(point[key])
-            if self.controller is not None:
+            if self.controller is not None and self.controller.needs_measurement:
                 new_lr = self.controller.observe(self.points, point["step"], self.total_steps)
                 # Through self.model: on JAX this syncs the state and fit re-reads it before
                 # the next step (the one at whose begin this point was found, or the next
