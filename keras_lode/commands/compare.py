@@ -204,7 +204,7 @@ def run(args) -> int:
         return 2
     if note:
         print(note, flush=True)
-    from keras_lode.tasks.data import DatasetUnavailable
+    from keras_lode.tasks.datasets import DatasetUnavailable
 
     try:
         results = run_comparison(task, methods, seeds, verbose=args.verbose)

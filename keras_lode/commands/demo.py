@@ -107,7 +107,7 @@ def run(args) -> int:
         f"{keras.backend.backend()}, seeds {seeds}; LODE {model} vs {methods[1].label}"
     )
     from keras_lode.experiments.stats import format_lode_runs
-    from keras_lode.tasks.data import DatasetUnavailable
+    from keras_lode.tasks.datasets import DatasetUnavailable
 
     try:
         results = run_comparison(task, methods, seeds)
