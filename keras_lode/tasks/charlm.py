@@ -174,7 +174,8 @@ def charlm(scale: str) -> Task:
         weight_decay=1e-2,
         metric_name="next_char_accuracy",
         model_file="models/charlm.npz",
-        peak_lrs=(1e-3, 2e-3, 5e-3, 1e-2, 2e-2),
+        # cpu, cosine, seed 0: val bits/char 2.19, 2.08, 2.02, 3.06 at 1e-2, 2e-2, 5e-2, 1e-1.
+        peak_lrs=(5e-3, 1e-2, 2e-2, 5e-2, 1e-1),
     )
     if scale == "quick":
         return example_task(
