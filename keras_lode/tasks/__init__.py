@@ -1,4 +1,5 @@
-"""The example tasks: Fashion-MNIST CNN and ResNet, CIFAR ResNet, byte-level GPT.
+"""The example tasks: Fashion-MNIST CNN and ResNet, CIFAR ResNet, byte-level GPT, and the
+zoo: character-level GRU (`charlm`), digits and Fashion-MNIST MLPs with SGD.
 
 Each task is a `keras_lode.tasks.Task`: a model
 builder, a data loader and the training settings (epochs, batch size, log points per

@@ -12,6 +12,7 @@ from keras_lode.tasks import datasets
 
 (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist()
 text = datasets.load_text("pydoc")  # bytes, always available
+x, y = datasets.load_digits()  # scikit-learn's 8x8 digits (ships with scikit-learn)
 ```
 """
 
@@ -134,6 +135,26 @@ def load_cifar(classes: int = 10):
         "and copy ~/.keras/datasets to this machine",
     )
     return (x_train, np.asarray(y_train).reshape(-1)), (x_test, np.asarray(y_test).reshape(-1))
+
+
+def load_digits():
+    """Loads scikit-learn's 8x8 handwritten digits (1797 images; ships with scikit-learn).
+
+    Returns:
+        `(x, y)`: features float32 (1797, 64) with values 0..16, labels int32 (1797,) in 0..9.
+
+    Raises:
+        ImportError: if scikit-learn is not installed (the message says how to install it).
+    """
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError as e:
+        raise ImportError(
+            "The digits dataset ships with scikit-learn, which is not installed: "
+            "pip install scikit-learn (or pip install 'keras_lode[zoo]')"
+        ) from e
+    digits = sklearn_digits()
+    return np.asarray(digits.data, dtype=np.float32), np.asarray(digits.target, dtype=np.int32)
 
 
 class DatasetUnavailable(RuntimeError):

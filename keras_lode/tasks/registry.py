@@ -147,6 +147,9 @@ _REGISTRY = {
     "cifar10_resnet": "keras_lode.tasks.resnet:cifar10_resnet",
     "cifar100_resnet": "keras_lode.tasks.resnet:cifar100_resnet",
     "text_gpt": "keras_lode.tasks.gpt:text_gpt",
+    "charlm": "keras_lode.tasks.charlm:charlm",
+    "digits_mlp": "keras_lode.tasks.mlp:digits_mlp",
+    "fmnist_mlp": "keras_lode.tasks.mlp:fmnist_mlp",
 }
 
 # Overrides that rebind the arguments of an example task's builder / loader.
