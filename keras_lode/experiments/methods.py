@@ -241,12 +241,22 @@ def plateau_callback(method: Method, epochs: int):
 def schedule_free_optimizer(method: Method, task, total_steps: int):
     """`keras.optimizers.ScheduleFreeAdamW` at its recommended settings.
 
+    Refused on TensorFlow, where Keras' implementation does not follow its update rule
+    (`benchmarks/schedule_free_check.py`: exact on JAX, 0.6% off after 50 steps on PyTorch).
+
     Learning rate `peak_lr` (default 0.0025, Keras' and the paper's AdamW default), a linear
     warm-up over 5% of the run (the paper warms up; Keras' default is none), and the task's
     AdamW weight decay (1e-2 if it has none). Options override any of these.
     """
     import keras
 
+    if keras.backend.backend() == "tensorflow":
+        raise ValueError(
+            "Method 'schedulefree': keras.optimizers.ScheduleFreeAdamW does not follow its own "
+            "update rule on the TensorFlow backend (Keras 3.15: its variable is off by 100% "
+            "from the first step; benchmarks/schedule_free_check.py). Run this peer with "
+            "KERAS_BACKEND=jax, where it does."
+        )
     factory = getattr(task, "make_optimizer", None)
     decay = getattr(factory, "weight_decay", None)
     args = {
