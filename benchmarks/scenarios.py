@@ -58,7 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--task", required=True, help="built-in task name (fmnist_cnn, text_gpt)")
     p.add_argument("--scale", default="cpu")
     p.add_argument("--epochs", type=int, default=None, help="override the task's epochs")
-    p.add_argument("--scenario", required=True, choices=SCENARIOS)
+    p.add_argument("--scenario", choices=SCENARIOS, help="the scenario to run")
+    p.add_argument("--report", action="store_true",
+                   help="print the Markdown tables of the results file and exit")  # fmt: skip
     p.add_argument("--seeds", default="100-109", help="'100-109' or '100,101,...'")
     p.add_argument("--model", default=None, help="the task's LODE (default models/<task>.npz)")
     p.add_argument("--unseen-model", default=None, help="a LODE of another task (`unseen`)")
@@ -409,6 +411,87 @@ def _spearman(x, y):
     return np.corrcoef(rx, ry)[0, 1]
 
 
+def _cell(rows, scenario, method, reference, key="test_at_end"):
+    for r in rows:
+        if (r["scenario"], r["method"], r["reference"], r["key"]) == (
+            scenario, method, reference, key
+        ):  # fmt: skip
+            lo, hi = r["ci95"]
+            return f"{r['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={r['n']})"
+    return "not run"
+
+
+def markdown(payload) -> str:
+    """The README's table: per scenario, headroom, the LODE's paired gain, capture, peers."""
+    c, summary = payload["configs"], payload["summary"]
+    rows, best_arm = summary["scenarios"], f"{c['family']}@{c['peak_lr']:g}"
+    capture = {
+        (x["scenario"], x["start"]): x for x in summary["capture"] if x["key"] == "test_at_end"
+    }
+    headroom = {h["start"]: h for h in summary.get("headroom", [])}
+
+    def cell(scenario, method, reference):
+        return _cell(rows, scenario, method, reference)
+
+    def cap(scenario, start):
+        x = capture.get((scenario, start))
+        if not x or x["capture"] is None:
+            return "-"
+        if x["gap"] <= 0:  # the start is as good as the sweep best: nothing to capture
+            return f"no gap ({x['gap']:+.2f})"
+        return f"{100 * x['capture']:.0f}% of {x['gap']:+.2f}"
+
+    def room(start):
+        h = headroom.get(start)
+        return f"{h['headroom']:+.2f} +/- {h['headroom_se']:.2f}" if h else "not run"
+
+    lode_best = f"lode@{c['family']}"
+    table = [
+        ("best (warm-up " + best_arm + ")", room("best"), cell("best", lode_best, best_arm),
+         "-", "-"),
+        ("rescue from constant 1e-3", room("default"),
+         cell("rescue", "default:lode", "default:constant"), cap("rescue", "default"),
+         "plateau " + cell("rescue", "default:plateau", "default:constant")
+         + "; cosine " + cell("rescue", "default:cosine", "default:constant")
+         + "; linear " + cell("rescue", "default:linear", "default:constant")
+         + "; sweep best " + cell("rescue", "sweep_best", "default:constant")),
+        (f"rescue from constant@{c['constant']:g}", "-",
+         cell("rescue", "best_constant:lode", "best_constant:constant"),
+         cap("rescue", "best_constant"),
+         "plateau " + cell("rescue", "best_constant:plateau", "best_constant:constant")
+         + "; sweep best " + cell("rescue", "sweep_best", "best_constant:constant")),
+        ("unseen (another task's LODE) from 1e-3", "-",
+         cell("unseen", "default:lode", "default:constant"), cap("unseen", "default"), "-"),
+    ]  # fmt: skip
+    lines = [
+        f"Test accuracy at the end (points), paired by seed: {payload['task']} at "
+        f"{payload['scale']} scale, {payload['backend']}; sweep best {best_arm}, best "
+        f"constant constant@{c['constant']:g}.",
+        "",
+        "| scenario | oracle headroom | LODE - its start | capture of the gap to the sweep "
+        "best | peers (peer - start) |",
+        "|---|---|---|---|---|",
+        *("| " + " | ".join(r) + " |" for r in table),
+    ]
+    switched = summary.get("lode_switched_seeds", {})
+    lines += ["", "Seeds on which the LODE left its start: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(switched.items())) + "."]  # fmt: skip
+    for name, why in summary.get("excluded", {}).items():
+        lines += ["", f"Left out: {name}: {why}."]
+    for h in summary.get("headroom", []):
+        at = payload["headroom_setup"][h["start"]]["position"]
+        realized = "not run" if h["realized"] is None else f"{h['realized']:+.2f}"
+        lines += [
+            "",
+            f"Headroom from the {h['start']} start at point {at}: {h['candidates']} "
+            f"continuations x {h['n']} seeds; the best continuation (split half) "
+            f"{h['headroom']:+.2f} +/- {h['headroom_se']:.2f} (in hindsight "
+            f"{h['best_in_hindsight']:+.2f}); the planner's realized gain {realized}; model "
+            f"skill: Spearman {h['spearman']:.2f}, RMSE {h['rmse']:.2f} points.",
+        ]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from keras_lode._json import write_json
@@ -420,6 +503,13 @@ def main(argv=None) -> int:
     ).resolve()
     out = Path(args.out or ROOT / f"benchmarks/results/scenarios_{args.task}_{args.scale}.json")
     model = args.model or str(ROOT / "models" / f"{args.task}.npz")
+    if args.report:
+        payload = json.loads(out.read_text())
+        payload["summary"] = summarize(payload)
+        print(markdown(payload))
+        return 0
+    if args.scenario is None:
+        raise SystemExit("--scenario is required (or --report)")
     configs = best_configs(json.loads(reference_path.read_text()))
     payload = json.loads(out.read_text()) if out.exists() else {"results": [], "commands": []}
     payload.update(
