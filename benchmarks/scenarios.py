@@ -273,7 +273,10 @@ def candidate_arm(task, data, family, lr, n, path, model_path, label):
     warm = make_schedule(family, lr, int(point_steps[-1]))
     tables = PlanTables(point_steps, spe, P, warm, schedule=None, per_step=True)
     if path is not None:
-        tables.replace(n + 1, path)
+        # A real plan made at point n is read a step after it (at once at an epoch's end)
+        # and reaches the steps not yet dispatched then: the candidate switches there too.
+        read_late = (n + 1) % P != 0
+        tables.replace(n + 1, path, first_step=int(point_steps[n]) + int(read_late))
     return Method(family, peak_lr=lr, model=model_path, label=label,
                   options={"warmup": StepTable(tables.step_table)})  # fmt: skip
 
@@ -296,18 +299,18 @@ def run_headroom(args, task, data, configs, model_path, payload, out, seeds):
     import numpy as np
 
     from keras_lode._json import write_json
+    from keras_lode.callbacks import lode_options
     from keras_lode.experiments import train_one
-    from keras_lode.model import load_model
-    from keras_lode.model.defaults import CONTROL_DEFAULTS
     from keras_lode.planning.replans import resolve_cadence
 
     family, lr = _start(configs, args.start)
-    model = load_model(model_path)
+    lode, kind = lode_options.resolve_model(model_path)
     spe, P, point_steps = _geometry(task, data)
     K = len(point_steps)
-    defaults = dict(model.planner_defaults or {})
-    cadence = [defaults.get(k, CONTROL_DEFAULTS[k]) for k in ("first_replan", "replan_every")]
-    n, _ = resolve_cadence(K, int(model.window), *cadence)
+    # The first replan exactly as the callback resolves it for this model and run.
+    opts, _ = lode_options.resolve_options(lode, kind, {"points_per_epoch": P})
+    n, _ = resolve_cadence(K, opts.window, opts.first_replan, opts.replan_every)
+    model = lode
     warm = candidate_arm(task, data, family, lr, n, None, model_path, "").options["warmup"]
     default_rest = warm(point_steps - 1)[n + 1 :]  # the warm-up's own continuation
     prefix = f"headroom-{args.start}"
@@ -324,7 +327,15 @@ def run_headroom(args, task, data, configs, model_path, payload, out, seeds):
                   flush=True)  # fmt: skip
         return done[(method.label, seed)]
 
-    # 1. The default (the warm-up itself) on every seed: its window at n.
+    # 1. The default (the warm-up itself) on every seed: its window at n. The set-up of an
+    # earlier invocation (candidates, position, predictions) is kept: a resumed or widened
+    # run scores the same candidates, and only new seeds get new predictions.
+    setup = (payload.get("headroom_setup") or {}).get(args.start)
+    if setup is not None and setup["position"] != n:
+        raise SystemExit(
+            f"{out}: the headroom set-up from the {args.start} start is at point "
+            f"{setup['position']}, this model's first replan is {n}; use --out"
+        )
     default_label = f"{prefix}/default"
     predictions = {}
     for seed in seeds:
@@ -334,22 +345,24 @@ def run_headroom(args, task, data, configs, model_path, payload, out, seeds):
         names, paths, gain = predicted_gains(model, history, n, K, P, default_rest)
         predictions[seed] = dict(zip(names, gain, strict=True))
         library = dict(zip(names, paths, strict=True))
-    # 2. The candidates: the model's top by mean predicted gain, some at random.
-    others = [c for c in library if c != "default"]
-    mean_gain = {c: float(np.mean([predictions[s][c] for s in seeds])) for c in others}
-    top = sorted(others, key=lambda c: -mean_gain[c])[:HEADROOM_TOP]
-    rest = [c for c in others if c not in top]
-    rng = np.random.default_rng(0)
-    drawn = [rest[i] for i in rng.choice(len(rest), min(HEADROOM_RANDOM, len(rest)), replace=False)]
-    chosen = top + sorted(drawn)
+    # 2. The candidates: the model's top by mean predicted gain, some at random (chosen once).
+    if setup is None:
+        others = [c for c in library if c != "default"]
+        mean_gain = {c: float(np.mean([predictions[s][c] for s in seeds])) for c in others}
+        top = sorted(others, key=lambda c: -mean_gain[c])[:HEADROOM_TOP]
+        rest = [c for c in others if c not in top]
+        rng = np.random.default_rng(0)
+        pick = rng.choice(len(rest), min(HEADROOM_RANDOM, len(rest)), replace=False)
+        setup = {"position": int(n), "total_points": int(K), "start": f"{family}@{lr:g}",
+                 "candidates": top + sorted(rest[i] for i in pick), "model_top": top,
+                 "predicted_gain": {}}  # fmt: skip
+    setup["predicted_gain"].update(predictions_json(predictions))
+    payload.setdefault("headroom_setup", {})[args.start] = setup
+    write_json(out, payload)
     for seed in seeds:
-        for c in chosen:
+        for c in setup["candidates"]:
             arm = candidate_arm(task, data, family, lr, n, library[c], model_path, f"{prefix}/{c}")
             run(arm, seed)
-    payload.setdefault("headroom_setup", {})[args.start] = {
-        "position": int(n), "total_points": int(K), "start": f"{family}@{lr:g}",
-        "candidates": chosen, "model_top": top, "predicted_gain": predictions_json(predictions),
-    }  # fmt: skip
 
 
 def predictions_json(predictions):
@@ -380,6 +393,7 @@ def headroom_summary(payload) -> list:
             ses.append(float(gain[best, score].std(ddof=1) / np.sqrt(len(score))))
         pred = np.array([[setup["predicted_gain"][str(s)][c] for s in seeds] for c in cands])
         rho = [float(_spearman(pred[:, j], gain[:, j])) for j in range(len(seeds))]
+        rho = [r for r in rho if np.isfinite(r)]
         scenario = "best" if start == "best" else "rescue"
         lode = f"lode@{payload['configs']['family']}" if start == "best" else "default:lode"
         arm = (f"{payload['configs']['family']}@{payload['configs']['peak_lr']:g}"
@@ -398,17 +412,17 @@ def headroom_summary(payload) -> list:
             "best_in_hindsight": float(gain.mean(axis=1).max()),
             "realized": realized, "realized_n": len(paired),
             "capture": (realized / headroom) if realized is not None and headroom > 0 else None,
-            "spearman": float(np.mean(rho)),
+            "spearman": float(np.mean(rho)) if rho else None,
             "rmse": float(np.sqrt(np.mean((pred - gain) ** 2))),
         })  # fmt: skip
     return out
 
 
 def _spearman(x, y):
-    import numpy as np
+    """Spearman's rank correlation (ties share their average rank; NaN if a side is flat)."""
+    from scipy.stats import spearmanr
 
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    return np.corrcoef(rx, ry)[0, 1]
+    return spearmanr(x, y).statistic
 
 
 def _cell(rows, scenario, method, reference, key="test_at_end"):
@@ -512,13 +526,18 @@ def main(argv=None) -> int:
         raise SystemExit("--scenario is required (or --report)")
     configs = best_configs(json.loads(reference_path.read_text()))
     payload = json.loads(out.read_text()) if out.exists() else {"results": [], "commands": []}
+    import keras
+
+    if payload.get("backend", keras.backend.backend()) != keras.backend.backend():
+        raise SystemExit(
+            f"{out} holds {payload['backend']} runs; this is {keras.backend.backend()}: "
+            "pairs across backends are not matched. Use --out for a new file."
+        )
     payload.update(
         benchmark="scenarios", task=args.task, scale=args.scale, configs=configs,
         reference=os.path.relpath(reference_path, ROOT), default_lr=DEFAULT_LR,
         machine=f"{platform.machine()} {os.cpu_count()} cores",
     )  # fmt: skip
-    import keras
-
     payload["backend"] = keras.backend.backend()
     command = "python benchmarks/scenarios.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if command not in payload["commands"]:

@@ -400,9 +400,10 @@ def test_model_saved_mid_fit_loads_with_its_optimizer_state(tmp_path, saver_firs
     assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == saver.iterations
     inner = getattr(loaded.optimizer, "inner_optimizer", loaded.optimizer)
     np.testing.assert_allclose(inner._learning_rate.plan, saver.plan, rtol=1e-12)
-    # The schedule's table has one LR per step (the warm-up is served exactly per step).
-    steps = np.arange(EPOCHS * SPE)
-    expected = _expected_schedule(_halving_table(skip=(4, 6)), steps)
+    # The schedule's table has one LR per step (the warm-up is served exactly per step);
+    # step 6, dispatched before the replan at point 2 was read, keeps the warm-up's LR.
+    tables = [_halving_table(skip=(2, 4, 6)), _halving_table(skip=(4, 6))]
+    expected = served_with_replans(tables, (6,), _expected_schedule, EPOCHS * SPE)
     np.testing.assert_allclose(saver.plan, expected, rtol=1e-6)
     moments = [
         keras.ops.convert_to_numpy(v)
@@ -513,9 +514,12 @@ def test_warmup_is_the_named_schedule_at_every_step(family, backend):
     # Point 2 ends after 6 steps; its plan reaches step 7 (step 6 runs on the warm-up).
     np.testing.assert_allclose(applied[:7], exact[:7], rtol=2e-4)
     assert sorted(cb.plans) == [2, 4, 6]
-    np.testing.assert_allclose(applied[7:10], cb.step_table[7:10], rtol=2e-4)
-    table = cb.plan_table
-    np.testing.assert_allclose(cb.step_table[6:], _expected_schedule(table, steps)[6:], rtol=1e-6)
+    np.testing.assert_allclose(applied, cb.step_table, rtol=2e-4)  # the record of what ran
+    # After the first replan the final plan, except the steps each later replan found
+    # already dispatched (10 and 14), which kept the plan before it.
+    later = np.setdiff1d(np.arange(7, len(steps)), (10, 14))
+    served = _expected_schedule(cb.plan_table, steps)
+    np.testing.assert_allclose(cb.step_table[later], served[later], rtol=1e-6)
 
 
 def test_warmup_that_starts_at_zero_is_served_per_step(backend):
@@ -529,3 +533,83 @@ def test_warmup_that_starts_at_zero_is_served_per_step(backend):
     expected = np.maximum(warm(steps), 1e-30)
     np.testing.assert_allclose(cb.step_table, expected, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(applied_lr(weights.values, "sgd"), warm(steps), atol=1e-6)
+
+
+# ---------------------------------------------------------------------- dense log points
+def _geometry_lode(points_per_epoch, total_points):
+    class Lode(HalvingLODE):
+        horizon = total_points
+
+    Lode.points_per_epoch = points_per_epoch
+    return Lode()
+
+
+def _tables_of(cb):
+    """The plan per log point before any replan, then after each replan (in order)."""
+    tables = [cb.tables.warmup_table.copy()]
+    for n in sorted(cb._replans):
+        t = tables[-1].copy()
+        t[n + 1 :] = cb._replans[n]
+        tables.append(t)
+    return tables
+
+
+@pytest.mark.parametrize("mode", ["schedule", "float"])
+def test_points_one_step_apart_follow_the_plan_and_record_what_ran(mode, backend):
+    # Every step is a log point: the point read at a hook is the previous one while the
+    # next is being taken. The plan must still reach the next step (never an older point's
+    # LR), and the recorded LR of each point is the LR its step ran with, not a later plan's.
+    p = 4  # = steps per epoch
+    epochs = 3
+    k = epochs * p
+    lr = LODESchedule(initial_learning_rate=0.1) if mode == "schedule" else 0.1
+    model = _build("sgd", lr)
+    weights = KernelTrace()
+    x, y = _data()
+    cb = LODECallback(_geometry_lode(p, k), validation_data=(x[:4], y[:4]), metric=_metric,
+                      verbose=0, points_per_epoch=p, **OVERRIDES)  # fmt: skip
+    model.fit(x, y, batch_size=2, epochs=epochs, shuffle=False, verbose=0,
+              callbacks=[weights, cb])  # fmt: skip
+    applied = applied_lr(weights.values, "sgd")
+    assert len(applied) == k
+    assert sorted(cb.plans) == [2, 4, 6, 8, 10]
+    # Point n (one step, step n) recorded the LR step n ran with.
+    np.testing.assert_allclose(np.exp(cb.history[:, 1]), applied, rtol=2e-4)
+    # A plan made at point n is read at the next hook and reaches step n + 2 (0-based),
+    # the first step dispatched after it: exactly `served_with_replans`.
+    counts = [n + 1 for n in sorted(cb._replans)]
+    expected = served_with_replans(_tables_of(cb), counts, lambda t, s: t[s], k)
+    np.testing.assert_allclose(applied, expected, rtol=2e-4)
+    if cb.step_table is not None:  # the schedule's table records what was served
+        np.testing.assert_allclose(cb.step_table, applied, rtol=2e-4)
+
+
+@pytest.mark.skipif(keras.backend.backend() == "torch", reason="torch runs one step per call")
+@pytest.mark.parametrize("mode", ["schedule", "float"])
+def test_steps_per_execution_records_and_serves_what_ran(mode, backend):
+    # Two steps per train-function call: the callback sees one hook per call, so a point
+    # taken at a call is read at the next (here the epoch's end) and its plan reaches the
+    # next epoch. The record must match the LRs that ran.
+    lr = LODESchedule(initial_learning_rate=0.1) if mode == "schedule" else 0.1
+    model = _build("sgd", lr)
+    model.compile(optimizer=model.optimizer, loss="mean_absolute_error", steps_per_execution=2)
+    weights = KernelTrace()  # one reading per call: the sum of its two steps' LRs
+    x, y = _data()
+    cb = _callback()
+    model.fit(x, y, batch_size=2, epochs=EPOCHS, shuffle=False, verbose=0,
+              callbacks=[weights, cb])  # fmt: skip
+    pair_sums = applied_lr(weights.values, "sgd")
+    assert len(pair_sums) == EPOCHS * SPE // 2
+    assert sorted(cb.plans) == [2, 4, 6]
+    # Replans at points 2, 4, 6 (each an epoch's first point) are read at that epoch's end.
+    counts = [(n // P + 1) * SPE - 1 for n in sorted(cb._replans)]
+    if mode == "schedule":
+        served = served_with_replans(_tables_of(cb), counts, _expected_schedule, EPOCHS * SPE)
+        np.testing.assert_allclose(cb.step_table, served, rtol=1e-6)
+    else:
+        serve = lambda t, s: t[s // (SPE // P)]  # noqa: E731
+        served = served_with_replans(_tables_of(cb), counts, serve, EPOCHS * SPE)
+    np.testing.assert_allclose(pair_sums, served.reshape(-1, 2).sum(axis=1), rtol=2e-4)
+    # Each point recorded the LR of its interval's last step.
+    np.testing.assert_allclose(np.exp(cb.history[:, 1]), served[SPE // P - 1 :: SPE // P],
+                               rtol=2e-4)  # fmt: skip

@@ -158,6 +158,7 @@ class LODECallback(LogPointObserver):
         self._replans: dict[int, np.ndarray] = {}
         self.plans, self.last_plan, self.plan_seconds = {}, None, 0.0
         self._first_epoch, self.checked_run = True, False
+        self._last_lr = None
         self.tables.apply(self.model, 0)
 
     # ------------------------------------------------------------------ resume
@@ -200,11 +201,16 @@ class LODECallback(LogPointObserver):
         self._last_lr = lr
         if self._due(n):
             self._replan(n)
-        self.tables.apply(self.model, n + 1)
+        # The plan reaches the steps not dispatched yet: a float LR is set for the interval
+        # they belong to (a later point's when this one was read late); a schedule's table
+        # keeps the steps that ran (`PlanTables.replace(first_step=...)`).
+        next_point = n + 1 if self.schedule is not None else max(n + 1, self.open_point())
+        self.tables.apply(self.model, next_point)
         self._save_state()
 
     def _point_taken(self, k: int) -> None:
-        # A float LR follows the table at once; a plan made from this point comes a step later.
+        # A float LR follows the table at once (the next interval's steps are dispatched
+        # after this hook); a plan made from this point comes when it is read.
         if self.schedule is None:
             self.tables.apply(self.model, self._epoch * self.points_per_epoch + k + 1)
 
@@ -226,7 +232,7 @@ class LODECallback(LogPointObserver):
         self.plan_seconds += time.perf_counter() - t0
         if result is None:
             return
-        self.tables.replace(n + 1, lrs)
+        self.tables.replace(n + 1, lrs, first_step=self.dispatched)
         self._replans[n] = lrs.copy()
         self.plans[n] = result
         self.last_plan = result

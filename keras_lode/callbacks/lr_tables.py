@@ -139,6 +139,7 @@ class PlanTables:
                 # The last step of each interval is exactly the point table's value.
                 steps[self.point_steps - 1] = self.warmup_table
                 self.step_table = steps
+                self.warmup_steps = steps.copy()
         self.applied = None  # what the optimizer holds: True (schedule) or the float LR
         self.dirty = False  # the table changed since it was last applied
 
@@ -146,28 +147,35 @@ class PlanTables:
     def per_step(self) -> bool:
         return self.step_table is not None
 
-    def replace(self, start: int, lrs: np.ndarray) -> None:
-        """Sets the plan from log point `start` on (the per-step table follows)."""
+    def replace(self, start: int, lrs: np.ndarray, first_step: int = 0) -> None:
+        """Sets the plan from log point `start` on (the per-step table follows).
+
+        `first_step`: the first step the change can still reach (steps before it were
+        dispatched with the LR they had); the per-step table keeps those steps as they ran,
+        so it stays the record of what was served.
+        """
         if not np.array_equal(self.table[start:], lrs):
             # A plan that keeps the current one changes nothing (a warm-up stays exact).
             self.table[start:] = lrs
             self.dirty = True
             if self.per_step:
-                self.interpolate_steps(start)
+                self.interpolate_steps(start, first_step)
 
     def restart(self) -> None:
         """Back to the warm-up (a resumed fit replays its plans on top)."""
         self.table = self.warmup_table.copy()
         if self.per_step:
-            self.interpolate_steps(0)
+            self.step_table = self.warmup_steps.copy()
         self.applied = None if self.schedule is not None else self.applied
 
-    def interpolate_steps(self, next_point: int) -> int:
-        """Per-step table from log point `next_point` on: the plan, interpolated as
-        `LODESchedule` does between log points; returns the first step it covers."""
+    def interpolate_steps(self, next_point: int, first_step: int = 0) -> int:
+        """Per-step table from log point `next_point` on (not before `first_step`): the
+        plan, interpolated as `LODESchedule` does between log points; returns the first
+        step it covers."""
         s0 = int(self.point_steps[next_point - 1]) if next_point > 0 else 0
         if next_point == 0:
             return s0  # the warm-up itself, exact at every step
+        s0 = max(s0, int(first_step))
         steps = np.arange(s0, len(self.step_table), dtype=np.float64)
         u = np.clip((steps + 1) * self.points_per_epoch / self.steps_per_epoch - 1, 0,
                     self.total_points - 1)  # fmt: skip

@@ -183,6 +183,14 @@ class LogPointObserver(keras.callbacks.Callback):
         epochs = np.arange(self.epochs)[:, None] * self.steps_per_epoch
         return (epochs + within[None, :]).ravel()
 
+    def open_point(self) -> int:
+        """The first log point of the run whose interval still has steps to dispatch.
+
+        LR changes made now reach the steps from `dispatched` on (steps dispatched
+        already run on the LR they were given), i.e. this point's interval onwards.
+        """
+        return int(np.searchsorted(self.point_steps(), self.dispatched, side="right"))
+
     def loss_tracker_state(self, model) -> tuple[float, float] | None:
         """`(total, count)` of `model`'s loss tracker now, or None without one.
 
@@ -202,12 +210,14 @@ class LogPointObserver(keras.callbacks.Callback):
         self.seconds = 0.0
         self._queue = []
         self._setup_geometry()
+        self.dispatched = 0  # global steps dispatched so far (set at each hook)
         self._fit_begin()
         self.seconds += time.perf_counter() - t0
 
     def on_epoch_begin(self, epoch, logs=None):
         t0 = time.perf_counter()
         self._epoch = int(epoch)
+        self.dispatched = int(epoch) * self.steps_per_epoch
         self._next = 0  # index into self.boundaries
         self._base = (0.0, 0.0)  # loss tracker (total, count) at the previous point
         self._base_steps = 0  # steps completed in this epoch at the previous point
@@ -222,24 +232,30 @@ class LogPointObserver(keras.callbacks.Callback):
         if not (reached or self._queue):
             return
         t0 = time.perf_counter()
-        waiting = self._queue
-        self._queue = []
-        if reached:  # taken before anything of this hook changes the LR
-            item = self._take(done, None)
+        waiting, self._queue = self._queue, []
+        self.dispatched = self._epoch * self.steps_per_epoch + done
+        # Taken before anything of this hook changes the LR; the points waiting (taken at an
+        # earlier hook, a step has been dispatched since) are read and acted on before the
+        # new point's own action, so a plan never goes back to an older point's LR.
+        item = self._take(done, None) if reached else None
+        for old in waiting:
+            self._deliver(old)
+        if item is not None:
             self._queue.append(item)
             self._point_taken(item["indices"][-1])
-        for item in waiting:  # taken at an earlier batch: a step has been dispatched since
-            self._deliver(item)
         self.seconds += time.perf_counter() - t0
 
     def on_epoch_end(self, epoch, logs=None):
         t0 = time.perf_counter()
         logs = logs if logs is not None else {}
-        self._flush()
         done = self._started
+        self.dispatched = self._epoch * self.steps_per_epoch + done  # all of them ran
         if done >= self.steps_per_epoch:
-            if self._next < len(self.boundaries):
+            item = None
+            if self._next < len(self.boundaries):  # taken before a waiting point's plan
                 item = self._take(self.steps_per_epoch, logs)
+            self._flush()
+            if item is not None:
                 self._point_taken(item["indices"][-1])
                 self._deliver(item)
         else:
@@ -247,10 +263,16 @@ class LogPointObserver(keras.callbacks.Callback):
             # TerminateOnNaN, or data that ran out): record the points its steps reached,
             # then the steps after the last of them as one partial point, never points for
             # steps that did not run.
-            if self._next < len(self.boundaries) and done >= self.boundaries[self._next]:
-                self._deliver(self._take(done, logs))
-            if done > self._base_steps:
-                self._deliver(self._take(done, logs, partial=True))
+            reached = self._next < len(self.boundaries) and done >= self.boundaries[self._next]
+            last = max([self._base_steps] + [w["done"] for w in self._queue])
+            item = None
+            if reached:
+                item = self._take(done, logs)
+            elif done > last:
+                item = self._take(done, logs, partial=True)
+            self._flush()
+            if item is not None:
+                self._deliver(item)
         self.seconds += time.perf_counter() - t0
 
     def on_train_end(self, logs=None):
