@@ -107,7 +107,7 @@ def test_text_loader_and_split_do_not_overlap():
 
     text = load_text("pydoc")
     assert len(text) > 400_000 and b"statement" in text
-    d = text_data(seq_len=16, n_train=100, n_val=10, n_test=10)
+    d = text_data(source="pydoc", seq_len=16, n_train=100, n_val=10, n_test=10)
     # y is x shifted by one byte; the test block is the tail of the corpus.
     np.testing.assert_array_equal(d.x_train[0, 1:], d.y_train[0, :-1])
     tokens = np.frombuffer(text, dtype=np.uint8)
