@@ -247,11 +247,15 @@ def _print_plan(args, model, rec, p, controlled: bool) -> None:
     print(f"run:   {rec.run_id} ({len(rec)} of {K} log points recorded, P={P}, {rec.status})")
     print(p.summary())
     if controlled:
-        print(f"{'candidate':<24} {'mean':>8} {'sd':>8} {'bound':>8}")
+        paired = p.gain is not None
+        extra = f" {'gain':>8} {'gain sd':>8}" if paired else ""
+        print(f"{'candidate':<24} {'mean':>8} {'sd':>8}{extra} {'bound':>8}  ({p.rule} rule)")
         for row in p.table(args.top):
             mark = " <- plan" if row["name"] == p.chosen_name else ""
+            extra = f" {row['gain']:+8.4f} {row['gain_sd']:8.4f}" if paired else ""
             print(
-                f"{row['name']:<24} {row['mean']:8.4f} {row['sd']:8.4f} {row['bound']:8.4f}{mark}"
+                f"{row['name']:<24} {row['mean']:8.4f} {row['sd']:8.4f}{extra} "
+                f"{row['bound']:8.4f}{mark}"
             )
         if p.rejected:
             print(f"{len(p.rejected)} candidates left out (LR range or trust region)")

@@ -44,7 +44,7 @@ from keras_lode.model.layers import ConfigViews, check_points, gru_step, softplu
 from keras_lode.model.schema import member_weight_shapes
 from keras_lode.model.validation import validate
 
-__all__ = ["ControlledODE", "random_controlled"]
+__all__ = ["ControlledODE", "predict_paths", "random_controlled"]
 
 
 class ControlledODE(ConfigViews):
@@ -272,6 +272,38 @@ class ControlledODE(ConfigViews):
             for i in range(self.members)
         }
         save_model(path, self._config, flat)
+
+
+def predict_paths(model, window, paths, position: int, time_scale: float = 1.0) -> np.ndarray:
+    """(M, C, R + 1, 2): every member's `[loss, metric]` at points `position .. K - 1`
+    under each LR path, from the observed window (the planners' one batched call).
+
+    Args:
+        model: a controlled model (any object with `predict`).
+        window: (W, 3) raw `[loss, ln lr, metric]` at points `position - W + 1 .. position`.
+        paths: (C, R) LR per remaining point `position + 1 .. K - 1` of each path.
+        position: the current log point `n`.
+        time_scale: model log points per run log point (run point i is model time
+            `i * time_scale`).
+
+    Raises:
+        ValueError: `model.predict` returned another shape.
+    """
+    window = np.asarray(window, dtype=np.float64)
+    paths = np.asarray(paths, dtype=np.float64)
+    W, (C, R) = window.shape[0], paths.shape
+    n = int(position)
+    t_window = np.arange(n - W + 1, n + 1, dtype=np.float64) * time_scale
+    t = np.arange(n, n + R + 1, dtype=np.float64) * time_scale
+    log_lr = np.empty((C, R + 1))
+    log_lr[:, 0] = window[-1, 1]
+    log_lr[:, 1:] = np.log(paths)
+    pred = np.asarray(model.predict(t_window, window, t, log_lr))
+    if pred.ndim != 4 or pred.shape[1:] != (C, R + 1, 2):
+        raise ValueError(
+            f"model.predict must return shape (M, {C}, {R + 1}, 2). Received: {pred.shape}"
+        )
+    return pred
 
 
 def random_controlled(seed=0, *, dtype=np.float64, field_scale=1.0, **config_args):

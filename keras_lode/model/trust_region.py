@@ -82,6 +82,41 @@ class TrustRegion:
         down, up = down[np.isfinite(down)], up[np.isfinite(up)]
         return (float(down.min()) if down.size else 0.0, float(up.max()) if up.size else 0.0)
 
+    def allowed_many(self, ln_lr, fraction) -> tuple[np.ndarray, np.ndarray]:
+        """`allowed` for arrays of states (ln LR, fraction of the run), vectorized."""
+        ln = np.asarray(ln_lr, dtype=np.float64)
+        frac = np.broadcast_to(np.asarray(fraction, dtype=np.float64), ln.shape)
+        nf = len(self.fraction_edges) - 1
+        i = np.clip(np.searchsorted(self.fraction_edges, frac, side="right") - 1, 0, nf - 1)
+        centers = 0.5 * (self.ln_lr_edges[:-1] + self.ln_lr_edges[1:])
+        half = 0.5 * float(np.min(np.diff(self.ln_lr_edges)))
+        near = np.abs(centers - ln[..., None]) <= self.radius + half  # (..., L)
+        down, up = self.down[i], self.up[i]
+        low = np.where(near & np.isfinite(down), down, np.inf).min(axis=-1)
+        high = np.where(near & np.isfinite(up), up, -np.inf).max(axis=-1)
+        return np.where(np.isfinite(low), low, 0.0), np.where(np.isfinite(high), high, 0.0)
+
+    def path_violation(self, lr_now: float, path, fraction: float, step: float):
+        """The first step of an LR path that leaves the region, or None.
+
+        Step i goes from `path[i - 1]` (`lr_now` for i = 0) to `path[i]`, from a state at
+        `fraction + i * step` of the run; its ln-LR change must lie in what the training
+        runs did from that state (`allowed`).
+
+        Returns:
+            None, or `(i, ratio, (low, high))`: the step, its LR ratio and the allowed
+            ln-LR changes there.
+        """
+        path = np.asarray(path, dtype=np.float64)
+        ln = np.log(np.concatenate([[lr_now], path]))
+        jumps = np.diff(ln)
+        low, high = self.allowed_many(ln[:-1], fraction + step * np.arange(path.size))
+        bad = (jumps < low - 1e-9) | (jumps > high + 1e-9)
+        if not bad.any():
+            return None
+        i = int(np.argmax(bad))
+        return i, float(np.exp(jumps[i])), (float(low[i]), float(high[i]))
+
     def to_json(self) -> dict:
         """A JSON-ready dict (NaN as None) for the model file's planner section."""
 

@@ -211,6 +211,28 @@ def _check_controlled_sections(config, ck):
             TrustRegion.from_json(planner["trust"])
         except ValueError as e:
             ck.fail("planner.trust", "a trust region (see docs/model-format.md)", str(e))
+    if planner.get("paired") is not None:
+        _check_paired(planner["paired"], ck)
+
+
+def _check_paired(paired, ck):
+    """`planner.paired`: the paired decision rule's calibration (docs/model-format.md)."""
+    keys = {"sd_scale", "sd_floor", "kappa", "margin", "trusted", "level", "coverage"}
+    if not isinstance(paired, dict):
+        ck.fail("planner.paired", "a JSON object", type(paired).__name__)
+    missing = sorted(keys - set(paired))
+    if missing:
+        ck.fail("planner.paired", f"the keys {sorted(keys)}", f"missing {missing}")
+    ck.number(paired, "planner.paired", "sd_scale", positive=True)
+    for key in ("sd_floor", "kappa"):
+        if ck.number(paired, "planner.paired", key) < 0:
+            ck.fail(f"planner.paired.{key}", "a number >= 0", repr(paired[key]))
+    ck.number(paired, "planner.paired", "margin")
+    if not isinstance(paired["trusted"], bool):
+        ck.fail("planner.paired.trusted", "true or false", repr(paired["trusted"]))
+    for key in ("level", "coverage"):
+        if not 0 <= ck.number(paired, "planner.paired", key) <= 1:
+            ck.fail(f"planner.paired.{key}", "a number in [0, 1]", repr(paired[key]))
 
 
 def _check_json(value, key, ck):

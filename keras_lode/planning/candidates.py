@@ -10,10 +10,10 @@ schedules for the rest of the run. `candidate_library` builds that set from the 
 
 Start levels are multiples of the current LR (`starts`, default 0.5x, 1x, 2x); end levels are
 fractions of the start (`ends`, default 1/10 and 1/100) and the bottom of the training runs' LR
-range. Every candidate stays inside `lr_range`, and its first step (the jump from the current
-LR) must lie inside the `TrustRegion`: the LR changes the training runs made from a similar
-state (the same stretch of training, a similar LR). Candidates that leave either are dropped,
-not clipped, and the planner reports why.
+range. Every candidate stays inside `lr_range`, and every step of it (the first one from the
+current LR, then each from the LR it reached) must lie inside the `TrustRegion`: the LR
+changes the training runs made from a similar state (the same stretch of training, a similar
+LR). Candidates that leave either are dropped, not clipped, and the planner reports why.
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def candidate_library(
         starts: start levels as multiples of `lr_now`.
         ends: end levels as fractions of the start level.
         shapes: decaying shapes to include (a subset of `SHAPES`).
-        trust: the allowed LR jumps; None allows any jump inside `lr_range`.
+        trust: the allowed LR changes, checked at every step of a candidate; None allows
+            any path inside `lr_range`.
         fraction: the current point as a fraction of the run (for the trust region).
 
     Returns:
@@ -115,7 +116,8 @@ def candidate_library(
             f"Received shape {default.shape}"
         )
     names, paths, rejected = ["default"], [default], {}
-    allowed = trust.allowed(lr_now, fraction) if trust is not None else (-np.inf, np.inf)
+    # Point n + i is at fraction + i / K of the run, and 1 / K = (1 - fraction) / (R + 1).
+    step = (1.0 - fraction) / (R + 1)
 
     def add(name, path):
         if name in names or name in rejected:
@@ -124,12 +126,13 @@ def candidate_library(
         if path.min() < lo * (1 - 1e-9) or path.max() > hi * (1 + 1e-9):
             rejected[name] = f"leaves the training runs' LR range [{lo:.3g}, {hi:.3g}]"
             return
-        jump = math.log(path[0] / lr_now)
-        if not allowed[0] - 1e-9 <= jump <= allowed[1] + 1e-9:
+        left = trust.path_violation(lr_now, path, fraction, step) if trust is not None else None
+        if left is not None:
+            i, ratio, (low, high) = left
+            where = "from the current LR" if i == 0 else f"at its step {i + 1} of {R}"
             rejected[name] = (
-                f"jumps x{path[0] / lr_now:.3g} from the current LR; the training runs "
-                f"changed it by x{math.exp(allowed[0]):.3g} to x{math.exp(allowed[1]):.3g} "
-                "from similar states"
+                f"jumps x{ratio:.3g} {where}; the training runs changed it by "
+                f"x{math.exp(low):.3g} to x{math.exp(high):.3g} from similar states"
             )
             return
         names.append(name)

@@ -9,10 +9,19 @@ dynamics, so at log point `n` of a `K`-point run the planner
    only inside the training runs' LR range and the trust region;
 2. predicts, for every member of the ensemble and every candidate in one batched
    `model.predict`, the validation metric at the run's last point `K - 1` (never past it);
-3. scores each candidate by its lower confidence bound `mean - kappa * sd` over the
-   members, with the spread calibrated on held-out runs (`model.spread`);
-4. switches to the best-bounded candidate only if its bound beats the default's *mean* by
-   `margin`; otherwise the plan is the default's continuation, exactly.
+3. decides with one of two rules:
+   - `"paired"` (a model file with a `planner.paired` calibration, fitted on on-policy
+     branch runs: runs of one seed that share a prefix and differ only in the
+     continuation, `keras_lode.train.counterfactual`): each member predicts the candidate's
+     *gain* over the default (the members share most of their bias, which cancels in the
+     difference); the gain's spread over the members is calibrated on held-out branch
+     groups; the planner switches to the candidate with the best lower bound
+     `mean(gain) - kappa * sd_cal(gain)` when that bound exceeds `margin`. A calibration
+     whose held-out coverage fell short of its target (`trusted: false`) never switches.
+   - `"absolute"` (older files): each candidate's bound `mean - kappa * sd` of its final
+     metric, the spread calibrated on held-out runs (`model.spread`); it switches when
+     the best bound beats the default's *mean* by `margin`.
+4. otherwise the plan is the default's continuation, exactly.
 
 The metric is maximized (an accuracy). A run whose length differs from the model's horizon
 is mapped by fraction of training, as the generative planner does.
@@ -26,13 +35,20 @@ import time
 import numpy as np
 
 from keras_lode._checks import check_number, config_with_options
+from keras_lode.model.controlled import predict_paths
 from keras_lode.model.defaults import CONTROL_DEFAULTS
 from keras_lode.model.trust_region import TrustRegion
 from keras_lode.planning import candidates as lib
 from keras_lode.planning import common
 from keras_lode.planning.plans import ControlPlan
 
-__all__ = ["CONTROL_DEFAULTS", "ControlOptions", "ControlPlan", "plan_control"]
+__all__ = [
+    "CONTROL_DEFAULTS",
+    "ControlOptions",
+    "ControlPlan",
+    "paired_spread",
+    "plan_control",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +66,9 @@ class ControlOptions:
         lr_range: (low, high) LR range candidates must stay in.
         trust: False ignores the model's trust region (candidates only need to stay in
             `lr_range`); for experiments.
+        rule: `"paired"` or `"absolute"` (module docstring); None: paired when the model
+            file has a paired calibration. `kappa` and `margin` default to the rule's own
+            (the paired calibration stores those chosen on held-out branch groups).
     """
 
     kappa: float | None = None
@@ -59,6 +78,7 @@ class ControlOptions:
     shapes: tuple | None = None
     lr_range: tuple | None = None
     trust: bool = True
+    rule: str | None = None
 
 
 def plan_control(
@@ -112,7 +132,8 @@ def plan_control(
     t0 = time.perf_counter()
     opts = config_with_options(ControlOptions, config, options, "plan_control")
     defaults = common.model_defaults(model)
-    kappa, margin, library = _resolve_rules(opts, defaults)
+    paired = _paired_calibration(opts.rule, defaults)
+    kappa, margin, library = _resolve_rules(opts, defaults, paired)
     n, K = common.check_position(position, total_points)
     window = _model_window(model, common.check_window(window, n))
     lo, hi = common.resolve_lr_range(opts.lr_range, defaults, model)
@@ -127,7 +148,12 @@ def plan_control(
     t2 = time.perf_counter()
 
     mean, sd, bound = _score(model, pred, kappa)
-    chosen, fallback, reason = _decide(cands.names, mean, bound, margin)
+    gain = gain_sd = None
+    if paired is None:
+        chosen, fallback, reason = _decide(cands.names, mean, bound, margin)
+    else:
+        gain, gain_sd, bound = _score_paired(pred, paired, kappa)
+        chosen, fallback, reason = _decide_paired(cands.names, gain, bound, margin, paired)
     t3 = time.perf_counter()
     return ControlPlan(
         lr=cands.lr[chosen].copy(),
@@ -151,17 +177,40 @@ def plan_control(
         window=window,
         fallback=fallback,
         timings={"library": t1 - t0, "predict": t2 - t1, "selection": t3 - t2},
+        rule="absolute" if paired is None else "paired",
+        gain=gain,
+        gain_sd=gain_sd,
     )
 
 
-def _resolve_rules(opts: ControlOptions, defaults: dict) -> tuple[float, float, dict]:
+def _paired_calibration(rule, defaults: dict) -> dict | None:
+    """The model's paired calibration when the rule is paired; None for the absolute rule."""
+    paired = defaults.get("paired")
+    if rule is None:
+        return paired
+    if rule not in ("paired", "absolute"):
+        raise ValueError(f"Argument `rule` must be 'paired' or 'absolute'. Received: {rule!r}")
+    if rule == "absolute":
+        return None
+    if paired is None:
+        raise ValueError(
+            "rule='paired' needs a model file with a paired calibration (planner.paired, "
+            "fitted on branch runs: `keras-lode calibrate`); this model has none"
+        )
+    return paired
+
+
+def _resolve_rules(opts: ControlOptions, defaults: dict, paired) -> tuple[float, float, dict]:
     """`(kappa, margin, library)`: the decision rule and the library's `starts/ends/shapes`."""
 
     def pick(name):
         return common.pick(name, getattr(opts, name), defaults, CONTROL_DEFAULTS)
 
-    kappa = check_number("kappa", pick("kappa"), minimum=0.0)
-    margin = check_number("margin", pick("margin"))
+    rule = paired or {}
+    kappa = opts.kappa if opts.kappa is not None else rule.get("kappa", pick("kappa"))
+    margin = opts.margin if opts.margin is not None else rule.get("margin", pick("margin"))
+    kappa = check_number("kappa", kappa, minimum=0.0)
+    margin = check_number("margin", margin)
     starts = _positive_tuple("starts", pick("starts"))
     ends = _positive_tuple("ends", pick("ends"))
     shapes = tuple(pick("shapes"))
@@ -201,20 +250,7 @@ def _model_window(model, window: np.ndarray) -> np.ndarray:
 
 def _predict(model, window: np.ndarray, cands, n: int, K: int, scale: float) -> np.ndarray:
     """(M, C, K - n, 2): every member's `[loss, metric]` under every candidate."""
-    W = window.shape[0]
-    # Model time: run point i is model point i * scale (the horizon mapping).
-    t_window = np.arange(n - W + 1, n + 1, dtype=np.float64) * scale
-    t = np.arange(n, K, dtype=np.float64) * scale
-    log_lr = np.empty((len(cands.names), K - n))
-    log_lr[:, 0] = window[-1, 1]
-    log_lr[:, 1:] = np.log(cands.lr)
-    pred = np.asarray(model.predict(t_window, window, t, log_lr))
-    C = len(cands.names)
-    if pred.ndim != 4 or pred.shape[1:] != (C, K - n, 2):
-        raise ValueError(
-            f"model.predict must return shape (M, {C}, {K - n}, 2). Received: {pred.shape}"
-        )
-    return pred
+    return predict_paths(model, window, cands.lr, n, scale)
 
 
 def _score(model, pred: np.ndarray, kappa: float):
@@ -224,6 +260,48 @@ def _score(model, pred: np.ndarray, kappa: float):
     mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
     bound = mean - kappa * sd
     return mean, sd, np.where(np.isfinite(bound), bound, -np.inf)
+
+
+def paired_spread(member_gains, calibration: dict):
+    """`(mean, sd)` of the members' gains (axis 0) with the paired calibration's spread:
+    `sd_scale * sqrt(sd**2 + sd_floor**2)`."""
+    v = np.asarray(member_gains, dtype=np.float64)
+    mean = v.mean(axis=0)
+    sd = v.std(axis=0, ddof=1) if v.shape[0] > 1 else np.zeros_like(mean)
+    return mean, float(calibration["sd_scale"]) * np.sqrt(sd**2 + calibration["sd_floor"] ** 2)
+
+
+def _score_paired(pred: np.ndarray, paired: dict, kappa: float):
+    """`(gain, sd, bound)`: each candidate's predicted gain over the default (member by
+    member), its calibrated sd and lower bound; the default's are 0."""
+    final = pred[:, :, -1, 1]  # (M, C)
+    gain, sd = paired_spread(final - final[:, :1], paired)
+    gain[0], sd[0] = 0.0, 0.0
+    bound = gain - kappa * sd
+    return gain, sd, np.where(np.isfinite(bound), bound, -np.inf)
+
+
+def _decide_paired(names, gain, bound, margin: float, paired: dict) -> tuple[int, bool, str]:
+    """`(chosen, fallback, reason)`: switch only if the best gain's lower bound > margin."""
+    if not paired.get("trusted", True):
+        return 0, False, (
+            "the paired calibration did not reach its coverage on held-out branch groups "
+            f"({paired.get('coverage', float('nan')):.2f} < {paired.get('level', 0.85):.2f}): "
+            "following the default"
+        )  # fmt: skip
+    others = np.flatnonzero(np.isfinite(bound[1:])) + 1
+    if others.size == 0:
+        return 0, not np.isfinite(gain[1:]).any(), "no other usable candidate"
+    best = int(others[np.argmax(bound[others])])
+    if bound[best] > margin:
+        return best, False, (
+            f"its predicted gain {gain[best]:+.3g} has lower bound {bound[best]:+.3g} > "
+            f"margin {margin:.3g}"
+        )  # fmt: skip
+    return 0, False, (
+        f"best other {names[best]!r} gain {gain[best]:+.3g} has lower bound "
+        f"{bound[best]:+.3g} <= margin {margin:.3g}"
+    )  # fmt: skip
 
 
 def _decide(names, mean, bound, margin: float) -> tuple[int, bool, str]:

@@ -93,8 +93,13 @@ class ControlPlan:
         lr: (R,) LR for each remaining log point `position + 1 .. total_points - 1`.
         names: (C,) candidate names; entry 0 is `"default"`.
         paths: (C, R) each candidate's LRs.
-        mean, sd, bound: (C,) predicted final metric (ensemble mean), its calibrated sd,
-            and the lower bound `mean - kappa * sd` (NaN/-inf for a non-finite prediction).
+        mean, sd: (C,) predicted final metric (ensemble mean) and its calibrated sd.
+        bound: (C,) the rule's score (-inf for a non-finite prediction): the absolute
+            rule's `mean - kappa * sd`; the paired rule's lower bound of the gain,
+            `gain - kappa * gain_sd` (0 for the default).
+        rule: `"paired"` or `"absolute"` (see `keras_lode.planning.control`).
+        gain, gain_sd: (C,) the paired rule's predicted gain over the default (member by
+            member, then averaged) and its calibrated sd; None under the absolute rule.
         chosen: index of the candidate `lr` follows (0: the default).
         switched: True when the plan left the default.
         reason: why it switched or stayed, in words.
@@ -132,6 +137,9 @@ class ControlPlan:
     window: np.ndarray
     fallback: bool = False
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    rule: str = "absolute"
+    gain: np.ndarray | None = None
+    gain_sd: np.ndarray | None = None
 
     kind = "controlled"
 
@@ -145,17 +153,16 @@ class ControlPlan:
         return self.names[self.chosen]
 
     def table(self, top: int | None = None) -> list[dict]:
-        """Candidates as rows `{name, mean, sd, bound}`, best bound first."""
+        """Candidates as rows `{name, mean, sd, bound}` (and `gain`, `gain_sd` under the
+        paired rule), best bound first."""
         order = np.argsort(-np.nan_to_num(self.bound, nan=-np.inf), kind="stable")
-        rows = [
-            {
-                "name": self.names[i],
-                "mean": float(self.mean[i]),
-                "sd": float(self.sd[i]),
-                "bound": float(self.bound[i]),
-            }
-            for i in order[:top]
-        ]
+        rows = []
+        for i in order[:top]:
+            row = {"name": self.names[i], "mean": float(self.mean[i]), "sd": float(self.sd[i])}
+            if self.gain is not None:
+                row.update(gain=float(self.gain[i]), gain_sd=float(self.gain_sd[i]))
+            row["bound"] = float(self.bound[i])
+            rows.append(row)
         return rows
 
     def summary(self) -> str:
@@ -167,6 +174,8 @@ class ControlPlan:
         if self.rejected:
             head += f" ({len(self.rejected)} outside range/trust region)"
         d = f"default {self.mean[0]:.4g} +/- {self.sd[0]:.2g}"
+        if self.gain is not None and self.switched:
+            d += f", gain {self.gain[self.chosen]:+.3g} +/- {self.gain_sd[self.chosen]:.2g}"
         verb = "switched to" if self.switched else "kept"
         return (
             f"{head}; {d}; {verb} {self.chosen_name!r} ({self.reason}); "

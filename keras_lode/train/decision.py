@@ -26,6 +26,8 @@ import numpy as np
 __all__ = [
     "DEFAULT_FRACTIONS",
     "calibrate",
+    "calibrated_sd",
+    "fit_spread_calibration",
     "counterfactual_skill",
     "decision_skill",
     "format_skill",
@@ -118,11 +120,14 @@ def _target_config(run):
     return _config_key(run)
 
 
-def _calibrated_sd(sd, cal):
+def calibrated_sd(sd, cal):
+    """The calibrated spread `sd_scale * sqrt(sd**2 + sd_floor**2)`."""
     return cal["sd_scale"] * np.sqrt(sd**2 + cal["sd_floor"] ** 2)
 
 
-def _fit_calibration(residuals, sd, level):
+def fit_spread_calibration(residuals, sd, level):
+    """`{"sd_scale", "sd_floor"}` so that |residual| <= 2 calibrated sd on `level` of the
+    cases (split-conformal; the floor is the median raw sd)."""
     floor = float(np.median(sd)) if np.median(sd) > 0 else 1e-6
     z = np.abs(residuals) / np.sqrt(sd**2 + floor**2)
     n = z.size
@@ -159,9 +164,9 @@ def calibrate(model, heldout_runs, *, level=0.95, fractions=DEFAULT_FRACTIONS) -
         fit_on, test_on = fold != f, fold == f
         if fit_on.sum() == 0 or test_on.sum() == 0:
             continue
-        cal = _fit_calibration(res[fit_on], sd[fit_on], level)
-        covered[test_on] = np.abs(res[test_on]) <= 2 * _calibrated_sd(sd[test_on], cal)
-    cal = _fit_calibration(res, sd, level)
+        cal = fit_spread_calibration(res[fit_on], sd[fit_on], level)
+        covered[test_on] = np.abs(res[test_on]) <= 2 * calibrated_sd(sd[test_on], cal)
+    cal = fit_spread_calibration(res, sd, level)
     return {
         **cal,
         "n": len(cases),

@@ -1,0 +1,238 @@
+"""Decisions calibrated on counterfactuals: branch groups, the paired spread, the rule's knobs.
+
+A *branch group* is the runs of one seed that share everything up to log point `n` (same
+initial weights, batch order and LRs) and differ only in the LR continuation after it: the
+default (the schedule the run was following) and candidates from the planner's library.
+Their final validation metrics are the actual paired gains of the very decision the
+planner faces at `n`, free of seed noise in the prefix.
+
+`fit_paired` measures, cross-fitted by seed (every figure of a seed's groups comes from a
+fit on the other seeds' groups):
+
+- the ensemble's skill on those gains: Spearman rank correlation (within a group) and RMSE
+  of the predicted gain (members' mean of candidate minus default) against the actual one;
+- the coverage of `gain +/- 2 sd` by the actual gains: raw (the members' spread of the
+  difference) and calibrated (`sd_scale * sqrt(sd**2 + sd_floor**2)`, split-conformal,
+  fitted on the other seeds);
+- the realized gain of the rule `switch to the best mean - kappa * sd_cal > margin`, with
+  `kappa` and `margin` chosen on the other seeds by the gain they would have realized,
+  against always keeping the default (0) and the oracle (the best continuation of each
+  group, in hindsight).
+
+The calibration fitted on all groups becomes the model file's `planner.paired` section
+(`with_paired_calibration`); it is `trusted` only if its cross-fitted coverage reached the
+target (less a tolerance for the finite number of groups), and an untrusted one never
+switches. Everything is NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from keras_lode.train.decision import calibrated_sd, fit_spread_calibration, spearman
+
+__all__ = [
+    "KAPPAS",
+    "MARGINS",
+    "BranchGroup",
+    "fit_paired",
+    "member_gains",
+    "paired_section",
+    "with_paired_calibration",
+]
+
+#: The grids `kappa` and `margin` (metric units) are chosen from.
+KAPPAS = (0.0, 0.5, 1.0, 2.0)
+MARGINS = (0.0, 0.001, 0.0025, 0.005, 0.01)
+#: Coverage may fall this far below the target before the calibration is not trusted.
+COVERAGE_TOLERANCE = 0.05
+
+
+@dataclasses.dataclass
+class BranchGroup:
+    """The runs of one seed that differ only in the continuation after log point `position`.
+
+    Attributes:
+        seed: the runs' seed (groups are held out by seed).
+        position: the branch point `n`.
+        total_points: the runs' number of log points `K`.
+        window: (W, 3) `[loss, ln lr, metric]` of the shared prefix up to `n`.
+        names: (C,) continuation names; entry 0 is the default.
+        paths: (C, K - 1 - n) LR per remaining point of each continuation.
+        actual: (C,) final validation metric each run reached.
+        points_per_epoch: the runs' P (for the horizon mapping).
+    """
+
+    seed: int
+    position: int
+    total_points: int
+    window: np.ndarray
+    names: list[str]
+    paths: np.ndarray
+    actual: np.ndarray
+    points_per_epoch: int | None = None
+
+    def __post_init__(self):
+        self.window = np.asarray(self.window, dtype=np.float64)
+        self.paths = np.asarray(self.paths, dtype=np.float64)
+        self.actual = np.asarray(self.actual, dtype=np.float64)
+        c = len(self.names)
+        r = self.total_points - 1 - self.position
+        if c < 2 or self.paths.shape != (c, r) or self.actual.shape != (c,):
+            raise ValueError(
+                f"BranchGroup(seed={self.seed}): expected >= 2 names, paths of shape ({c}, {r}) "
+                f"and {c} actual finals. Received paths {self.paths.shape}, actual "
+                f"{self.actual.shape}"
+            )
+
+
+def member_gains(model, group: BranchGroup) -> np.ndarray:
+    """(M, C): each member's predicted final of each continuation minus the default's.
+
+    A run of another length than the model's horizon is mapped by fraction of training,
+    as the planner maps it.
+    """
+    from keras_lode.model.controlled import predict_paths
+
+    horizon = getattr(model, "horizon", None)
+    scale = 1.0 if horizon is None else horizon / group.total_points
+    window = group.window[-int(model.window) :]
+    finals = predict_paths(model, window, group.paths, group.position, scale)[:, :, -1, 1]
+    return finals - finals[:, :1]
+
+
+def _cases(model, groups):
+    """Per group: predicted mean gain, raw sd, actual gain of each non-default candidate."""
+    out = []
+    for g in groups:
+        d = member_gains(model, g)[:, 1:]
+        sd = d.std(axis=0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1])
+        actual = g.actual[1:] - g.actual[0]
+        ok = np.isfinite(d).all(axis=0) & np.isfinite(actual)
+        out.append({"seed": g.seed, "mean": d.mean(axis=0)[ok], "sd": sd[ok],
+                    "actual": actual[ok]})  # fmt: skip
+    return out
+
+
+def _realized(cases, cal, kappa, margin) -> float:
+    """Mean actual gain of the rule over the groups (0 where it keeps the default)."""
+    gains = []
+    for c in cases:
+        if c["mean"].size == 0:
+            gains.append(0.0)
+            continue
+        bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
+        best = int(np.argmax(bound))
+        gains.append(float(c["actual"][best]) if bound[best] > margin else 0.0)
+    return float(np.mean(gains))
+
+
+def _choose_rule(cases, cal, kappas, margins) -> tuple[float, float]:
+    """The `(kappa, margin)` of the best realized gain; ties go to the more cautious."""
+    best = None
+    for kappa in sorted(kappas, reverse=True):
+        for margin in sorted(margins, reverse=True):
+            r = _realized(cases, cal, kappa, margin)
+            if best is None or r > best[0] + 1e-12:
+                best = (r, kappa, margin)
+    return best[1], best[2]
+
+
+def fit_paired(
+    model,
+    groups: list[BranchGroup],
+    *,
+    level: float = 0.85,
+    kappas=KAPPAS,
+    margins=MARGINS,
+) -> dict:
+    """Cross-fitted skill, coverage and realized gain on branch groups (module docstring).
+
+    Returns:
+        A JSON-ready dict: `groups`, `seeds`, `candidates`, `spearman`, `rmse` (points),
+        `coverage` `{raw, calibrated, level}`, `realized` `{rule, default, oracle}`
+        (points, cross-fitted), `calibration` `{sd_scale, sd_floor}` and `rule`
+        `{kappa, margin}` fitted on all groups, `trusted`, `per_seed`.
+
+    Raises:
+        ValueError: fewer than 2 seeds (nothing to hold out).
+    """
+    cases = _cases(model, groups)
+    seeds = sorted({c["seed"] for c in cases})
+    if len(seeds) < 2:
+        raise ValueError(f"fit_paired needs branch groups of >= 2 seeds. Received: {seeds}")
+    covered, realized, per_seed = [], [], []
+    for seed in seeds:
+        train = [c for c in cases if c["seed"] != seed]
+        test = [c for c in cases if c["seed"] == seed]
+        res = np.concatenate([c["actual"] - c["mean"] for c in train])
+        sd = np.concatenate([c["sd"] for c in train])
+        cal = fit_spread_calibration(res, sd, level)
+        kappa, margin = _choose_rule(train, cal, kappas, margins)
+        for c in test:
+            covered.append(np.abs(c["actual"] - c["mean"]) <= 2 * calibrated_sd(c["sd"], cal))
+        r = _realized(test, cal, kappa, margin)
+        realized.append(r * len(test))
+        per_seed.append({"seed": int(seed), "kappa": kappa, "margin": margin,
+                         "realized": 100 * r, "groups": len(test)})  # fmt: skip
+    res = np.concatenate([c["actual"] - c["mean"] for c in cases])
+    sd = np.concatenate([c["sd"] for c in cases])
+    cal = fit_spread_calibration(res, sd, level)
+    kappa, margin = _choose_rule(cases, cal, kappas, margins)
+    coverage = float(np.mean(np.concatenate(covered)))
+    rho = [spearman(c["mean"], c["actual"]) for c in cases]
+    rho = [r for r in rho if math.isfinite(r)]
+    return {
+        "groups": len(cases),
+        "seeds": [int(s) for s in seeds],
+        "candidates": int(sum(c["mean"].size for c in cases)),
+        "spearman": float(np.mean(rho)) if rho else None,
+        "rmse": 100 * float(np.sqrt(np.mean(res**2))),
+        "coverage": {
+            "raw": float(np.mean(np.abs(res) <= 2 * sd)),
+            "calibrated": coverage,
+            "level": level,
+        },  # fmt: skip
+        "realized": {
+            "rule": 100 * float(np.sum(realized) / len(cases)),
+            "default": 0.0,
+            "oracle": 100 * float(np.mean([max(0.0, c["actual"].max(initial=0.0)) for c in cases])),
+            "units": "points (final validation metric x 100), cross-fitted by seed",
+        },
+        "calibration": {k: float(v) for k, v in cal.items()},
+        "rule": {"kappa": float(kappa), "margin": float(margin)},
+        "trusted": bool(coverage >= level - COVERAGE_TOLERANCE),
+        "per_seed": per_seed,
+    }
+
+
+def paired_section(result: dict) -> dict:
+    """The model file's `planner.paired` section from a `fit_paired` result."""
+    return {
+        "sd_scale": result["calibration"]["sd_scale"],
+        "sd_floor": result["calibration"]["sd_floor"],
+        "kappa": result["rule"]["kappa"],
+        "margin": result["rule"]["margin"],
+        "trusted": result["trusted"],
+        "level": result["coverage"]["level"],
+        "coverage": result["coverage"]["calibrated"],
+        "groups": result["groups"],
+        "seeds": result["seeds"],
+    }
+
+
+def with_paired_calibration(path, section: dict, out_path) -> None:
+    """Writes the model file at `path` to `out_path` with `planner.paired = section`.
+
+    The weights are copied as stored; the new file is validated as it is written.
+    """
+    from keras_lode.model.io import read_model_file, save_model
+
+    config, weights = read_model_file(path)
+    if config.get("kind") != "controlled":
+        raise ValueError(f"{path}: a paired calibration needs a controlled model file")
+    config["planner"]["paired"] = dict(section)
+    save_model(out_path, config, weights)
