@@ -197,7 +197,7 @@ def summarize(payload: dict) -> dict:
                 )
                 rows.append({"scenario": scenario, "method": a, "reference": b, "key": key, **d})
     # Capture: the LODE's gain over its start as a share of the sweep best's gain over it,
-    # on the seeds where all three ran (the unseen LODE against the rescue runs' references).
+    # on the seeds where all three ran (the unseen LODE against its own constant arm).
     for scenario, start in (
         ("rescue", "default"),
         ("rescue", "best_constant"),

@@ -241,6 +241,28 @@ def test_probe_metrics_by_hand():
     assert probe.measure(Fixed()) == pytest.approx(np.mean(probs[:, 1]))
 
 
+def test_probe_follows_a_custom_predict_step():
+    # A model whose predict_step post-processes its outputs: the probe measures what
+    # predict gives, not the raw forward pass.
+    class Flipped(keras.Model):
+        def predict_step(self, *args):
+            out = super().predict_step(*args)
+            if keras.backend.backend() == "jax":  # (outputs, non-trainable state)
+                return -out[0], out[1]
+            return -out
+
+    inp = keras.Input((4,))
+    out = keras.layers.Dense(3, kernel_initializer="glorot_uniform")(inp)
+    model = Flipped(inp, out)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = rng.integers(0, 3, size=64)
+    expected = float(np.mean(np.argmax(model.predict_on_batch(x), axis=-1) == y))
+    raw = float(np.mean(np.argmax(keras.ops.convert_to_numpy(model(x)), axis=-1) == y))
+    assert expected != raw
+    assert ValidationProbe((x, y), samples=64).measure(model) == pytest.approx(expected)
+
+
 def test_probe_chunks_change_the_cost_not_the_value():
     # 37 samples in chunks of 8: 5 calls of the same shape, the last one padded by
     # wrapping around; the padding must not count. Same value as one 37-sample call.

@@ -245,7 +245,10 @@ class LODECallback(LogPointObserver):
             plot_replan(result, self.plot_dir, n, self._history[: n + 1])
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)  # the epoch's last log point
+        # The epoch's last log point: read at once (Keras has synchronized here), so its
+        # plan and a float LR for the next epoch's first interval are set before the next
+        # epoch's first step. Callbacks after this one in the list see the new float LR.
+        super().on_epoch_end(epoch, logs)
         if logs is not None:
             # The LR of the epoch's last step (a float-LR optimizer already holds the next).
             last = getattr(self, "_last_lr", None)

@@ -189,8 +189,11 @@ def inference_function(model):
 
     TensorFlow: a `tf.function`; JAX: `jax.jit` of `model.stateless_call` on the current
     variable values (read at each call, so it follows training); torch: an eager call
-    under `torch.no_grad()`. None on other backends (the caller uses `predict_on_batch`).
+    under `torch.no_grad()`. None on other backends or for a model that overrides
+    `predict_step` (the caller uses `predict_on_batch`, which runs the model's own step).
     """
+    if _custom_predict_step(model):
+        return None
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -219,3 +222,11 @@ def inference_function(model):
 
         return forward
     return None
+
+
+def _custom_predict_step(model) -> bool:
+    """Whether `model`'s class (not Keras) defines the `predict_step` it runs."""
+    for cls in type(model).__mro__:
+        if "predict_step" in cls.__dict__:
+            return not cls.__module__.startswith("keras.")
+    return False

@@ -2,8 +2,9 @@
 
 A *method* is one of:
 
-- a parametric family at a peak LR: `cosine`, `onecycle`, `constant`, `step`
-  (`keras_lode.schedules.make_schedule`, the very curves a sweep records);
+- a parametric family at a peak LR: one of `keras_lode.constants.FAMILIES` (`cosine`,
+  `onecycle`, `constant`, `step`, `linear`, `wsd`; `keras_lode.schedules.make_schedule`,
+  the very curves a sweep records);
 - `lode`: the LODE schedule (`keras_lode.LODECallback`) with a model file;
 - `replay`: follow the LR curve of one recorded run (e.g. the best run of a sweep);
 - `retrieval`: at every log point, follow the LR curve of the sweep run whose recent
@@ -283,6 +284,7 @@ class AveragedWeights:
         from keras import ops
 
         opt = self.model.optimizer
+        opt = getattr(opt, "inner_optimizer", opt)  # a LossScaleOptimizer's own optimizer
         self.saved = []
         beta = float(opt.beta_1)
         for var in self.model.trainable_variables:

@@ -258,7 +258,9 @@ def train_one(
         A JSON-ready dict: `method`, `kind`, `peak_lr`, `seed`, `epochs` (per-epoch val/test
         metric and train loss), `points` (per-log-point step, lr, interval loss, metric),
         `best_val`, `test_at_best_val`, `test_at_end`, `wall_s`, `backend`, and `lode`
-        (`lode_summary`: how many plans the LODE made) for the `lode` method, else None.
+        (`lode_summary`: the plans the LODE made, its switches and its history) for a
+        method run through a `LODECallback` (`lode`, or a family's matched arm with a
+        `model`), else None.
     """
     import keras
 
