@@ -250,6 +250,38 @@ def test_item7_in_fit_check_names_a_run_of_another_task_as_plan_does():
     assert "the run's task 'my_task' is not the model's task 'text_gpt'" in odd[0]
 
 
+def test_item7_in_fit_check_compares_the_metric_with_the_model_s_own_prediction():
+    # A run whose validation accuracy is 0.875 from the start: its median is within the
+    # GPT model's 8-sd band (no channel warning), but the model's reconstruction of the
+    # metric (~0.48) misses it by > 4 training sd: one LODEWarning per fit says so.
+    import keras
+
+    from keras_lode import LODECallback, LODESchedule
+    from keras_lode._warnings import LODEWarning
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 4)).astype("float32")
+    y = np.zeros(160, "int64")
+    y_val = np.r_[np.zeros(28), np.ones(4)].astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+        2, activation="softmax", kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant([5.0, -5.0]))])  # fmt: skip
+    model.compile(
+        keras.optimizers.AdamW(LODESchedule(initial_learning_rate=1e-3)),
+        "sparse_categorical_crossentropy",
+    )
+    cb = LODECallback(ROOT / "models" / "text_gpt.npz", validation_data=(x[:32], y_val),
+                      seed=0, verbose=0, points_per_epoch=5)  # fmt: skip
+    with pytest.warns(LODEWarning) as record:
+        model.fit(x, y, batch_size=16, epochs=3, callbacks=[cb], verbose=0)
+    assert cb.plans and np.allclose(cb.history[:, 2], 0.875)
+    texts = [str(w.message) for w in record]
+    assert not any("does not look like the runs the model was trained on:" in t for t in texts)
+    miss = [t for t in texts if "misses the observed 0.875" in t]
+    assert len(miss) == 1, texts
+
+
 def test_item7_compare_passes_its_task_to_the_callback():
     from types import SimpleNamespace
 

@@ -157,7 +157,7 @@ class LODECallback(LogPointObserver):
         self._history = np.full((self.total_points, 3), np.nan)
         self._replans: dict[int, np.ndarray] = {}
         self.plans, self.last_plan, self.plan_seconds = {}, None, 0.0
-        self._first_epoch, self.checked_run = True, False
+        self._first_epoch, self.checked_run, self.checked_prediction = True, False, False
         self._last_lr = None
         self.tables.apply(self.model, 0)
 

@@ -42,6 +42,27 @@ def _check_once(callback, n: int) -> None:
         logger.warning("LODECallback could not check the run: %s", e)
 
 
+def _check_prediction_once(callback, n: int, window, result) -> None:
+    """Once per fit, at the first plan of a controlled model: does its reconstruction of the
+    current metric land near the observed one? (A warning if not; never stops the fit.)"""
+    done = getattr(callback, "checked_prediction", False)
+    if done or getattr(result, "kind", "") != "controlled":
+        return
+    callback.checked_prediction = True
+    try:
+        from keras_lode.planning.plausibility import prediction_miss
+
+        miss = prediction_miss(callback.lode, float(window[-1, 2]), result.predictions[:, 0, 0, 1])
+        if miss is not None:
+            warn(
+                f"LODECallback: this fit does not look like the runs the model was trained on "
+                f"(log point {n}): {miss}. Its plans extrapolate; is this the model of this "
+                "task and metric?"
+            )
+    except Exception as e:  # a check must never stop the fit
+        logger.warning("LODECallback could not check the model's prediction: %s", e)
+
+
 def replan(callback, n: int):
     """Plans the LRs of log points n+1 .. K-1 from the callback's history.
 
@@ -73,6 +94,7 @@ def replan(callback, n: int):
                 raise ValueError(f"plan returned {got} LRs, expected {K - n - 1}")
             if not np.all(np.isfinite(lrs) & (lrs > 0)):
                 raise ValueError("plan returned a non-finite or non-positive LR")
+            _check_prediction_once(callback, n, window, result)
             return result, lrs
         except Exception as e:  # planning must never kill the user's fit
             cause = f"planning raised {type(e).__name__}: {e}"

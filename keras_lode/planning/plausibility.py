@@ -26,7 +26,7 @@ import numpy as np
 from keras_lode._warnings import warn as _warn
 from keras_lode.constants import CHANNELS
 
-__all__ = ["implausible", "warn_implausible"]
+__all__ = ["implausible", "prediction_miss", "warn_implausible"]
 
 _NAMES = ("loss", "lr", "metric")
 
@@ -92,6 +92,32 @@ def implausible(
     if task is not None and model_task is not None and str(task) != str(model_task):
         problems.append(f"the run's task {task!r} is not the model's task {model_task!r}")
     return problems
+
+
+def prediction_miss(model, observed: float, predicted, *, z_max: float = 4.0) -> str | None:
+    """The model's miss of the metric it can see, in words; None when it is close.
+
+    A controlled model's prediction at the current point reconstructs the metric it was
+    just shown. When the members' mean misses the observed value by more than `z_max`
+    training standard deviations of the metric, the run is one the model cannot represent
+    (another task, another metric), though its medians may pass `implausible`.
+
+    Args:
+        model: a loaded model with a config (`channels.std`).
+        observed: the metric observed at the current point.
+        predicted: the members' predictions of it.
+    """
+    _, std = _stats(model)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if std is None or not math.isfinite(observed) or not np.all(np.isfinite(predicted)):
+        return None
+    miss = abs(float(observed) - float(predicted.mean()))
+    if miss <= z_max * std[2]:
+        return None
+    return (
+        f"the model's prediction of the current validation metric ({predicted.mean():.4g}) "
+        f"misses the observed {observed:.4g} by {miss / std[2]:.1f} training sd"
+    )
 
 
 def warn_implausible(model, channels, *, run_name: str, task=None, **kw):
