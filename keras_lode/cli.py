@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("sweep", "train", "plan", "compare", "demo")
+COMMANDS = ("sweep", "train", "calibrate", "plan", "compare", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -171,3 +171,69 @@ def test_candidate_whose_later_steps_leave_the_trust_region_is_rejected():
     # Constants and slow decays stay.
     assert "constant 1x" in lib.names
     assert any(n.startswith("exp 1x") for n in lib.names) or "exp 1x->0.1x" in lib.rejected
+
+
+# ---------------------------------------------------------------------- keras-lode calibrate
+def _write_branch_sweep(path, K=12, n=4, seeds=(0, 1, 2), window=3):
+    """Base grid runs (constant LR) and branch runs that decay after point n, by hand: the
+    decays end 0.01 higher than their base on seeds 0 and 1 and 0.005 lower on seed 2."""
+    from keras_lode.runs import Run
+
+    for seed in seeds:
+        base_id = f"constant-lr0.003-seed{seed}"
+        step, epoch = np.arange(1, K + 1) * 10, np.arange(1, K + 1) / 4
+        metric = 0.5 + 0.02 * np.arange(K) + 0.001 * seed
+        loss = 2.0 - 0.05 * np.arange(K)
+        meta = {"task": "toy", "schedule": "constant", "peak_lr": 3e-3, "seed": seed}
+        meta.update(points_per_epoch=4, run_id=base_id, kind="grid", status="complete")
+        Run(step, epoch, np.full(K, 3e-3), loss, metric, meta=meta).save(path)
+        for j, end in enumerate((0.1, 0.01)):
+            lr = np.full(K, 3e-3)
+            lr[n + 1 :] = np.geomspace(3e-3, 3e-3 * end, K - 1 - n)
+            m = metric.copy()
+            m[-1] += 0.01 if seed < 2 else -0.005
+            name = f"exp 1x->{end:g}x"
+            meta_b = dict(meta, kind="branch", run_id=f"{base_id}-branch-{j}-at{n}",
+                          branch={"base": base_id, "at_point": n, "candidate": name})  # fmt: skip
+            Run(step, epoch, lr, loss, m, meta=meta_b).save(path)
+    return window
+
+
+def test_calibrate_cli_writes_the_paired_section(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from keras_lode.model import load_model
+    from keras_lode.model.controlled import random_controlled
+    from keras_lode.runs import load_runs
+    from keras_lode.train.counterfactual import branch_groups
+
+    runs_dir = tmp_path / "runs"
+    window = _write_branch_sweep(runs_dir)
+    model_path = tmp_path / "m.npz"
+    random_controlled(0, members=3, window=window, horizon=12, points_per_epoch=4).save(model_path)
+    # The groups: one per seed, the base as default, two decays, outcomes as written.
+    groups = branch_groups(load_runs(runs_dir), window)
+    assert [g.seed for g in groups] == [0, 1, 2]
+    assert groups[0].names == ["default", "exp 1x->0.1x", "exp 1x->0.01x"]  # by run id
+    np.testing.assert_allclose(groups[2].actual - groups[2].actual[0], [0, -0.005, -0.005])
+    out, report = tmp_path / "paired.npz", tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "keras_lode", "calibrate", str(runs_dir), "--model",
+           str(model_path), "-o", str(out), "--report", str(report)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 branch groups (6 continuations)" in done.stdout
+    paired = load_model(out).planner_defaults["paired"]
+    result = json.loads(report.read_text())
+    assert paired["coverage"] == result["coverage"]["calibrated"]
+    assert paired["trusted"] == result["trusted"]
+    # Oracle: +1 point on seeds 0 and 1, 0 on seed 2 (keeping the default is best there).
+    assert result["realized"]["oracle"] == pytest.approx(2 / 3)
+    # No branch runs: a one-line answer naming what to run.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cmd[4] = str(empty)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "keras-lode sweep --branches" in done.stdout
+    assert "Traceback" not in done.stderr

@@ -38,6 +38,7 @@ __all__ = [
     "KAPPAS",
     "MARGINS",
     "BranchGroup",
+    "branch_groups",
     "fit_paired",
     "member_gains",
     "paired_section",
@@ -87,6 +88,42 @@ class BranchGroup:
                 f"and {c} actual finals. Received paths {self.paths.shape}, actual "
                 f"{self.actual.shape}"
             )
+
+
+def branch_groups(runs, window: int) -> list[BranchGroup]:
+    """The branch groups among recorded runs: each (base run, branch point) of a sweep's
+    `--branches` runs (`Run.kind == "branch"`, `meta["branch"]` naming its `base` grid run,
+    `at_point` and `candidate`), with the base run itself as the default continuation.
+
+    Incomplete runs, runs of another length than their base and groups whose base is not
+    among `runs` are left out. The actual outcome of a run is its last validation metric.
+
+    Args:
+        runs: `Run`s (e.g. `keras_lode.load_runs(sweep_dir)`: grid and branch runs).
+        window: the model's window W (the group's window is the base's last W points).
+    """
+    by_id = {r.run_id: r for r in runs}
+    members: dict = {}
+    for r in runs:
+        b = r.meta.get("branch")
+        if r.kind != "branch" or not isinstance(b, dict) or r.status != "complete":
+            continue
+        members.setdefault((str(b["base"]), int(b["at_point"])), []).append(r)
+    groups = []
+    for (base_id, n), branch_runs in sorted(members.items()):
+        base = by_id.get(base_id)
+        if base is None or base.status != "complete" or not window - 1 <= n < len(base) - 1:
+            continue
+        K = len(base)
+        kept = sorted((r for r in branch_runs if len(r) == K), key=lambda r: r.run_id)
+        if not kept:
+            continue
+        names = ["default"] + [str(r.meta["branch"].get("candidate", r.run_id)) for r in kept]
+        paths = np.stack([np.asarray(x.lr[n + 1 :], dtype=np.float64) for x in [base, *kept]])
+        actual = np.array([float(x.metric[-1]) for x in [base, *kept]])
+        seed, prefix = int(base.meta.get("seed") or 0), base.channels()[n - window + 1 : n + 1]
+        groups.append(BranchGroup(seed, n, K, prefix, names, paths, actual, base.points_per_epoch))
+    return groups
 
 
 def member_gains(model, group: BranchGroup) -> np.ndarray:
