@@ -251,16 +251,20 @@ def test_probe_follows_a_custom_predict_step():
                 return -out[0], out[1]
             return -out
 
+    keras.utils.set_random_seed(0)
     inp = keras.Input((4,))
-    out = keras.layers.Dense(3, kernel_initializer="glorot_uniform")(inp)
+    out = keras.layers.Dense(3, activation="softmax")(inp)
     model = Flipped(inp, out)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 4)).astype("float32")
-    y = rng.integers(0, 3, size=64)
-    expected = float(np.mean(np.argmax(model.predict_on_batch(x), axis=-1) == y))
-    raw = float(np.mean(np.argmax(keras.ops.convert_to_numpy(model(x)), axis=-1) == y))
-    assert expected != raw
-    assert ValidationProbe((x, y), samples=64).measure(model) == pytest.approx(expected)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = np.zeros(64, "int64")
+
+    def mean_output(y_true, y_pred):
+        return float(np.mean(y_pred))
+
+    expected = mean_output(y, model.predict_on_batch(x))
+    assert expected == pytest.approx(-1 / 3)  # softmax rows sum to 1, negated
+    probe = ValidationProbe((x, y), samples=64, metric=mean_output)
+    assert probe.measure(model) == pytest.approx(expected)
 
 
 def test_probe_chunks_change_the_cost_not_the_value():
