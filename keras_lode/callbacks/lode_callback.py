@@ -76,7 +76,9 @@ class LODECallback(LogPointObserver):
             its measurement is nearly all of the callback's cost); `validation_batch_size`
             (None: the backend's cheapest); `metric` (`"accuracy"` or a callable
             `metric(y_true, y_pred) -> float`: the metric the LODE was trained on);
-            `planning` (False: follow the warm-up only, a matched baseline arm); `task`
+            `planning` (False: follow the warm-up only, a matched baseline arm); `mode`
+            (`"max"` or `"min"`, as Keras callbacks take it: the metric's direction, which
+            must be the model's; default the model's); `task`
             (the fit's task name: a `LODEWarning` when it is not the model's task, as
             `keras-lode plan` warns for a run file);
             and the planner's options (`keras_lode.planning.planner_options(kind)`):

@@ -37,6 +37,7 @@ class CallbackOptions:
     metric: str | Callable = "accuracy"
     planning: bool = True
     task: str | None = None
+    mode: str | None = None
 
 
 def resolve_model(model):
@@ -106,6 +107,17 @@ def resolve_options(model, kind: str, options: dict) -> tuple[CallbackOptions, d
         opts.first_replan = cadence_arg("first_replan", opts.first_replan)
     if opts.plot_dir is not None:
         opts.plot_dir = Path(opts.plot_dir)
+    model_mode = getattr(model, "mode", "max")
+    if opts.mode is None:
+        opts.mode = model_mode
+    if opts.mode not in ("max", "min"):
+        raise ValueError(f"Argument `mode` must be 'max' or 'min'. Received: mode={opts.mode!r}")
+    if opts.mode != model_mode:
+        raise ValueError(
+            f"Argument `mode` is {opts.mode!r} but the model's metric is "
+            f"{'maximized' if model_mode == 'max' else 'minimized'} (mode {model_mode!r}): "
+            "use a model trained on runs of this metric."
+        )
     if opts.task is not None and not isinstance(opts.task, str):
         raise TypeError(f"Argument `task` must be a task name (str). Received: {opts.task!r}")
     if not isinstance(opts.planning, bool):

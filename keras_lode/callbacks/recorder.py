@@ -51,6 +51,9 @@ class RunRecorder(LogPointObserver):
             picks the backend's cheapest (see `ValidationProbe`).
         meta: metadata for the run (task, schedule, peak_lr, seed, ...).
         verbose: 1 prints one line per epoch with the last log point.
+        mode: `"max"` (an accuracy, the default) or `"min"` (a validation loss,
+            perplexity, bits per character): the metric's direction, stored as
+            `meta["mode"]`; a LODE trained on the runs inherits it.
 
     Raises:
         ValueError / TypeError: on invalid arguments (named in the message).
@@ -67,14 +70,17 @@ class RunRecorder(LogPointObserver):
         validation_batch_size: int | None = None,
         meta: Mapping[str, Any] | None = None,
         verbose: int = 0,
+        mode: str = "max",
     ):
         super().__init__(
             points_per_epoch, validation_data, validation_samples, metric, validation_batch_size
         )
         if meta is not None and not isinstance(meta, Mapping):
             raise TypeError(f"Argument `meta` must be a dict. Received: meta={meta!r}")
+        if mode not in ("max", "min"):
+            raise ValueError(f"Argument `mode` must be 'max' or 'min'. Received: mode={mode!r}")
         self.path = Path(path) if path is not None else None
-        self.meta = dict(meta or {})
+        self.meta = {"mode": mode, **dict(meta or {})}
         self.verbose = int(verbose)
         self.run = None
         self._rows: list[tuple] = []

@@ -50,6 +50,8 @@ class GenerativeSpec:
         points_per_epoch: log points per epoch (P) of the training runs.
         horizon: number of log points (K) of the training runs.
         mean, std: per-channel normalization (default 0 and 1).
+        mode: `"max"` (the metric is an accuracy: higher is better) or `"min"` (a loss,
+            perplexity or bits per character); stored as `channels.mode` when `"min"`.
         lr_range: `(lo, hi)` learning rates seen in the training runs; the planner
             clips to it.
         planner: overrides of the planner defaults (`window`, `samples`, `sigma`,
@@ -70,6 +72,7 @@ class GenerativeSpec:
     horizon: int = 60
     mean: Any = None
     std: Any = None
+    mode: str = "max"
     lr_range: Any = (1e-4, 1e-1)
     planner: dict | None = None
     training: dict | None = None
@@ -87,7 +90,8 @@ def default_config(spec: GenerativeSpec | None = None, **options):
         spec: a `GenerativeSpec` (default: its defaults).
         **options: fields of `GenerativeSpec` to set (`channels`, `hidden`, `latent`,
             `state`, `width`, `depth`, `step_size`, `time_scale`, `points_per_epoch`,
-            `horizon`, `mean`, `std`, `lr_range`, `planner`, `training`, `metadata`).
+            `horizon`, `mean`, `std`, `mode`, `lr_range`, `planner`, `training`,
+            `metadata`).
 
     Returns:
         A config dict that `validate` accepts.
@@ -110,7 +114,7 @@ def default_config(spec: GenerativeSpec | None = None, **options):
             **ARCH_FIXED,
         },
         "integrator": {"method": "rk4", "step_size": float(s.step_size)},
-        "channels": _generative_channels(s.channels, s.mean, s.std),
+        "channels": {**_generative_channels(s.channels, s.mean, s.std), **_mode(s.mode)},
         "time": {
             "unit": "log_point",
             "scale": float(s.time_scale),
@@ -124,6 +128,14 @@ def default_config(spec: GenerativeSpec | None = None, **options):
     # Fail here, where the caller can see what they passed, not later at load time.
     validate_config(config)
     return config
+
+
+def _mode(mode) -> dict:
+    """`{"mode": "min"}` for a minimized metric; nothing for the default `"max"` (so files of
+    accuracy models stay readable by keras_lode versions without the key)."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"Argument `mode` must be 'max' or 'min'. Received: {mode!r}")
+    return {"mode": "min"} if mode == "min" else {}
 
 
 def _generative_channels(channels, mean, std):
@@ -163,6 +175,7 @@ class ControlledSpec:
         points_per_epoch: P of the training runs.
         span: model time of a whole run.
         mean, std: normalization of `[loss, ln lr, metric]`.
+        mode: `"max"` or `"min"`: the metric's direction (see `GenerativeSpec`).
         lr_range: the LR range the training runs visited.
         calibration: `{"sd_scale", "sd_floor"}`: the calibrated spread of a prediction is
             `sd_scale * sqrt(sd**2 + sd_floor**2)` (default 1 and 0: the raw spread).
@@ -182,6 +195,7 @@ class ControlledSpec:
     span: float = 10.0
     mean: Any = None
     std: Any = None
+    mode: str = "max"
     lr_range: Any = (1e-4, 1e-1)
     calibration: dict | None = None
     planner: dict | None = None
@@ -200,8 +214,8 @@ def controlled_config(spec: ControlledSpec | None = None, **options):
         spec: a `ControlledSpec` (default: its defaults).
         **options: fields of `ControlledSpec` to set (`members`, `hidden`, `state`,
             `width`, `depth`, `window`, `step_size`, `horizon`, `points_per_epoch`,
-            `span`, `mean`, `std`, `lr_range`, `calibration`, `planner`, `training`,
-            `metadata`).
+            `span`, `mean`, `std`, `mode`, `lr_range`, `calibration`, `planner`,
+            `training`, `metadata`).
 
     Returns:
         A config dict that `validate` accepts.
@@ -228,7 +242,7 @@ def controlled_config(spec: ControlledSpec | None = None, **options):
         },
         "members": int(s.members),
         "integrator": {"method": "rk4", "step_size": float(s.step_size)},
-        "channels": {"names": list(CHANNEL_NAMES), "mean": mean, "std": std},
+        "channels": {"names": list(CHANNEL_NAMES), "mean": mean, "std": std, **_mode(s.mode)},
         "time": {
             "unit": "log_point",
             "scale": float(s.span) / int(s.horizon),

@@ -104,5 +104,10 @@ class ConfigViews:
         return float(lo), float(hi)
 
     @property
+    def mode(self) -> str:
+        """`"max"` (higher metric is better, the default) or `"min"` (`channels.mode`)."""
+        return str(self._config["channels"].get("mode", "max"))
+
+    @property
     def planner_defaults(self):
         return copy.deepcopy(self._config["planner"])

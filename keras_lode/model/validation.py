@@ -142,7 +142,9 @@ def _check_common_sections(config, ck, channels):
     ck.number(integ, "integrator", "step_size", positive=True)
 
     chans = ck.section(config, "channels", {"names", "mean", "std"})
-    ck.keys_exact(chans, "channels", {"names", "mean", "std"})
+    ck.keys_exact(chans, "channels", {"names", "mean", "std", "mode"})
+    if chans.get("mode", "max") not in ("max", "min"):
+        ck.fail("channels.mode", "'max' or 'min'", repr(chans["mode"]))
     names = chans["names"]
     if (
         not isinstance(names, list)

@@ -21,6 +21,7 @@ from keras_lode.planning.plans import Plan
 __all__ = [
     "check_position",
     "check_window",
+    "metric_sign",
     "model_defaults",
     "option_names",
     "pick",
@@ -33,6 +34,15 @@ __all__ = [
 def option_names(config_class) -> tuple[str, ...]:
     """The option names of a planner: the fields of its options dataclass, in order."""
     return tuple(f.name for f in dataclasses.fields(config_class))
+
+
+def metric_sign(model) -> float:
+    """+1 when the model's metric is maximized (`model.mode == "max"`, the default), -1 when
+    it is minimized (a loss, perplexity, bits per character)."""
+    mode = getattr(model, "mode", "max")
+    if mode not in ("max", "min"):
+        raise ValueError(f"model.mode must be 'max' or 'min'. Received: {mode!r}")
+    return 1.0 if mode == "max" else -1.0
 
 
 def model_defaults(model) -> dict:

@@ -23,7 +23,9 @@ dynamics, so at log point `n` of a `K`-point run the planner
      the best bound beats the default's *mean* by `margin`.
 4. otherwise the plan is the default's continuation, exactly.
 
-The metric is maximized (an accuracy). A run whose length differs from the model's horizon
+The metric is maximized (an accuracy) or, for a model whose `mode` is `"min"` (a loss,
+perplexity, bits per character), minimized: bounds are then upper bounds and a gain is a
+decrease. A run whose length differs from the model's horizon
 is mapped by fraction of training, as the generative planner does.
 """
 
@@ -147,12 +149,13 @@ def plan_control(
     pred = _predict(model, window, cands, n, K, scale)
     t2 = time.perf_counter()
 
-    mean, sd, bound = _score(model, pred, kappa)
+    sign = common.metric_sign(model)
+    mean, sd, bound = _score(model, pred, kappa, sign)
     gain = gain_sd = None
     if paired is None:
-        chosen, fallback, reason = _decide(cands.names, mean, bound, margin)
+        chosen, fallback, reason = _decide(cands.names, mean, bound, margin, sign)
     else:
-        gain, gain_sd, bound = _score_paired(pred, paired, kappa)
+        gain, gain_sd, bound = _score_paired(pred, paired, kappa, sign)
         chosen, fallback, reason = _decide_paired(cands.names, gain, bound, margin, paired)
     t3 = time.perf_counter()
     return ControlPlan(
@@ -253,13 +256,14 @@ def _predict(model, window: np.ndarray, cands, n: int, K: int, scale: float) -> 
     return predict_paths(model, window, cands.lr, n, scale)
 
 
-def _score(model, pred: np.ndarray, kappa: float):
-    """`(mean, sd, bound)` of each candidate's final metric; -inf bounds where not finite."""
+def _score(model, pred: np.ndarray, kappa: float, sign: float = 1.0):
+    """`(mean, sd, bound)` of each candidate's final metric; the bound is the pessimistic
+    side (`mean - kappa * sd`, or `+` for a minimized metric), worst where not finite."""
     final = pred[:, :, -1, 1]  # (M, C): the metric at the run's last point
     mean, sd = model.spread(final)
     mean, sd = np.asarray(mean, np.float64), np.asarray(sd, np.float64)
-    bound = mean - kappa * sd
-    return mean, sd, np.where(np.isfinite(bound), bound, -np.inf)
+    bound = mean - sign * kappa * sd
+    return mean, sd, np.where(np.isfinite(bound), bound, -sign * np.inf)
 
 
 def paired_spread(member_gains, calibration: dict):
@@ -271,11 +275,12 @@ def paired_spread(member_gains, calibration: dict):
     return mean, float(calibration["sd_scale"]) * np.sqrt(sd**2 + calibration["sd_floor"] ** 2)
 
 
-def _score_paired(pred: np.ndarray, paired: dict, kappa: float):
+def _score_paired(pred: np.ndarray, paired: dict, kappa: float, sign: float = 1.0):
     """`(gain, sd, bound)`: each candidate's predicted gain over the default (member by
-    member), its calibrated sd and lower bound; the default's are 0."""
+    member; an improvement: a decrease of a minimized metric), its calibrated sd and lower
+    bound; the default's are 0."""
     final = pred[:, :, -1, 1]  # (M, C)
-    gain, sd = paired_spread(final - final[:, :1], paired)
+    gain, sd = paired_spread(sign * (final - final[:, :1]), paired)
     gain[0], sd[0] = 0.0, 0.0
     bound = gain - kappa * sd
     return gain, sd, np.where(np.isfinite(bound), bound, -np.inf)
@@ -304,16 +309,17 @@ def _decide_paired(names, gain, bound, margin: float, paired: dict) -> tuple[int
     )  # fmt: skip
 
 
-def _decide(names, mean, bound, margin: float) -> tuple[int, bool, str]:
-    """`(chosen, fallback, reason)`: switch only if the best bound beats the default's mean."""
+def _decide(names, mean, bound, margin: float, sign: float = 1.0) -> tuple[int, bool, str]:
+    """`(chosen, fallback, reason)`: switch only if the best bound beats the default's mean
+    (is above it for a maximized metric, below it for a minimized one) by `margin`."""
     usable = np.isfinite(bound)
     if not usable[0]:
         return 0, True, "the default's prediction is not finite; following the default"
     others = np.flatnonzero(usable[1:]) + 1
     if others.size == 0:
         return 0, False, "no other usable candidate"
-    best = int(others[np.argmax(bound[others])])
-    gain = bound[best] - mean[0]
+    best = int(others[np.argmax(sign * bound[others])])
+    gain = sign * (bound[best] - mean[0])
     if gain > margin:
         reason = (
             f"its bound {bound[best]:.4g} beats the default's mean {mean[0]:.4g} by "

@@ -97,6 +97,7 @@ class _Rules:
     anchor: str
     reward_at: int
     lr_range: tuple[float, float]
+    sign: float = 1.0  # +1: the metric is maximized; -1: minimized (`model.mode`)
 
 
 @dataclasses.dataclass
@@ -241,7 +242,8 @@ def _resolve_rules(
             f"Argument `reward_at` must be > position={n}. Received: reward_at={reward_at}"
         )
     lr_range = common.resolve_lr_range(opts.lr_range, defaults, model)
-    rules = _Rules(samples, sigma, tol, loss_floor, top_k, anchor, reward_at, lr_range)
+    rules = _Rules(samples, sigma, tol, loss_floor, top_k, anchor, reward_at, lr_range,
+                   common.metric_sign(model))  # fmt: skip
     return n, K, rules
 
 
@@ -310,7 +312,7 @@ def _select(cand: np.ndarray, window: np.ndarray, n: int, K: int, rules: _Rules)
     rewards = np.full(S1, np.nan)
     idx = np.flatnonzero(ok)
     rewards[idx] = cand[idx, j[idx] + (rules.reward_at - n), 2]
-    order = np.argsort(-rewards[idx], kind="stable")
+    order = np.argsort(-rules.sign * rewards[idx], kind="stable")  # best reward first
     chosen = idx[order[: rules.top_k]]
     accepted = int(idx.size)
 

@@ -16,6 +16,7 @@ from keras_lode.runs.run import (
     SUFFIX,
     Run,
     run_name,
+    runs_mode,
     write_run,
 )
 from keras_lode.runs.run_file import load_runs, read_run
@@ -31,5 +32,6 @@ __all__ = [
     "load_runs",
     "read_run",
     "run_name",
+    "runs_mode",
     "write_run",
 ]

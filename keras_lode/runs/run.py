@@ -45,6 +45,7 @@ __all__ = [
     "SUFFIX",
     "Run",
     "run_name",
+    "runs_mode",
     "write_run",
 ]
 
@@ -331,6 +332,25 @@ def _jsonable(value, where: str):
         f"Run {where} must be JSON-serializable (str, number, bool, None, list, dict). "
         f"Received a {type(value).__name__}: {value!r}"
     )
+
+
+def runs_mode(runs) -> str:
+    """The direction of the runs' metric: `"max"` (the default) or `"min"` (`meta["mode"]`,
+    e.g. from `RunRecorder(mode="min")`).
+
+    Raises:
+        ValueError: runs whose metrics go in different directions.
+    """
+    modes = {str(r.meta.get("mode") or "max") for r in runs}
+    bad = modes - {"max", "min"}
+    if bad:
+        raise ValueError(f"Run metadata `mode` must be 'max' or 'min'. Received: {sorted(bad)}")
+    if len(modes) > 1:
+        raise ValueError(
+            "The runs mix a maximized and a minimized metric (meta 'mode'); a LODE is trained "
+            "on runs of one metric."
+        )
+    return modes.pop() if modes else "max"
 
 
 def write_run(run: Run, path: str | os.PathLike) -> Path:

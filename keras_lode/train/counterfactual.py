@@ -142,12 +142,17 @@ def member_gains(model, group: BranchGroup) -> np.ndarray:
 
 
 def _cases(model, groups):
-    """Per group: predicted mean gain, raw sd, actual gain of each non-default candidate."""
+    """Per group: predicted mean gain, raw sd, actual gain of each non-default candidate.
+
+    Gains are improvements: a decrease of the metric for a model whose `mode` is "min".
+    """
+    mode = getattr(model, "mode", "max")
+    sign = 1.0 if mode == "max" else -1.0
     out = []
     for g in groups:
-        d = member_gains(model, g)[:, 1:]
+        d = sign * member_gains(model, g)[:, 1:]
         sd = d.std(axis=0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1])
-        actual = g.actual[1:] - g.actual[0]
+        actual = sign * (g.actual[1:] - g.actual[0])
         ok = np.isfinite(d).all(axis=0) & np.isfinite(actual)
         out.append({"seed": g.seed, "mean": d.mean(axis=0)[ok], "sd": sd[ok],
                     "actual": actual[ok]})  # fmt: skip

@@ -262,6 +262,10 @@ def counterfactual_skill(model, heldout_runs, train_runs, *, kappa=1.0) -> dict:
         mean, sd = model.spread(pred)
         actual = np.array([y[-1, 2] for y in ys])
         cfg = np.array([by_config.get(_target_config(r), math.nan) for r in conts])
+        # In the metric's good direction: a minimized metric (model.mode "min") is negated,
+        # so that "best" and "regret" read the same for both (regret >= 0).
+        sign = 1.0 if getattr(model, "mode", "max") == "max" else -1.0
+        mean, actual, cfg = sign * mean, sign * actual, sign * cfg
         best = actual.max()
         pick_cfg = int(np.nanargmax(cfg)) if np.isfinite(cfg).any() else 0
         details.append(

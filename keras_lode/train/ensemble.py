@@ -26,6 +26,7 @@ import numpy as np
 
 from keras_lode._checks import check_int, check_number
 from keras_lode.model.options import resolve_options
+from keras_lode.runs.run import runs_mode
 from keras_lode.train.windows import fit_normalization, prepare_runs
 
 logger = logging.getLogger("keras_lode.train")
@@ -289,8 +290,13 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     trained = _load_members(by_seed, cfg, mean, std, horizon=y.shape[1])
     lr_vals = np.exp(y[train][..., 1])
     lr_range = (float(lr_vals.min()), float(lr_vals.max()))
+    mode = runs_mode(runs)  # the metric's direction, from the runs' metadata
     base_config = ensemble_config(
-        trained, window=cfg.window, lr_range=lr_range, points_per_epoch=data.points_per_epoch
+        trained,
+        window=cfg.window,
+        lr_range=lr_range,
+        points_per_epoch=data.points_per_epoch,
+        mode=mode,
     )
     raw = ControlledODE(base_config, ensemble_weights(trained))
     held_runs = [rs[i] for i in held]
@@ -319,6 +325,7 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
         calibration={"sd_scale": cal["sd_scale"], "sd_floor": cal["sd_floor"]},
         planner={"trust": trust.to_json()},
         training=training,
+        mode=mode,
     )
     model = ControlledODE(config, ensemble_weights(trained))
     if cfg.verbose:

@@ -208,7 +208,9 @@ class TorchLatentODE(nn.Module):
 
     # -- interchange with the NumPy side -----------------------------------------------------
 
-    def export_config(self, *, points_per_epoch, horizon, planner=None, training=None, **metadata):
+    def export_config(
+        self, *, points_per_epoch, horizon, planner=None, training=None, mode="max", **metadata
+    ):
         """The model-file config for this module (see `keras_lode.model.default_config`)."""
         planner = dict(planner or {})
         lr_range = planner.pop("lr_range", (1e-4, 1e-1))
@@ -226,6 +228,7 @@ class TorchLatentODE(nn.Module):
             mean=self.mean.detach().cpu().double().numpy(),
             std=self.std.detach().cpu().double().numpy(),
             lr_range=lr_range,
+            mode=mode,
             planner=planner,
             training=training,
             metadata=metadata,
@@ -235,7 +238,17 @@ class TorchLatentODE(nn.Module):
         """The weights as NumPy arrays, keyed by `state_dict` name."""
         return {k: v.detach().cpu().numpy().copy() for k, v in self.state_dict().items()}
 
-    def export(self, path, *, points_per_epoch, horizon, planner=None, training=None, **metadata):
+    def export(
+        self,
+        path,
+        *,
+        points_per_epoch,
+        horizon,
+        planner=None,
+        training=None,
+        mode="max",
+        **metadata,
+    ):
         """Writes the pickle-free model file that `keras_lode.load_model` reads.
 
         Args:
@@ -245,6 +258,7 @@ class TorchLatentODE(nn.Module):
             planner: planner defaults to store (any of `window`, `samples`, `sigma`,
                 `tol`, `loss_floor`, `top_k`, `replan_every`, `anchor`, `lr_range`).
             training: JSON summary of the training data and errors.
+            mode: the metric's direction, `"max"` or `"min"`.
             **metadata: free-form JSON metadata (task, model, ...).
 
         Returns:
@@ -255,6 +269,7 @@ class TorchLatentODE(nn.Module):
             horizon=horizon,
             planner=planner,
             training=training,
+            mode=mode,
             **metadata,
         )
         ode.save_model(path, config, self.numpy_weights())

@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 from keras_lode._checks import check_int, check_number
 from keras_lode.model.options import resolve_options
+from keras_lode.runs.run import runs_mode
 from keras_lode.train.evaluate import DEFAULT_FRACTIONS, extrapolation_errors
 from keras_lode.train.model import TorchLatentODE
 from keras_lode.train.windows import (
@@ -347,6 +348,7 @@ def export(model: TorchLatentODE, report: FitReport, path, *, metadata: dict | N
             ),
         },
         training=t,
+        mode=t.get("mode", "max"),
         **meta,
     )
 
@@ -462,6 +464,7 @@ def _summary(data, n_input, train_runs, val_runs, *, hyper) -> dict:
     peaks = [r.meta.get("peak_lr") for r in train_runs if r.meta.get("peak_lr") is not None]
     return {
         "tasks": sorted_unique(r.meta.get("task") for r in train_runs + val_runs),
+        "mode": runs_mode(train_runs + val_runs),
         "n_runs": n_input,
         "n_used": len(data.runs),
         "n_train": len(train_runs),
