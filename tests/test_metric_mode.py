@@ -109,3 +109,14 @@ def test_recorder_and_callback_take_mode_as_keras_callbacks_do():
     assert cb.options.mode == "min"
     with pytest.raises(ValueError, match="minimized"):
         LODECallback(model, validation_data=(x, y), mode="max")
+
+
+def test_best_config_of_a_minimized_metric_is_the_lowest():
+    from keras_lode.experiments.best import best_per_family
+
+    def run(peak, final, seed=0):
+        meta = {"task": "t", "schedule": "cosine", "peak_lr": peak, "seed": seed, "mode": "min"}
+        return Run([1, 2], [0.5, 1.0], [peak, peak], [1.0, 0.9], [2.0, final], meta=meta)
+
+    rows = best_per_family([run(1e-3, 1.5), run(3e-3, 1.2), run(1e-2, 1.8)])
+    assert rows[0]["label"] == "cosine@0.003" and rows[0]["val"] == pytest.approx(1.2)

@@ -3,8 +3,9 @@
 A config is a (family, peak LR) of the grid; its score is the mean over seeds of the run's
 final validation metric (the last finite one), over the complete grid runs only: a switched
 run (`Run.kind == "switched"`) follows another schedule after its switch, so it is no run of
-its base config. `keras-lode sweep` prints these at its end, and `keras-lode compare --runs`
-takes its baselines from them.
+its base config. The best is the highest metric, or the lowest for runs recorded with
+`mode="min"` (`keras_lode.runs.runs_mode`). `keras-lode sweep` prints these at its end, and
+`keras-lode compare --runs` takes its baselines from them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def best_per_family(runs) -> list[dict]:
         Dicts `{"family", "peak_lr", "val", "n", "label"}` (label as `compare --methods`
         takes it, e.g. `"wsd@0.006"`), best first.
     """
+    from keras_lode.runs import runs_mode
+
+    sign = 1.0 if runs_mode([r for r in runs if r.kind == "grid"]) == "max" else -1.0
     scores: dict[tuple[str, float], list[float]] = {}
     for r in runs:
         family, peak = r.meta.get("schedule"), r.meta.get("peak_lr")
@@ -41,9 +45,9 @@ def best_per_family(runs) -> list[dict]:
     best: dict[str, dict] = {}
     for (family, peak), vals in scores.items():
         row = {"family": family, "peak_lr": peak, "val": float(np.mean(vals)), "n": len(vals)}
-        if family not in best or row["val"] > best[family]["val"]:
+        if family not in best or sign * row["val"] > sign * best[family]["val"]:
             best[family] = row
-    rows = sorted(best.values(), key=lambda r: -r["val"])
+    rows = sorted(best.values(), key=lambda r: -sign * r["val"])
     for row in rows:
         row["label"] = f"{row['family']}@{row['peak_lr']:g}"
     return rows
