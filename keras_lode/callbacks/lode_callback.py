@@ -78,9 +78,8 @@ class LODECallback(LogPointObserver):
             `metric(y_true, y_pred) -> float`: the metric the LODE was trained on);
             `planning` (False: follow the warm-up only, a matched baseline arm); `mode`
             (`"max"` or `"min"`, as Keras callbacks take it: the metric's direction, which
-            must be the model's; default the model's); `task`
-            (the fit's task name: a `LODEWarning` when it is not the model's task, as
-            `keras-lode plan` warns for a run file);
+            must be the model's; default the model's); `task` (the fit's task name: a
+            `LODEWarning` when it is not the model's task, as `keras-lode plan` warns);
             and the planner's options (`keras_lode.planning.planner_options(kind)`):
             `samples`, `sigma`, `tol`, `loss_floor`, `top_k`, `anchor`, `lr_range`,
             `reward_at` (generative) or `kappa`, `margin`, `starts`, `ends`, `shapes`,
@@ -183,8 +182,7 @@ class LODECallback(LogPointObserver):
 
     def _save_state(self, finished: bool = False) -> None:
         if self.state_path is not None:
-            run = {**self._run_identity(), "window": self.window}
-            run["replan_every"] = self.replan_every
+            run = {**self._run_identity(), "window": self.window, "replan_every": self.replan_every}
             write_state(
                 self.state_path,
                 run,

@@ -149,14 +149,9 @@ def plan_control(
     pred = _predict(model, window, cands, n, K, scale)
     t2 = time.perf_counter()
 
-    sign = common.metric_sign(model)
-    mean, sd, bound = _score(model, pred, kappa, sign)
-    gain = gain_sd = None
-    if paired is None:
-        chosen, fallback, reason = _decide(cands.names, mean, bound, margin, sign)
-    else:
-        gain, gain_sd, bound = _score_paired(pred, paired, kappa, sign)
-        chosen, fallback, reason = _decide_paired(cands.names, gain, bound, margin, paired)
+    mean, sd, bound, gain, gain_sd, (chosen, fallback, reason) = _choose(
+        model, cands.names, pred, kappa, margin, paired
+    )
     t3 = time.perf_counter()
     return ControlPlan(
         lr=cands.lr[chosen].copy(),
@@ -184,6 +179,21 @@ def plan_control(
         gain=gain,
         gain_sd=gain_sd,
     )
+
+
+def _choose(model, names, pred, kappa, margin, paired):
+    """Score the candidates and pick one by the absolute rule, or the paired one when
+    `paired` holds the model's paired calibration.
+
+    Returns (mean, sd, bound, gain, gain_sd, (chosen, fallback, reason)); gain and gain_sd
+    are None under the absolute rule.
+    """
+    sign = common.metric_sign(model)
+    mean, sd, bound = _score(model, pred, kappa, sign)
+    if paired is None:
+        return mean, sd, bound, None, None, _decide(names, mean, bound, margin, sign)
+    gain, gain_sd, bound = _score_paired(pred, paired, kappa, sign)
+    return mean, sd, bound, gain, gain_sd, _decide_paired(names, gain, bound, margin, paired)
 
 
 def _paired_calibration(rule, defaults: dict) -> dict | None:
