@@ -65,7 +65,7 @@ def test_item2_sweep_names_the_best_config_per_family_and_marks_switched_runs(ti
     for b in best:  # each family's best is printed with its peak LR
         assert f"{b['family']:<9} peak LR {b['peak_lr']:<8g}" in r.stdout
     with pytest.raises(ValueError, match="`kind`"):
-        load_runs(out, kind="branch")
+        load_runs(out, kind="branches")
 
 
 def test_item2_old_switched_run_files_load_as_switched(tmp_path):

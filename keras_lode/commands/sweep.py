@@ -74,6 +74,29 @@ def add_arguments(parser) -> None:
         default=3,
         help="continuations per (base run, switch point) group of switched trials (default 3)",
     )
+    parser.add_argument(
+        "--branches",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the grid, run N branch trials: the best config and the constant LRs re-run "
+        "from the same seed that follow, from a replan point on, continuations of the control "
+        "planner's library, in groups sharing everything before it (what `keras-lode "
+        "calibrate` needs; default 0)",
+    )
+    parser.add_argument(
+        "--branch-candidates",
+        type=int,
+        default=4,
+        help="continuations per (base run, branch point) group of branch trials (default 4)",
+    )
+    parser.add_argument(
+        "--branch-window",
+        type=int,
+        default=10,
+        help="window of the LODE the branch runs are for: they branch at its replan points, "
+        "from max(20%% of the run, window - 1) on (default 10, as `train --window`)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the grid and what is done")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -132,6 +155,9 @@ def run(args) -> int:
                 f"{len(grid)} trials for task {task.name!r} (P={task.points_per_epoch}, "
                 f"{task.epochs} epochs)"
             )
+            if args.branches:
+                print(f"+ {args.branches} branch trials once the grid is done (their bases "
+                      "come from its results)")  # fmt: skip
             return 0
         results = sweep(
             spec,
@@ -151,6 +177,9 @@ def run(args) -> int:
             progress=not args.quiet,
             switched=args.switched,
             switch_targets=args.switch_targets,
+            branches=args.branches,
+            branch_candidates=args.branch_candidates,
+            branch_window=args.branch_window,
         )
     except (ValueError, TypeError, ImportError) as e:
         print(f"keras-lode sweep: {e}")

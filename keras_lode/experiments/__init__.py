@@ -3,7 +3,8 @@
 One concept per module:
 
 - `Task`, `TaskData`, `split_data`, `load_task` are `keras_lode.tasks`' (re-exported);
-- `grid`: `Trial`, `Switch`, `TrialResult`, `make_grid`, `make_switched_trials`;
+- `grid`: `Trial`, `Switch`, `Branch`, `TrialResult`, `make_grid`, `make_switched_trials`,
+  `make_branch_trials`;
 - `trial`: `run_trial` (one trial, divergence watch, failed runs) and the
   `python -m keras_lode.experiments.trial` entry point of isolated trials;
 - `engines`: `sweep` (options `SweepConfig`) on the local engine (in process or
@@ -42,6 +43,8 @@ _LAZY = {
     "TrialResult": "grid",
     "make_grid": "grid",
     "make_switched_trials": "grid",
+    "make_branch_trials": "grid",
+    "Branch": "grid",
     "Switch": "grid",
     "run_trial": "trial",
     "ENGINES": "engines",

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["best_per_family", "final_validation", "format_best"]
+__all__ = ["best_per_family", "branch_bases", "final_validation", "format_best"]
 
 
 def final_validation(run) -> float:
@@ -31,6 +31,21 @@ def best_per_family(runs) -> list[dict]:
         Dicts `{"family", "peak_lr", "val", "n", "label"}` (label as `compare --methods`
         takes it, e.g. `"wsd@0.006"`), best first.
     """
+    sign, scores = _config_scores(runs)
+    best: dict[str, dict] = {}
+    for (family, peak), vals in scores.items():
+        row = {"family": family, "peak_lr": peak, "val": float(np.mean(vals)), "n": len(vals)}
+        if family not in best or sign * row["val"] > sign * best[family]["val"]:
+            best[family] = row
+    rows = sorted(best.values(), key=lambda r: -sign * r["val"])
+    for row in rows:
+        row["label"] = f"{row['family']}@{row['peak_lr']:g}"
+    return rows
+
+
+def _config_scores(runs) -> tuple[float, dict[tuple[str, float], list[float]]]:
+    """The metric's sign (1: higher is better) and the final validation metrics per config
+    of the complete grid runs."""
     from keras_lode.runs import runs_mode
 
     sign = 1.0 if runs_mode([r for r in runs if r.kind == "grid"]) == "max" else -1.0
@@ -42,15 +57,29 @@ def best_per_family(runs) -> list[dict]:
         v = final_validation(r)
         if math.isfinite(v):
             scores.setdefault((str(family), float(peak)), []).append(v)
-    best: dict[str, dict] = {}
-    for (family, peak), vals in scores.items():
-        row = {"family": family, "peak_lr": peak, "val": float(np.mean(vals)), "n": len(vals)}
-        if family not in best or sign * row["val"] > sign * best[family]["val"]:
-            best[family] = row
-    rows = sorted(best.values(), key=lambda r: -sign * r["val"])
-    for row in rows:
-        row["label"] = f"{row['family']}@{row['peak_lr']:g}"
-    return rows
+    return sign, scores
+
+
+def branch_bases(runs) -> tuple[list[tuple[str, float]], tuple[float, float]]:
+    """The configs a sweep's branch trials start from, and the LR range they may take.
+
+    Bases: the best config by validation (the warm-up a user of the sweep starts from),
+    then the constant-LR configs, best first (the warm-ups users without a sweep start
+    from). The range is the LRs the complete grid runs visited: the range a LODE trained
+    on them plans in.
+
+    Returns:
+        `(bases, (low, high))`; no bases (and a NaN range) without a complete grid run.
+    """
+    sign, scores = _config_scores(runs)
+    if not scores:
+        return [], (math.nan, math.nan)
+    ranked = sorted(scores, key=lambda c: -sign * float(np.mean(scores[c])))
+    bases = ranked[:1] + [c for c in ranked[1:] if c[0] == "constant"]
+    lrs = np.concatenate([np.asarray(r.lr, dtype=float) for r in runs
+                          if r.kind == "grid" and r.status == "complete"])  # fmt: skip
+    lrs = lrs[np.isfinite(lrs) & (lrs > 0)]
+    return bases, (float(lrs.min()), float(lrs.max()))
 
 
 def format_best(rows, metric_name: str = "validation metric") -> str:

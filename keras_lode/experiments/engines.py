@@ -70,6 +70,9 @@ class SweepConfig:
             one per four grid runs is a good start).
         switch_targets: continuations per group of switched trials.
         switch_seed: seed of the draw of the switched trials.
+        branches: branch trials to add once the grid is done (`make_branch_trials`, with
+            `branch_candidates`, `branch_window`, `branch_seed`): what `keras-lode
+            calibrate` calibrates a controlled LODE's decisions on.
 
     Raises:
         ValueError: an unknown `engine` or a `workers` that is not a positive int.
@@ -91,6 +94,10 @@ class SweepConfig:
     switched: int = 0
     switch_targets: int = 3
     switch_seed: int = 0
+    branches: int = 0
+    branch_candidates: int = 4
+    branch_window: int = 10
+    branch_seed: int = 0
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -103,6 +110,8 @@ class SweepConfig:
             raise ValueError(
                 f"Argument `workers` must be a positive int. Received: {self.workers!r}"
             ) from None
+        for name, minimum in (("branches", 0), ("branch_candidates", 1), ("branch_window", 2)):
+            check_int(name, getattr(self, name), minimum=minimum)
 
 
 def sweep(
@@ -130,10 +139,11 @@ def sweep(
         **options: fields of `SweepConfig` (`families`, `peak_lrs`, `seeds`, `engine`,
             `address`, `workers`, `isolate`, `retry_failed`, `scale`, `cpus_per_trial`,
             `gpus_per_trial`, `timeout`, `progress`, `switched`, `switch_targets`,
-            `switch_seed`), overriding `config`'s.
+            `switch_seed`, `branches`, `branch_candidates`, `branch_window`,
+            `branch_seed`), overriding `config`'s.
 
     Returns:
-        A list of `TrialResult`, in grid order (switched trials last).
+        A list of `TrialResult`, in grid order (switched, then branch trials last).
 
     Raises:
         ValueError: bad arguments or an unresolvable task.
@@ -143,17 +153,35 @@ def sweep(
     if isinstance(task, str):
         task = absolute_spec(task)
     resolved = load_task(task, cfg.scale)
-    trials = _trials(
-        resolved,
-        cfg.families,
-        cfg.peak_lrs,
-        cfg.seeds,
-        cfg.switched,
-        cfg.switch_targets,
-        cfg.switch_seed,
-    )
+    trials = _trials(resolved, cfg.families, cfg.peak_lrs, cfg.seeds, cfg.switched,
+                     cfg.switch_targets, cfg.switch_seed)  # fmt: skip
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = _run_all(task, resolved, trials, out_dir, cfg)
+    if cfg.branches:
+        ids = {t.run_id for t in trials if t.switch is None}
+        branch = _branch_trials(resolved, out_dir, cfg, ids)
+        results += _run_all(task, resolved, branch, out_dir, cfg)
+    return results
+
+
+def _branch_trials(task: Task, out_dir: Path, cfg: SweepConfig, ids) -> list[Trial]:
+    """The branch trials once the grid (run ids `ids`) is done."""
+    from keras_lode.experiments.grid import branch_trials_of
+    from keras_lode.runs import load_runs
+
+    grid = [r for r in load_runs(out_dir, kind="grid", on_error="warn") if r.run_id in ids]
+    trials = branch_trials_of(grid, cfg.seeds if cfg.seeds is not None else task.seeds,
+                              task.epochs * task.points_per_epoch, runs=cfg.branches,
+                              candidates=cfg.branch_candidates, window=cfg.branch_window,
+                              seed=cfg.branch_seed)  # fmt: skip
+    if not trials:
+        logger.warning("Sweep %s: no complete grid run to branch from.", task.name)
+    return trials
+
+
+def _run_all(task, resolved: Task, trials, out_dir: Path, cfg: SweepConfig) -> list:
+    """Runs the trials not done yet (a rerun skips finished ones); a result per trial."""
     results: dict[Trial, TrialResult] = {}
     pending = []
     for t in trials:

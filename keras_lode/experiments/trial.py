@@ -133,6 +133,9 @@ def _compiled_model(keras, task: Task, trial: Trial, data: dict, meta: dict):
     meta["kind"] = "grid" if trial.switch is None else "switched"  # Run.kind
     if trial.switch is not None:
         schedule, meta["switch"] = _switched(task, trial, schedule, n, total)
+    if trial.branch is not None:
+        meta["kind"] = "branch"
+        schedule, meta["branch"] = _branched(keras, task, trial, schedule, n)
     keras.utils.set_random_seed(trial.seed)
     model = task.build_model(trial.seed)
     optimizer = task.build_optimizer(schedule)
@@ -256,6 +259,40 @@ def _switched(task, trial, base, n_train, total):
         "to_peak_lr": float(sw.to_peak_lr),
     }
     return Switched(base, target, step), meta
+
+
+def _branched(keras, task, trial, base, n_train):
+    """A branch trial's schedule: `base`, then from the step a plan made at the branch point
+    would reach (a step after it, at once at an epoch's end, as `LODECallback` applies one)
+    the drawn continuation of the control planner's library there, served per log point
+    as a `LODESchedule` serves a plan (`PointPath`)."""
+    import zlib
+
+    import numpy as np
+
+    from keras_lode.planning.candidates import candidate_library
+    from keras_lode.schedules import PointPath, Switched
+
+    b, P = trial.branch, task.points_per_epoch
+    K, n = task.epochs * P, int(trial.branch.at_point)
+    if not 1 <= n <= K - 2:
+        raise ValueError(f"A branch at log point {n} is outside [1, {K - 2}] ({K} points).")
+    ends = np.array([switch_step(task, n_train, k) for k in range(K)])  # steps at each point
+    lrs = np.array([float(keras.ops.convert_to_numpy(base(int(s) - 1))) for s in ends])
+    library = candidate_library(lrs[n], K - 1 - n, lr_range=b.lr_range, default=lrs[n + 1 :])
+    names = library.names[1:]
+    if len(names) < b.of:
+        raise ValueError(f"The planner's library at log point {n} holds {len(names)} "
+                         f"continuations, fewer than the group's {b.of}.")  # fmt: skip
+    base_id = run_name(trial.family, trial.peak_lr, trial.seed)
+    rng = np.random.default_rng([b.draw_seed, trial.seed, n, zlib.crc32(base_id.encode())])
+    j = 1 + int(rng.choice(len(names), size=b.of, replace=False)[b.pick])
+    step = int(ends[n]) + int((n + 1) % P != 0)
+    path = np.concatenate([lrs[: n + 1], library.lr[j]])
+    schedule = Switched(base, PointPath(path, task.steps_per_epoch(n_train), P), step)
+    meta = {"base": base_id, "at_point": n, "at_step": step, "candidate": library.names[j],
+            "lr_now": float(lrs[n]), "path": [float(v) for v in library.lr[j]]}  # fmt: skip
+    return schedule, meta
 
 
 def main(argv: Sequence[str]) -> int:

@@ -58,6 +58,8 @@ END_PREFIX = "# end "
 SUFFIX = ".run.csv"
 COLUMNS = ("step", "epoch", "lr", "loss", "metric")
 STATUSES = ("complete", "running", "diverged", "failed", "truncated")
+#: What a sweep recorded a run as (`Run.kind`): a grid point, a switched or a branch trial.
+RUN_KINDS = ("grid", "switched", "branch")
 
 #: Metadata keys every run carries (missing ones are filled with these defaults).
 META_DEFAULTS: dict[str, Any] = {
@@ -225,9 +227,10 @@ class Run:
 
     @property
     def kind(self) -> str:
-        """`"switched"` for a run that changed schedule mid-run (`meta["switch"]`), else
-        `"grid"`: `meta["kind"]` where a sweep recorded it, else read from `meta["switch"]`
-        (run files of older sweeps)."""
+        """One of `RUN_KINDS`: `meta["kind"]` where a sweep recorded it (`"branch"` for a
+        run that follows a planner-library continuation from a log point on), else
+        `"switched"` for a run that changed schedule mid-run (`meta["switch"]`, run files of
+        older sweeps) and `"grid"` for the rest."""
         return str(self.meta.get("kind") or ("switched" if self.meta.get("switch") else "grid"))
 
     @property

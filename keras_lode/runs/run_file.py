@@ -23,6 +23,7 @@ from keras_lode.runs.run import (
     FORMAT_VERSION,
     MAGIC,
     META_PREFIX,
+    RUN_KINDS,
     STATUSES,
     SUFFIX,
     Run,
@@ -178,8 +179,9 @@ def load_runs(
     Args:
         path: a run file, a directory, or an iterable of files/directories.
         status: keep only runs with this status (or any of these statuses).
-        kind: keep only `"grid"` runs (one schedule from start to end) or only
-            `"switched"` runs (a sweep's `--switched` trials: `Run.kind`). Default: all.
+        kind: keep only `"grid"` runs (one schedule from start to end), `"switched"` runs
+            (a sweep's `--switched` trials) or `"branch"` runs (its `--branches` trials):
+            `Run.kind`. Default: all.
         on_error: `"raise"` (default) stops at the first unreadable file;
             `"warn"` skips it with a warning naming the file and the problem.
 
@@ -192,8 +194,8 @@ def load_runs(
     """
     if on_error not in ("raise", "warn"):
         raise ValueError(f"Argument `on_error` must be 'raise' or 'warn'. Received: {on_error!r}")
-    if kind not in (None, "grid", "switched"):
-        raise ValueError(f"Argument `kind` must be 'grid', 'switched' or None. Received: {kind!r}")
+    if kind not in (None, *RUN_KINDS):
+        raise ValueError(f"Argument `kind` must be one of {RUN_KINDS} or None. Received: {kind!r}")
     if status is not None:
         wanted = {status} if isinstance(status, str) else set(status)
         unknown = wanted - set(STATUSES)

@@ -4,7 +4,7 @@
   drives during `fit`.
 - The parametric schedules (`parametric`): `Constant`, `StepDecay`, `WarmupCosine`,
   `OneCycle`, `LinearDecay`, `WSD`; the sweep's families (`families`): `make_schedule`,
-  `Switched`; what they share (`pieces`).
+  `Switched`, `PointPath`; what they share (`pieces`).
 
 Every class is registered for `keras.saving`, uses only `keras.ops` and runs inside the
 compiled train step of every backend.
@@ -20,7 +20,7 @@ optimizer = keras.optimizers.AdamW(learning_rate=lr)
 """
 
 from keras_lode.constants import FAMILIES
-from keras_lode.schedules.families import Switched, make_schedule
+from keras_lode.schedules.families import PointPath, Switched, make_schedule
 from keras_lode.schedules.lode_schedule import LODESchedule
 from keras_lode.schedules.parametric import (
     WSD,
@@ -38,6 +38,7 @@ __all__ = [
     "LODESchedule",
     "LinearDecay",
     "OneCycle",
+    "PointPath",
     "StepDecay",
     "Switched",
     "WarmupCosine",

@@ -1,5 +1,6 @@
-"""The sweep's schedule families: `make_schedule(family, peak_lr, total_steps)`, and
-`Switched` (one schedule, then another from a step on: a switched run of a sweep)."""
+"""The sweep's schedule families: `make_schedule(family, peak_lr, total_steps)`, `Switched`
+(one schedule, then another from a step on: a switched run of a sweep) and `PointPath` (LRs
+given per log point, as a plan gives them: a branch run's continuation)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from keras_lode.schedules.pieces import check_steps
 keras = import_keras("keras_lode.schedules")  # a clear error when no backend is installed
 ops = keras.ops
 
-__all__ = ["FAMILIES", "Switched", "make_schedule"]
+__all__ = ["FAMILIES", "PointPath", "Switched", "make_schedule"]
 
 
 @keras.saving.register_keras_serializable(package="keras_lode")
@@ -64,6 +65,63 @@ class Switched(keras.optimizers.schedules.LearningRateSchedule):
             "first": keras.saving.serialize_keras_object(self.first),
             "second": keras.saving.serialize_keras_object(self.second),
             "switch_step": self.switch_step,
+            "name": self.name,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_lode")
+class PointPath(keras.optimizers.schedules.LearningRateSchedule):
+    """LRs given per log point, interpolated linearly between points per step.
+
+    This is how a `LODESchedule` serves a plan: log point k ends after
+    `(k + 1) * steps_per_epoch / points_per_epoch` steps, the LR of the step that ends it
+    is `learning_rates[k]`, and steps between two points are interpolated (before the
+    first point: the first LR; after the last: the last). A sweep's branch runs follow a
+    planner-library continuation this way (`Switched(base, PointPath(...), step)`).
+
+    Example:
+
+    ```python
+    # 4 log points, 2 per epoch of 8 steps: 1e-2 at step 3, 5e-3 at step 7, ...
+    lr = PointPath([1e-2, 5e-3, 1e-3, 1e-4], steps_per_epoch=8, points_per_epoch=2)
+    ```
+
+    Args:
+        learning_rates: the LR at each log point of the run (>= 2 positive values).
+        steps_per_epoch: optimizer steps per epoch.
+        points_per_epoch: log points per epoch P.
+        name: name of the schedule's ops scope.
+    """
+
+    def __init__(self, learning_rates, steps_per_epoch: int, points_per_epoch: int,
+                 name: str = "PointPath"):  # fmt: skip
+        super().__init__()
+        values = [float(v) for v in learning_rates]
+        if len(values) < 2 or not all(math.isfinite(v) and v > 0 for v in values):
+            raise ValueError(
+                "Argument `learning_rates` must hold >= 2 finite positive LRs, one per log "
+                f"point. Received: {values[:8]}{' ...' if len(values) > 8 else ''}"
+            )
+        self.learning_rates = values
+        self.steps_per_epoch = check_steps("steps_per_epoch", steps_per_epoch)
+        self.points_per_epoch = check_steps("points_per_epoch", points_per_epoch)
+        self.name = name
+
+    def __call__(self, step):
+        with keras.name_scope(self.name):
+            table = ops.convert_to_tensor(self.learning_rates, dtype="float32")
+            last = len(self.learning_rates) - 1
+            rate = self.points_per_epoch / self.steps_per_epoch
+            u = ops.clip((ops.cast(step, "float32") + 1.0) * rate - 1.0, 0.0, float(last))
+            i = ops.minimum(ops.cast(ops.floor(u), "int32"), last - 1)
+            f = u - ops.cast(i, "float32")
+            return ops.take(table, i) * (1.0 - f) + ops.take(table, i + 1) * f
+
+    def get_config(self):
+        return {
+            "learning_rates": list(self.learning_rates),
+            "steps_per_epoch": self.steps_per_epoch,
+            "points_per_epoch": self.points_per_epoch,
             "name": self.name,
         }
 
