@@ -248,7 +248,9 @@ def test_compare_observer_keeps_async_dispatch_and_the_next_step_uses_the_set_lr
     x = np.ones((n, 3), "float32")
     y = np.zeros((n, 1), "float32")
     data = types.SimpleNamespace(x_val=x[:16], y_val=y[:16, 0], x_test=x[:16], y_test=y[:16, 0])
-    spec = types.SimpleNamespace(points_per_epoch=2, epochs=2)
+    spec = types.SimpleNamespace(
+        points_per_epoch=2, epochs=2, metric="accuracy", accuracy_metric=True
+    )
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
 

@@ -120,3 +120,45 @@ def test_best_config_of_a_minimized_metric_is_the_lowest():
 
     rows = best_per_family([run(1e-3, 1.5), run(3e-3, 1.2), run(1e-2, 1.8)])
     assert rows[0]["label"] == "cosine@0.003" and rows[0]["val"] == pytest.approx(1.2)
+
+
+def _mse(y_true, y_pred):
+    return float(np.mean((np.asarray(y_true).reshape(-1) - np.asarray(y_pred).reshape(-1)) ** 2))
+
+
+@pytest.mark.backend
+def test_a_minimized_task_metric_runs_through_sweeps_and_comparisons(tmp_path):
+    import dataclasses
+
+    from sweep_tasks import REGRESSION
+
+    from keras_lode.experiments import Method, sweep
+    from keras_lode.experiments.methods import plateau_callback
+    from keras_lode.experiments.running import load_task_data, train_one
+    from keras_lode.experiments.stats import format_table
+    from keras_lode.runs import load_runs
+    from keras_lode.tasks import Task
+
+    with pytest.raises(ValueError, match="`mode` must be 'max' or 'min'"):
+        dataclasses.replace(REGRESSION, mode="lower")
+    # The validation MSE, minimized (the same data as the test split).
+    task = dataclasses.replace(REGRESSION, name="regression_min", metric=_mse, mode="min")
+    assert isinstance(task, Task) and not task.accuracy_metric
+    sweep(task, tmp_path, peak_lrs=[1e-2], progress=False)
+    [run] = load_runs(tmp_path)
+    assert run.meta["mode"] == "min" and runs_mode([run]) == "min"
+    assert run.metric[-1] < run.metric[0]  # the recorded metric is the MSE, and it falls
+    data = load_task_data(dataclasses.replace(task, load_data=lambda: {
+        **REGRESSION.load_data(), "x_test": REGRESSION.load_data()["x_val"],
+        "y_test": REGRESSION.load_data()["y_val"]}))  # fmt: skip
+    r = train_one(task, Method("constant", peak_lr=1e-2), seed=0, data=data)
+    vals = [e["val_metric"] for e in r["epochs"]]
+    assert r["mode"] == "min" and r["accuracy"] is False
+    assert r["best_val"] == min(vals) and r["best_epoch"] == int(np.argmin(vals)) + 1
+    assert vals[-1] < vals[0] and vals[0] < 50  # an MSE, not an accuracy in [0, 1]
+    peer = plateau_callback(Method("plateau", peak_lr=1e-2), task)
+    assert (peer.monitor, peer.mode) == ("val_metric", "min")
+    runs = [r, train_one(task, Method("constant", peak_lr=1e-2), seed=1, data=data)]
+    runs += [train_one(task, Method("plateau", peak_lr=1e-2), seed=s, data=data) for s in (0, 1)]
+    table = format_table(runs, reference=runs[2]["method"], baseline=r["method"])
+    assert "(%)" not in table and "lower is better" in table, table

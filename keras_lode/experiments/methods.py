@@ -202,6 +202,10 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
     # (or horizon) is mapped by fraction of training, with the callback's warning.
     options.setdefault("points_per_epoch", task.points_per_epoch)
     options.setdefault("task", task.name)  # the plausibility check names another task's run
+    # The metric the task measures, in its direction (a model of the other one is refused).
+    for key in ("metric", "mode"):
+        if hasattr(task, key):
+            options.setdefault(key, getattr(task, key))
     cb = LODECallback(
         method.model,
         validation_data=(data.x_val, data.y_val),
@@ -216,22 +220,23 @@ def lode_callback(method: Method, task, data, total_steps, seed, verbose):
 # ----------------------------------------------------------------------------- peers
 
 
-def plateau_callback(method: Method, epochs: int):
-    """`keras.callbacks.ReduceLROnPlateau` as a user would set it for a run of `epochs`.
+def plateau_callback(method: Method, task):
+    """`keras.callbacks.ReduceLROnPlateau` as a user would set it for a run of `task.epochs`.
 
-    It watches the validation accuracy the comparison measures at each epoch end
-    (`val_accuracy`, mode max), cuts the LR by `factor` 0.2 (Keras suggests 0.1-0.5),
-    waits `patience` epochs without improvement (0 for runs of up to 4 epochs, else 1: with
-    a handful of epochs there is no room to wait) and stops at `peak_lr / 1000`. Options
-    override any of these.
+    It watches the validation metric the comparison measures at each epoch end
+    (`val_accuracy`, mode max, for an accuracy task; else `val_metric` in the task's
+    `mode`), cuts the LR by `factor` 0.2 (Keras suggests 0.1-0.5), waits `patience` epochs
+    without improvement (0 for runs of up to 4 epochs, else 1: with a handful of epochs
+    there is no room to wait) and stops at `peak_lr / 1000`. Options override any of these.
     """
     import keras
 
+    accuracy = task.accuracy_metric
     args = {
-        "monitor": "val_accuracy",
-        "mode": "max",
+        "monitor": "val_accuracy" if accuracy else "val_metric",
+        "mode": "max" if accuracy else task.mode,
         "factor": 0.2,
-        "patience": 0 if epochs <= 4 else 1,
+        "patience": 0 if task.epochs <= 4 else 1,
         "min_lr": float(method.peak_lr) * 1e-3,
         "verbose": 0,
     }

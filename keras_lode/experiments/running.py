@@ -141,7 +141,7 @@ def observer_class():
                 task.points_per_epoch,
                 validation_data=val_points,
                 validation_samples=len(val_points[1]) if val_points is not None else 1024,
-                metric=_argmax_accuracy,
+                metric=_argmax_accuracy if task.accuracy_metric else task.metric,
             )
             self.task = task
             self.data = data
@@ -152,6 +152,7 @@ def observer_class():
             self.val_points = val_points  # (x, y) subset measured at every log point, or None
             self.points = {"step": [], "lr": [], "loss": [], "metric": []}
             self.per_epoch = []  # (self.epochs is the run's epoch count)
+            self.measure = epoch_metric(task, data)
 
         def _fit_begin(self):
             if self.controller is not None:
@@ -179,9 +180,9 @@ def observer_class():
             super().on_epoch_end(epoch, logs)  # the epoch's last log point
             logs = logs if logs is not None else {}
             with evaluation_weights(self.model):
-                val = predict_accuracy(self.model, self.data.x_val, self.data.y_val)
-                test = predict_accuracy(self.model, self.data.x_test, self.data.y_test)
-            logs["val_accuracy"] = val  # what a later ReduceLROnPlateau watches
+                val, test = self.measure(self.model, "val"), self.measure(self.model, "test")
+            # What a later ReduceLROnPlateau watches (`plateau_callback`).
+            logs["val_accuracy" if self.task.accuracy_metric else "val_metric"] = val
             self.per_epoch.append(
                 {
                     "epoch": epoch + 1,
@@ -192,6 +193,20 @@ def observer_class():
             )
 
     return Observer
+
+
+def epoch_metric(task, data):
+    """`measure(model, split) -> float`: the task's metric on the whole `"val"` or `"test"`
+    split: top-1 accuracy through `predict` for an accuracy task, else `task.metric`."""
+    if task.accuracy_metric:
+        splits = {"val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}
+        return lambda model, split: predict_accuracy(model, *splits[split])
+    from keras_lode.callbacks import ValidationProbe
+
+    probes = {split: ValidationProbe((x, y), samples=len(y), metric=task.metric)
+              for split, (x, y) in (("val", (data.x_val, data.y_val)),
+                                    ("test", (data.x_test, data.y_test)))}  # fmt: skip
+    return lambda model, split: float(probes[split].measure(model))
 
 
 def load_task_data(task, seed: int = 0):
@@ -277,19 +292,13 @@ def train_one(
     if measure_points:
         n = min(len(data.x_val), 1024)
         val_points = (data.x_val[:n], data.y_val[:n])
-    observer = observer_class()(
-        task,
-        data,
-        steps_per_epoch,
-        schedule=schedule,
-        controller=controller,
-        val_points=val_points,
-    )
+    observer = observer_class()(task, data, steps_per_epoch, schedule=schedule,
+                                controller=controller, val_points=val_points)  # fmt: skip
     recorder = None if record_to is None else _recorder(task, method, data, model, seed)
     # Log points are observed at batch begin, where a float-LR LODECallback (and the
     # observer itself, for replay/retrieval) assigns the next interval's LR: whoever records
     # the LR an interval ran with goes before whoever sets it.
-    peer = plateau_callback(method, task.epochs) if method.kind == "plateau" else None
+    peer = plateau_callback(method, task) if method.kind == "plateau" else None
     callbacks = [cb for cb in (recorder, observer, lode_cb, peer) if cb is not None]
     t0 = time.perf_counter()
     # The batch order depends on the seed only (`epoch_batches`), whatever the method does.
@@ -302,7 +311,7 @@ def train_one(
     wall = time.perf_counter() - t0
     epochs = observer.per_epoch
     vals = [e["val_metric"] for e in epochs]
-    best = int(np.argmax(vals))
+    best = int(np.argmax(vals) if task.mode == "max" else np.argmin(vals))
     if recorder is not None:
         from keras_lode.runs import write_run
 
@@ -325,6 +334,8 @@ def train_one(
         "best_val": vals[best],
         "test_at_best_val": epochs[best]["test_metric"],
         "test_at_end": epochs[-1]["test_metric"],
+        "mode": task.mode,
+        "accuracy": task.accuracy_metric,  # a fraction: tables show percent and points
         "wall_s": wall,
         "lode": None if lode_cb is None else lode_summary(lode_cb),
     }
@@ -371,6 +382,8 @@ def _recorder(task, method: Method, data, model, seed: int):
         points_per_epoch=task.points_per_epoch,
         validation_data=(data.x_val, data.y_val),
         validation_samples=1024,
+        metric=task.metric,
+        mode=task.mode,
         meta={
             "task": task.name,
             "model": model.name,

@@ -158,30 +158,39 @@ def summarize(
 def format_table(
     results: list[dict], reference: str | None = None, baseline: str | None = None
 ) -> str:
-    """A plain-text table of test accuracy (at best validation and at the end) per method,
-    and the paired difference `reference - baseline` (`summarize`)."""
+    """A plain-text table of the test metric (at best validation and at the end) per method,
+    and the paired difference `reference - baseline` (`summarize`).
+
+    Accuracy is shown in percent and differences in points; another metric as it is, with
+    its direction (`mode` "min": lower is better) said in the paired line.
+    """
     a = summarize(results, reference, "test_at_best_val", baseline)
     b = {r["method"]: r for r in summarize(results, reference, "test_at_end")["rows"]}
     wall = {}
     for r in results:
         wall.setdefault(r["method"], []).append(r["wall_s"])
+    percent = all(r.get("accuracy", True) for r in results)
+    k, unit = (100, " (%)") if percent else (1, "")
     lines = [
-        f"{'method':<20} {'n':>3}  {'test@best-val (%)':>18}  {'test@end (%)':>15}  {'s/run':>6}",
+        f"{'method':<20} {'n':>3}  {'test@best-val' + unit:>18}  {'test@end' + unit:>15}"
+        f"  {'s/run':>6}",
     ]
     for r in a["rows"]:
         e = b[r["method"]]
         lines.append(
-            f"{r['method']:<20} {r['n']:>3}  {100 * r['mean']:>9.2f} +/- {_pct(r['std']):>5}"
-            f"  {100 * e['mean']:>6.2f} +/- {_pct(e['std']):>5}"
+            f"{r['method']:<20} {r['n']:>3}  {k * r['mean']:>9.2f} +/- {_num(r['std'], k):>5}"
+            f"  {k * e['mean']:>6.2f} +/- {_num(e['std'], k):>5}"
             f"  {np.median(wall[r['method']]):>6.1f}"
         )
     p = a["paired"]
     if p is not None:
         lo, hi = p["ci95"]
+        lower = any(r.get("mode") == "min" for r in results)
         lines.append(
             f"paired {p['reference']} - {p['baseline']} (test@best-val, n={p['n']}): "
-            f"{100 * p['mean']:+.2f} points, 95% CI [{_pct(lo, sign=True)}, "
-            f"{_pct(hi, sign=True)}]"
+            f"{k * p['mean']:+.2f}{' points' if percent else ''}, 95% CI "
+            f"[{_num(lo, k, sign=True)}, {_num(hi, k, sign=True)}]"
+            f"{' (lower is better)' if lower else ''}"
         )
     return "\n".join(lines)
 
@@ -214,7 +223,7 @@ def format_lode_runs(results: list[dict], warmup: str | None = None) -> str:
     return "\n".join(["what the LODE did:", *lines]) if lines else ""
 
 
-def _pct(x, sign=False):
+def _num(x, k=100, sign=False):
     if x is None or not math.isfinite(x):
         return "n/a"
-    return f"{100 * x:+.2f}" if sign else f"{100 * x:.2f}"
+    return f"{k * x:+.2f}" if sign else f"{k * x:.2f}"

@@ -71,6 +71,7 @@ def run_trial(task: Task, trial: Trial, out_dir: str | os.PathLike) -> TrialResu
             validation_samples=task.validation_samples,
             metric=task.metric,
             meta=meta,
+            mode=task.mode,
         )
         watch = make_divergence_watch(keras, recorder)  # after the recorder
         model.fit(

@@ -83,6 +83,10 @@ class Task:
         metric_name: display name of the metric (e.g. `"next_token_accuracy"`); stored as
             `meta["metric_name"]` of every run when set.
         model_file: default LODE model file of this task (may not exist yet).
+        mode: `"max"` (default: accuracy) or `"min"` (a validation loss, bits per
+            character): the metric's direction, as Keras callbacks take `mode`. Runs record
+            it, the sweep's best config, a comparison's best epoch and its
+            `ReduceLROnPlateau` peer follow it.
     """
 
     name: str
@@ -103,8 +107,11 @@ class Task:
     scale: str | None = None
     metric_name: str | None = None
     model_file: str | None = None
+    mode: str = "max"
 
     def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"Task `mode` must be 'max' or 'min'. Received: mode={self.mode!r}")
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Task `name` must be a non-empty str. Received: {self.name!r}")
         for key in ("build_model", "load_data"):
@@ -125,6 +132,11 @@ class Task:
             raise ValueError(
                 f"Task `schedule_args` has unknown families {unknown}. Expected some of {FAMILIES}."
             )
+
+    @property
+    def accuracy_metric(self) -> bool:
+        """Whether the task's metric is the built-in top-1 accuracy."""
+        return _is_accuracy(self.metric)
 
     @property
     def model_args(self) -> dict:
@@ -170,7 +182,7 @@ class Task:
 
 
 def _is_accuracy(metric) -> bool:
-    return isinstance(metric, str) and metric == "accuracy"
+    return isinstance(metric, str) and metric in ("accuracy", "sparse_categorical_accuracy")
 
 
 def split_data(data) -> dict[str, tuple | None]:
