@@ -163,3 +163,21 @@ def test_text_gpt_keeps_the_corpus_its_model_was_made_on():
         data = get_task("text_gpt", scale=scale).load_data(0)
         first = bytes(data.x_train[0].astype("uint8"))
         assert load_text("pydoc").startswith(first)
+
+
+@pytest.mark.backend
+def test_charlm_sweeps_bits_per_char_minimized(tmp_path):
+    from keras_lode.experiments import Trial
+    from keras_lode.experiments.trial import run_trial
+    from keras_lode.runs import read_run
+
+    task = get_task("charlm", "quick")
+    assert (task.mode, task.metric_name, task.accuracy_metric) == ("min", "bits_per_char", False)
+    result = run_trial(task, Trial("constant", 1e-2, 0), tmp_path)
+    assert result.status == "complete", result.error
+    run = read_run(result.path)
+    assert run.meta["mode"] == "min" and run.meta["metric_name"] == "bits_per_char"
+    # Bits per character of a 64-character vocabulary: near log2(64) = 6 untrained, and
+    # falling as it learns (an accuracy would lie in [0, 1]).
+    assert 1.5 < run.metric[-1] < run.metric[0] <= 6.5
+    assert 1.5 < run.meta["test_metric"] < 6.5

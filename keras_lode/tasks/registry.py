@@ -78,6 +78,9 @@ class ExampleTaskOptions:
         model_args / data_args: keyword arguments of `build` / `data` at this scale.
         model_file: default LODE file under `models/` for this task (may not exist yet).
         peak_lrs: the task's sweep grid of peak LRs (its sweep seeds are 0 and 1).
+        metric: `"accuracy"` (per position for sequence outputs) or a callable
+            `metric(y_true, y_pred) -> float`.
+        mode: the metric's direction, `"max"` or `"min"`.
     """
 
     optimizer: str = "adamw"
@@ -88,6 +91,8 @@ class ExampleTaskOptions:
     data_args: Mapping[str, Any] | None = None
     model_file: str | None = None
     peak_lrs: tuple = (3e-4, 1e-3, 3e-3)
+    metric: Any = "accuracy"
+    mode: str = "max"
 
 
 def example_task(
@@ -113,7 +118,7 @@ def example_task(
         config: an `ExampleTaskOptions`; None for the defaults.
         **options: fields of `ExampleTaskOptions` (`optimizer`, `weight_decay`,
             `momentum`, `metric_name`, `model_args`, `data_args`, `model_file`,
-            `peak_lrs`), overriding `config`'s.
+            `peak_lrs`, `metric`, `mode`), overriding `config`'s.
 
     Raises:
         ValueError: an unknown `scale` or `optimizer`.
@@ -132,7 +137,8 @@ def example_task(
         make_optimizer=OptimizerFactory(opts.optimizer, opts.weight_decay, opts.momentum),
         # RunRecorder's "accuracy" is per position for sequence outputs, i.e. next-token
         # accuracy for the text task; the task's own name for it is `metric_name`.
-        metric="accuracy",
+        metric=opts.metric,
+        mode=opts.mode,
         peak_lrs=tuple(opts.peak_lrs),
         seeds=(0, 1),
         scale=scale,
