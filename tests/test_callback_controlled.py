@@ -229,3 +229,48 @@ def test_window_shorter_than_the_models_encoder_is_refused():
     x, y = _data()
     with pytest.raises(ValueError, match="shorter than the controlled model's encoder window"):
         LODECallback(DoublingControlled(), validation_data=(x, y), window=W - 1)
+
+
+class DoublingRelative(DoublingControlled):
+    """The doubling model read as a task-free one: it scores relative LR paths."""
+
+    features = "relative"
+
+
+def test_fit_follows_a_task_free_plan(backend):
+    # A task-free model plans from the whole history in units of the first LR; mapped back,
+    # its "constant 2x" doubles the run's own LR at each replan, as the task's model does.
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
+    cb = _callback(DoublingRelative())
+    _fit(model, cb)
+    assert sorted(cb.plans) == [2, 4, 6]
+    assert all(p.chosen_name == "constant 2x" for p in cb.plans.values())
+    np.testing.assert_allclose(cb.plan_table, _doubling_table(), rtol=1e-9)
+
+
+class OtherTaskDoubling(DoublingControlled):
+    """The doubling model, trained (by its metadata) on another task."""
+
+    config = {"metadata": {"task": "other_task"}}
+
+
+@pytest.mark.parametrize("anchor", [True, False])
+def test_a_stranger_fit_keeps_its_warm_up(anchor, backend):
+    # The fit names its task, which is not the model's: one warning, then every plan is
+    # made and logged but the LR stays on the warm-up (unless anchor_strangers=False).
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
+    cb = _callback(OtherTaskDoubling(), task="my_task", anchor_strangers=anchor)
+    with pytest.warns(UserWarning, match="not the model's task") as record:
+        _fit(model, cb)
+    anchored = [r for r in record if "default-anchored" in str(r.message)]
+    assert sorted(cb.plans) == [2, 4, 6]
+    if anchor:
+        assert len(anchored) == 1
+        np.testing.assert_allclose(cb.plan_table, 0.1)
+        assert not any(p.switched for p in cb.plans.values())
+        assert all("planner chose 'constant 2x'" in p.reason for p in cb.plans.values())
+    else:
+        assert not anchored
+        np.testing.assert_allclose(cb.plan_table, _doubling_table(), rtol=1e-6)

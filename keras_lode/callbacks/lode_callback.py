@@ -65,21 +65,11 @@ class LODECallback(LogPointObserver):
             or a resumed fit replans identically. None draws one.
         state_path: JSON file for the callback's state (for `BackupAndRestore`).
         verbose: 1 prints one summary line per replan.
-        **options: the callback's options (`CallbackOptions`):
-            `points_per_epoch` (P; default the model's, else 10); `window` (context window
-            in log points; default the model's); `replan_every` (every k log points, an
-            int, or every fraction of the run, a float in (0, 1]; default the model's,
-            else P or 0.1 of the run for a controlled model); `first_replan` (a log point
-            or a fraction of the run; default as soon as `window` points exist, 0.2 of the
-            run for a controlled model); `plot_dir` (a figure of each replan, needs
-            matplotlib); `validation_samples` (size of the fixed validation subset, 256:
-            its measurement is nearly all of the callback's cost); `validation_batch_size`
-            (None: the backend's cheapest); `metric` (`"accuracy"` or a callable
-            `metric(y_true, y_pred) -> float`: the metric the LODE was trained on);
-            `planning` (False: follow the warm-up only, a matched baseline arm); `mode`
-            (`"max"` or `"min"`, as Keras callbacks take it: the metric's direction, which
-            must be the model's; default the model's); `task` (the fit's task name: a
-            `LODEWarning` when it is not the model's task, as `keras-lode plan` warns);
+        **options: the callback's options, the fields of
+            `keras_lode.callbacks.lode_options.CallbackOptions` (each documented there:
+            `points_per_epoch`, `window`, `replan_every`, `first_replan`, `plot_dir`,
+            `validation_samples`, `validation_batch_size`, `metric`, `planning`, `mode`,
+            `task`, `anchor_strangers`),
             and the planner's options (`keras_lode.planning.planner_options(kind)`):
             `samples`, `sigma`, `tol`, `loss_floor`, `top_k`, `anchor`, `lr_range`,
             `reward_at` (generative) or `kappa`, `margin`, `starts`, `ends`, `shapes`,
@@ -159,6 +149,7 @@ class LODECallback(LogPointObserver):
         self._replans: dict[int, np.ndarray] = {}
         self.plans, self.last_plan, self.plan_seconds = {}, None, 0.0
         self._first_epoch, self.checked_run, self.checked_prediction = True, False, False
+        self.stranger, self.anchor_warned = None, False  # why the fit is unlike the model's runs
         self._last_lr = None
         self.tables.apply(self.model, 0)
 

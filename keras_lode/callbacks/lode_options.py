@@ -24,7 +24,30 @@ __all__ = ["CallbackOptions", "resolve_model", "resolve_options", "check_warmup"
 class CallbackOptions:
     """The options of `LODECallback` besides the model, data, warm-up and seed.
 
-    See `LODECallback` for each; `None` takes the model's default.
+    `None` takes the model's default.
+
+    Attributes:
+        points_per_epoch: log points per epoch P; default the model's, else 10.
+        window: context window in log points; default the model's.
+        replan_every: every k log points (an int) or every fraction of the run (a float in
+            (0, 1]); default the model's, else P, or 0.1 of the run for a controlled model.
+        first_replan: a log point or a fraction of the run; default as soon as `window`
+            points exist, 0.2 of the run for a controlled model.
+        plot_dir: a figure of each replan goes there (needs matplotlib).
+        validation_samples: size of the fixed validation subset (256; its measurement is
+            nearly all of the callback's cost).
+        validation_batch_size: None: the backend's cheapest.
+        metric: `"accuracy"` or a callable `metric(y_true, y_pred) -> float`: the metric
+            the LODE was trained on.
+        planning: False follows the warm-up only (a matched baseline arm).
+        task: the fit's task name: a `LODEWarning` when it is not the model's task, as
+            `keras-lode plan` warns.
+        mode: `"max"` or `"min"`, as Keras callbacks take it: the metric's direction, which
+            must be the model's (a task-free model takes either); default the model's.
+        anchor_strangers: True (the default): a fit that the checks find unlike the
+            model's training runs (by its channels, its task, or the model's miss of the
+            current metric) gets one warning and keeps its warm-up for the rest of the fit;
+            plans are still made and logged. False follows them anyway.
     """
 
     points_per_epoch: int | None = None
@@ -38,6 +61,7 @@ class CallbackOptions:
     planning: bool = True
     task: str | None = None
     mode: str | None = None
+    anchor_strangers: bool = True
 
 
 def resolve_model(model):
@@ -112,7 +136,8 @@ def resolve_options(model, kind: str, options: dict) -> tuple[CallbackOptions, d
         opts.mode = model_mode
     if opts.mode not in ("max", "min"):
         raise ValueError(f"Argument `mode` must be 'max' or 'min'. Received: mode={opts.mode!r}")
-    if opts.mode != model_mode:
+    relative = getattr(model, "features", "absolute") == "relative"
+    if opts.mode != model_mode and not relative:  # a task-free model serves both directions
         raise ValueError(
             f"Argument `mode` is {opts.mode!r} but the model's metric is "
             f"{'maximized' if model_mode == 'max' else 'minimized'} (mode {model_mode!r}): "
@@ -120,6 +145,10 @@ def resolve_options(model, kind: str, options: dict) -> tuple[CallbackOptions, d
         )
     if opts.task is not None and not isinstance(opts.task, str):
         raise TypeError(f"Argument `task` must be a task name (str). Received: {opts.task!r}")
+    if not isinstance(opts.anchor_strangers, bool):
+        raise TypeError(
+            f"Argument `anchor_strangers` must be a bool. Received: {opts.anchor_strangers!r}"
+        )
     if not isinstance(opts.planning, bool):
         raise TypeError(f"Argument `planning` must be a bool. Received: {opts.planning!r}")
     return opts, planner

@@ -7,6 +7,7 @@ there is none), `plot_replan` draws it, `observed_run` turns the history into a 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -37,7 +38,12 @@ def _check_once(callback, n: int) -> None:
         from keras_lode.planning.plausibility import warn_implausible
 
         task = getattr(getattr(callback, "options", None), "task", None)
-        warn_implausible(callback.lode, callback.history[: n + 1], run_name="this fit", task=task)
+        mode = getattr(getattr(callback, "options", None), "mode", None) or "max"
+        problems = warn_implausible(
+            callback.lode, callback.history[: n + 1], run_name="this fit", task=task, mode=mode
+        )
+        if problems:
+            callback.stranger = "; ".join(problems)
     except Exception as e:  # a check must never stop the fit
         logger.warning("LODECallback could not check the run: %s", e)
 
@@ -52,8 +58,15 @@ def _check_prediction_once(callback, n: int, window, result) -> None:
     try:
         from keras_lode.planning.plausibility import prediction_miss
 
-        miss = prediction_miss(callback.lode, float(window[-1, 2]), result.predictions[:, 0, 0, 1])
+        observed, predicted = float(window[-1, 2]), result.predictions[:, 0, 0, 1]
+        if getattr(callback.lode, "features", "absolute") == "relative":
+            from keras_lode.model.features import Reference
+
+            ref = Reference.from_rows(callback.history, callback.options.mode)
+            observed, predicted = float(ref.improvement(observed)), ref.improvement(predicted)
+        miss = prediction_miss(callback.lode, observed, predicted)
         if miss is not None:
+            callback.stranger = miss
             warn(
                 f"LODECallback: this fit does not look like the runs the model was trained on "
                 f"(log point {n}): {miss}. Its plans extrapolate; is this the model of this "
@@ -61,6 +74,30 @@ def _check_prediction_once(callback, n: int, window, result) -> None:
             )
     except Exception as e:  # a check must never stop the fit
         logger.warning("LODECallback could not check the model's prediction: %s", e)
+
+
+def _anchored(callback, n: int, result, lrs):
+    """`(plan, lrs)`: as planned, or, when the fit is a stranger to a controlled model and
+    `anchor_strangers` is on, the default (the plan in effect), with the plan's `reason`
+    naming what it would have done; the first such replan says so once."""
+    stranger = getattr(callback, "stranger", None)
+    if stranger is None or not callback.options.anchor_strangers or callback.kind != "controlled":
+        return result, lrs
+    default = np.asarray(callback.tables.table[n + 1 :], dtype=np.float64)
+    if result.switched:
+        reason = (
+            f"default-anchored (unlike the model's runs); the planner chose {result.chosen_name!r}"
+        )
+        result = dataclasses.replace(result, lr=default.copy(), chosen=0, switched=False,
+                                     reason=reason)  # fmt: skip
+    if not getattr(callback, "anchor_warned", False):
+        callback.anchor_warned = True
+        warn(
+            f"LODECallback: from log point {n} on this fit keeps its warm-up (default-anchored): "
+            f"it is unlike the model's training runs ({callback.stranger}). Plans are still "
+            "made and logged; pass anchor_strangers=False to follow them anyway."
+        )
+    return result, default
 
 
 def replan(callback, n: int):
@@ -74,18 +111,22 @@ def replan(callback, n: int):
 
     K = callback.total_points
     window = callback.history[n - callback.window + 1 : n + 1]
-    cause = _window_problem(window)
+    relative = getattr(callback.lode, "features", "absolute") == "relative"
+    # A task-free model reads the whole run (its first point is the reference).
+    given = callback.history[: n + 1] if relative else window
+    cause = _window_problem(given)
     if cause is None:
         _check_once(callback, n)
         try:
             result = plan(
                 callback.lode,
-                window,
+                given,
                 position=n,
                 total_points=K,
                 current_plan=callback.tables.table[n + 1 :],
                 seed=derive_seed(callback.seed, n),
                 points_per_epoch=callback.points_per_epoch,
+                **({"mode": callback.options.mode} if relative else {}),
                 **callback.planner_overrides,
             )
             lrs = np.asarray(result.lr, dtype=np.float64)
@@ -95,7 +136,7 @@ def replan(callback, n: int):
             if not np.all(np.isfinite(lrs) & (lrs > 0)):
                 raise ValueError("plan returned a non-finite or non-positive LR")
             _check_prediction_once(callback, n, window, result)
-            return result, lrs
+            return _anchored(callback, n, result, lrs)
         except Exception as e:  # planning must never kill the user's fit
             cause = f"planning raised {type(e).__name__}: {e}"
     warn(

@@ -135,14 +135,17 @@ def run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            # A task-free model reads the whole run so far (its first point is the reference).
+            relative = getattr(model, "features", "absolute") == "relative"
             p = plan(
                 model,
-                channels[n - W + 1 : n + 1],
+                channels[: n + 1] if relative else channels[n - W + 1 : n + 1],
                 position=n,
                 total_points=K,
                 current_plan=current,
                 seed=args.seed,
                 points_per_epoch=rec.points_per_epoch,
+                **({"mode": rec.meta.get("mode") or "max"} if relative else {}),
                 **options,
             )
         except (TypeError, ValueError) as e:

@@ -44,21 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "kind); generative: the paper's LODE, the LR a predicted channel (it lost to the best "
         "baseline in every benchmark of docs/benchmarks.md) (default: %(default)s)",
     )
-    parser.add_argument(
-        "--members", type=int, default=5, help="controlled: ensemble size (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="controlled: members trained in parallel processes (default: min(members, cores))",
-    )
-    parser.add_argument(
-        "--holdout-seeds",
-        default=None,
-        help="controlled: comma-separated seeds whose runs calibrate the ensemble and measure "
-        "its decision skill (default: the largest seed)",
-    )
+    _add_controlled_arguments(parser)
     parser.add_argument(
         "--synthetic-switched",
         type=int,
@@ -112,6 +98,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", metavar="PATH", help="also write the training report (JSON)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _show_defaults(parser)
+
+
+def _add_controlled_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the controlled ensemble only."""
+    parser.add_argument(
+        "--members", type=int, default=5, help="controlled: ensemble size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="controlled: members trained in parallel processes (default: min(members, cores))",
+    )
+    parser.add_argument(
+        "--holdout-seeds",
+        default=None,
+        help="controlled: comma-separated seeds whose runs calibrate the ensemble and measure "
+        "its decision skill (default: the largest seed)",
+    )
+    parser.add_argument(
+        "--features",
+        choices=("absolute", "relative"),
+        default="absolute",
+        help="controlled: 'absolute' reads the runs' raw channels (a model of their task); "
+        "'relative' reads each run relative to its first log point on --horizon points of "
+        "the fraction of training: one task-free model from runs of several tasks",
+    )
+    parser.add_argument(
+        "--horizon",
+        type=int,
+        default=50,
+        metavar="H",
+        help="controlled, relative features: points of the model's grid (default 50)",
+    )
 
 
 def _show_defaults(parser: argparse.ArgumentParser) -> None:
@@ -265,6 +285,8 @@ def _run_controlled(args, runs) -> int:
             seed=args.seed,
             workers=args.workers,
             verbose=not args.no_progress,
+            features=args.features,
+            horizon=args.horizon,
         )
     except (TypeError, ValueError) as e:
         return _fail(str(e))

@@ -176,6 +176,8 @@ class ControlledSpec:
         span: model time of a whole run.
         mean, std: normalization of `[loss, ln lr, metric]`.
         mode: `"max"` or `"min"`: the metric's direction (see `GenerativeSpec`).
+        features: `"absolute"` (raw channels of the task's runs) or `"relative"` (task-free:
+            `keras_lode.model.features`); stored as `channels.features` when relative.
         lr_range: the LR range the training runs visited.
         calibration: `{"sd_scale", "sd_floor"}`: the calibrated spread of a prediction is
             `sd_scale * sqrt(sd**2 + sd_floor**2)` (default 1 and 0: the raw spread).
@@ -196,6 +198,7 @@ class ControlledSpec:
     mean: Any = None
     std: Any = None
     mode: str = "max"
+    features: str = "absolute"
     lr_range: Any = (1e-4, 1e-1)
     calibration: dict | None = None
     planner: dict | None = None
@@ -214,7 +217,7 @@ def controlled_config(spec: ControlledSpec | None = None, **options):
         spec: a `ControlledSpec` (default: its defaults).
         **options: fields of `ControlledSpec` to set (`members`, `hidden`, `state`,
             `width`, `depth`, `window`, `step_size`, `horizon`, `points_per_epoch`,
-            `span`, `mean`, `std`, `mode`, `lr_range`, `calibration`, `planner`,
+            `span`, `mean`, `std`, `mode`, `features`, `lr_range`, `calibration`, `planner`,
             `training`, `metadata`).
 
     Returns:
@@ -242,7 +245,13 @@ def controlled_config(spec: ControlledSpec | None = None, **options):
         },
         "members": int(s.members),
         "integrator": {"method": "rk4", "step_size": float(s.step_size)},
-        "channels": {"names": list(CHANNEL_NAMES), "mean": mean, "std": std, **_mode(s.mode)},
+        "channels": {
+            "names": list(CHANNEL_NAMES),
+            "mean": mean,
+            "std": std,
+            **_mode(s.mode),
+            **_features(s.features),
+        },
         "time": {
             "unit": "log_point",
             "scale": float(s.span) / int(s.horizon),
@@ -259,6 +268,12 @@ def controlled_config(spec: ControlledSpec | None = None, **options):
     }
     validate_config(config)
     return config
+
+
+def _features(features: str) -> dict:
+    """`{"features": "relative"}` for a task-free model; nothing for the default
+    `"absolute"` (files of a task's own runs are unchanged)."""
+    return {"features": features} if features != "absolute" else {}
 
 
 def json_clean(value, key="value"):

@@ -109,5 +109,11 @@ class ConfigViews:
         return str(self._config["channels"].get("mode", "max"))
 
     @property
+    def features(self) -> str:
+        """`"absolute"` (raw channels of its task, the default) or `"relative"` (task-free,
+        `keras_lode.model.features`; `channels.features`)."""
+        return str(self._config["channels"].get("features", "absolute"))
+
+    @property
     def planner_defaults(self):
         return copy.deepcopy(self._config["planner"])

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from keras_lode.model.features import FEATURES
 from keras_lode.model.schema import (
     ARCH_FIXED,
     ARCH_KEYS,
@@ -142,9 +143,13 @@ def _check_common_sections(config, ck, channels):
     ck.number(integ, "integrator", "step_size", positive=True)
 
     chans = ck.section(config, "channels", {"names", "mean", "std"})
-    ck.keys_exact(chans, "channels", {"names", "mean", "std", "mode"})
+    ck.keys_exact(chans, "channels", {"names", "mean", "std", "mode", "features"})
     if chans.get("mode", "max") not in ("max", "min"):
         ck.fail("channels.mode", "'max' or 'min'", repr(chans["mode"]))
+    if chans.get("features", "absolute") not in FEATURES:
+        ck.fail("channels.features", " or ".join(map(repr, FEATURES)), repr(chans["features"]))
+    if chans.get("features", "absolute") == "relative" and config.get("kind") != "controlled":
+        ck.fail("channels.features", "'relative' only in a controlled model", "a generative one")
     names = chans["names"]
     if (
         not isinstance(names, list)

@@ -18,6 +18,7 @@ from keras_lode.planning.common import option_names
 from keras_lode.planning.control import CONTROL_DEFAULTS, ControlOptions, plan_control
 from keras_lode.planning.generative import DEFAULTS, GenerativeOptions, plan_generative
 from keras_lode.planning.plans import ControlPlan, Plan
+from keras_lode.planning.relative import plan_relative
 from keras_lode.planning.replans import derive_seed
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "plan",
     "plan_control",
     "plan_generative",
+    "plan_relative",
     "planner_options",
 ]
 
@@ -67,6 +69,7 @@ def plan(
     current_plan=None,
     seed: int | None = None,
     points_per_epoch: int | None = None,
+    mode: str = "max",
     **options,
 ):
     """Plan the LR for the rest of a run; the planner follows the model's kind.
@@ -81,13 +84,17 @@ def plan(
 
     Args:
         model: a `LatentODE` (paper planner) or a `ControlledODE` (control planner).
-        window: (W, 3) raw `[loss, ln lr, metric]` at points `position - W + 1 .. position`.
+        window: (W, 3) raw `[loss, ln lr, metric]` at points `position - W + 1 .. position`;
+            for a task-free model (`model.features == "relative"`, `plan_relative`) the
+            whole history, points `0 .. position`.
         position: current log point `n`.
         total_points: number of log points `K` of the run.
         current_plan: LRs the run follows from here (the paper's planner keeps them when
             nothing is accepted; the control planner scores them as its default).
         seed: seed of the paper's planner's noise (the control planner draws none).
         points_per_epoch: the run's P, if known (horizon-mapping warning).
+        mode: the run's metric direction, `"max"` or `"min"`; a task-free model reads the
+            metric's improvement in it (a task's own model has its own `mode`).
         **options: options of `plan_generative` or `plan_control`
             (`planner_options(kind)` lists them).
 
@@ -110,6 +117,11 @@ def plan(
         current_plan=current_plan,
         points_per_epoch=points_per_epoch,
     )
+    if kind == "controlled" and getattr(model, "features", "absolute") == "relative":
+        return plan_relative(
+            model, window, position=position, total_points=total_points,
+            current_plan=current_plan, mode=mode, **options,
+        )  # fmt: skip
     if kind == "controlled":
         return plan_control(model, window, **common, **options)
     return plan_generative(model, window, seed=seed, **common, **options)

@@ -41,7 +41,7 @@ def _stats(model):
 
 
 def implausible(
-    model, channels, *, task=None, lr_factor: float = 10.0, z_max: float = 8.0
+    model, channels, *, task=None, lr_factor: float = 10.0, z_max: float = 8.0, mode="max"
 ) -> list[str]:
     """What looks wrong about a run for this model (an empty list when nothing does).
 
@@ -52,6 +52,9 @@ def implausible(
         task: the run's task name, if known (compared with the model's `metadata.task`).
         lr_factor: how far outside the training LR range an LR may be.
         z_max: how many training standard deviations a channel's median may be off.
+        mode: the run's metric direction; a task-free model (`model.features ==
+            "relative"`) compares the run's relative features (`keras_lode.model.features`,
+            from its first finite point) with its training runs' and has no task to match.
     """
     y = np.asarray(channels, dtype=np.float64)
     if y.ndim != 2 or y.shape[1] != 3:
@@ -60,6 +63,15 @@ def implausible(
     problems = []
     if y.shape[0] == 0:
         return ["no finite log point to check"]
+    if getattr(model, "features", "absolute") == "relative":
+        from keras_lode.model.features import Reference
+
+        try:
+            y = Reference.from_rows(y, mode).to_features(y)
+        except ValueError as e:
+            return [str(e)]
+        y = y[np.all(np.isfinite(y), axis=1)]
+        task = None  # a task-free model is for any task
     lr_range = getattr(model, "lr_range", None)
     if lr_range is not None:
         lo, hi = (float(v) for v in lr_range)

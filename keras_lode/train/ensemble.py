@@ -20,11 +20,13 @@ import logging
 import multiprocessing
 import os
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from keras_lode._checks import check_int, check_number
+from keras_lode.model.features import FEATURES, relative_run
 from keras_lode.model.options import resolve_options
 from keras_lode.runs.run import runs_mode
 from keras_lode.train.windows import fit_normalization, prepare_runs
@@ -198,6 +200,11 @@ class ControlledFitConfig:
         workers: parallel processes (default: min(members, CPU cores)); 1 trains inline.
         coverage_level: the held-out coverage of mean +/- 2 sd that calibration targets.
         verbose: progress bar over members and a summary line.
+        features: `"absolute"` (the runs' raw channels: a model of their task) or
+            `"relative"` (task-free: each run resampled to `horizon` points and read
+            relative to its first point, `keras_lode.model.features`; runs of several
+            tasks, lengths, optimizers and metric directions train one model).
+        horizon: log points of a task-free model's grid (relative features only).
 
     Raises:
         TypeError, ValueError: an option of the wrong type or out of range, named.
@@ -220,8 +227,15 @@ class ControlledFitConfig:
     workers: int | None = None
     coverage_level: float = 0.95
     verbose: bool = True
+    features: str = "absolute"
+    horizon: int = 50
 
     def __post_init__(self):
+        if self.features not in FEATURES:
+            raise ValueError(
+                f"Argument `features` must be one of {FEATURES}. Received: {self.features!r}"
+            )
+        object.__setattr__(self, "horizon", check_int("horizon", self.horizon, minimum=2))
         ints = {
             "members": 1,
             "window": 2,
@@ -272,6 +286,11 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     from keras_lode.train.member import ensemble_config, ensemble_weights
 
     cfg = resolve_options(ControlledFitConfig, config, options, "keras_lode.train.fit_controlled")
+    task_runs = runs
+    if cfg.features == "relative":
+        runs, unusable = relative_runs(runs, cfg.horizon)
+        if unusable and cfg.verbose:
+            print(f"Skipped {unusable} run(s) without a usable first log point.")
     data = prepare_runs(runs, window=cfg.window + 1)
     rs = data.runs
     train, held = split_by_seed(rs, cfg.holdout_seeds)
@@ -290,13 +309,16 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     trained = _load_members(by_seed, cfg, mean, std, horizon=y.shape[1])
     lr_vals = np.exp(y[train][..., 1])
     lr_range = (float(lr_vals.min()), float(lr_vals.max()))
-    mode = runs_mode(runs)  # the metric's direction, from the runs' metadata
+    # The metric's direction, from the runs' metadata (a task-free model's is "max": it
+    # reads improvements).
+    mode = runs_mode(runs)
     base_config = ensemble_config(
         trained,
         window=cfg.window,
         lr_range=lr_range,
         points_per_epoch=data.points_per_epoch,
         mode=mode,
+        features=cfg.features,
     )
     raw = ControlledODE(base_config, ensemble_weights(trained))
     held_runs = [rs[i] for i in held]
@@ -305,6 +327,7 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     skill = decision.decision_skill(raw, held_runs, train_runs, calibration=cal)
     training = {
         "kind": "controlled",
+        **(_tasks_summary(task_runs) if cfg.features == "relative" else {}),
         **_data_summary(len(runs), data, train, held, lr_range),
         "hyperparameters": {**hyper, "members": cfg.members, "seed": cfg.seed},
         "wall_time_s": round(wall, 2),
@@ -326,11 +349,31 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
         planner={"trust": trust.to_json()},
         training=training,
         mode=mode,
+        features=cfg.features,
     )
     model = ControlledODE(config, ensemble_weights(trained))
     if cfg.verbose:
         print(decision.format_skill(skill, cal))
     return ControlledFit(members=trained, model=model, training=config["training"])
+
+
+def relative_runs(runs, horizon: int) -> tuple[list, int]:
+    """`(runs with task-free features, number skipped)`: runs whose first log point is no
+    usable reference (non-finite, or a minimized metric <= 0) are skipped and counted."""
+    out, skipped = [], 0
+    for run in runs:
+        try:
+            out.append(relative_run(run, horizon))
+        except ValueError:
+            skipped += 1
+    if not out:
+        raise ValueError(f"None of the {skipped} run(s) has a usable first log point.")
+    return out, skipped
+
+
+def _tasks_summary(runs) -> dict:
+    """`{"runs_per_task": {task: runs}}` of a task-free model's training runs (its model card)."""
+    return {"runs_per_task": dict(sorted(Counter(str(r.meta.get("task")) for r in runs).items()))}
 
 
 def _hyperparameters(cfg) -> dict:

@@ -1,0 +1,169 @@
+"""Task-free input features: what a run's channels mean on every task.
+
+A model trained on one task's runs reads raw channels (`[loss, ln lr, metric]`): its loss
+scale, LR scale and metric scale are that task's. A model meant for tasks it never saw
+reads the same channels *relative to the run itself* (`channels.features == "relative"` in
+its file):
+
+* time is the fraction of training: every run is resampled to the model's `horizon`
+  points (point `g` sits at fraction `(g + 1) / horizon`, as run point `j` of a `K`-point
+  run sits at `(j + 1) / K`);
+* the LR is relative to the run's first logged LR: `ln(lr / lr_0)` (a constant run is 0
+  throughout; a decay reads the same at 1e-3 with AdamW as at 0.1 with SGD);
+* the training loss is relative to the run's first logged loss: `loss / loss_0`;
+* the metric is its *improvement* since the first log point, in the metric's good
+  direction: `m - m_0` for a maximized metric (accuracy, in [0, 1]: points of it), and
+  `-ln(m / m_0)` for a minimized one (validation loss, perplexity, bits per character are
+  positive and shrink by factors), so a model of improvements serves both directions and
+  its predicted *gain* of a decision is a change of that improvement.
+
+The first log point is the reference because it is the one point every run has before
+any planner acts (the run's own scale, set by the user's optimizer and LR).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from keras_lode._checks import check_int
+
+__all__ = ["FEATURES", "Reference", "relative_run", "resample_rows"]
+
+#: How a model reads a run: `"absolute"` (raw channels of its own task, the default of
+#: files without `channels.features`) or `"relative"` (task-free, this module).
+FEATURES = ("absolute", "relative")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """A run's own scale: its first logged loss, ln LR and metric, and the metric's direction.
+
+    Attributes:
+        loss: the training loss at the first log point (> 0).
+        log_lr: ln of the LR at the first log point.
+        metric: the validation metric at the first log point (> 0 for `mode="min"`).
+        mode: `"max"` or `"min"`, the direction in which the metric improves.
+    """
+
+    loss: float
+    log_lr: float
+    metric: float
+    mode: str = "max"
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"Argument `mode` must be 'max' or 'min'. Received: {self.mode!r}")
+        values = (self.loss, self.log_lr, self.metric)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(
+                "The run's first log point must have a finite loss, LR and metric to serve as "
+                f"the reference of task-free features. Received: {values}"
+            )
+        if self.loss <= 0:
+            raise ValueError(
+                f"Task-free features need a positive training loss; the first is {self.loss}"
+            )
+        if self.mode == "min" and self.metric <= 0:
+            raise ValueError(
+                "Task-free features read a minimized metric as a ratio, so it must be > 0; "
+                f"the first is {self.metric}"
+            )
+
+    @classmethod
+    def from_rows(cls, rows, mode: str = "max") -> Reference:
+        """The reference of a run whose raw `[loss, ln lr, metric]` rows start at point 0."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != 3 or rows.shape[0] == 0:
+            raise ValueError(
+                "The run's history must have shape (n + 1, 3) from its first log point. "
+                f"Received shape {rows.shape}."
+            )
+        loss, log_lr, metric = (float(v) for v in rows[0])
+        return cls(loss, log_lr, metric, mode)
+
+    def to_features(self, rows) -> np.ndarray:
+        """Raw `[loss, ln lr, metric]` rows -> relative `[loss, ln lr, improvement]` rows."""
+        y = np.array(rows, dtype=np.float64)
+        y[..., 0] = y[..., 0] / self.loss
+        y[..., 1] = y[..., 1] - self.log_lr
+        y[..., 2] = self.improvement(y[..., 2])
+        return y
+
+    def improvement(self, metric):
+        """The metric's improvement since the first log point (see the module docstring)."""
+        m = np.asarray(metric, dtype=np.float64)
+        if self.mode == "max":
+            return m - self.metric
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -np.log(m / self.metric)
+
+    def metric_from(self, improvement):
+        """The inverse of `improvement`: the raw metric."""
+        f = np.asarray(improvement, dtype=np.float64)
+        if self.mode == "max":
+            return self.metric + f
+        return self.metric * np.exp(-f)
+
+    def predictions_from(self, pred) -> np.ndarray:
+        """Predicted relative `[loss, improvement]` (last axis) -> raw `[loss, metric]`."""
+        p = np.array(pred, dtype=np.float64)
+        p[..., 0] = p[..., 0] * self.loss
+        p[..., 1] = self.metric_from(p[..., 1])
+        return p
+
+
+def resample_rows(rows, horizon: int) -> np.ndarray:
+    """A `(K, C)` run's rows on `horizon` points evenly spaced in the fraction of training.
+
+    Run point `j` of `K` sits at fraction `(j + 1) / K`, output point `g` at
+    `(g + 1) / horizon`; values are linear in between (channels as given: pass ln LR, not
+    the LR) and held flat before the first point. The last point is the run's last.
+    """
+    horizon = check_int("horizon", horizon, minimum=2)
+    y = np.asarray(rows, dtype=np.float64)
+    K = y.shape[0]
+    x_run = (np.arange(K) + 1.0) / K
+    x_out = (np.arange(horizon) + 1.0) / horizon
+    return np.stack([np.interp(x_out, x_run, y[:, c]) for c in range(y.shape[1])], axis=1)
+
+
+def relative_run(run, horizon: int = 50, mode: str | None = None):
+    """A `keras_lode.Run` with task-free channels on `horizon` points (a model's training run).
+
+    Args:
+        run: a `keras_lode.Run` with finite values at its first log point.
+        horizon: log points of the result (one "epoch" of `horizon` points: the whole run).
+        mode: the metric's direction; default the run's `meta["mode"]` (else `"max"`).
+
+    Returns:
+        A `Run` whose `lr` is `lr / lr_0`, `loss` is `loss / loss_0` and `metric` the
+        improvement (module docstring), with `meta` of the original plus `features`,
+        `source_points` (its K) and `source_mode`; its `mode` is `"max"`.
+
+    Raises:
+        ValueError: the run's first point is not a usable reference.
+    """
+    from keras_lode.runs.run import Run
+
+    mode = mode or run.meta.get("mode") or "max"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.asarray(run.channels(), dtype=np.float64)
+    if "partial_last_point" in (getattr(run, "flags", None) or ()):
+        y = y[:-1]
+    ref = Reference.from_rows(y, mode)
+    y = resample_rows(y, horizon)
+    f = ref.to_features(y)
+    g = np.arange(1, horizon + 1)
+    meta = {
+        **run.meta,
+        "features": "relative",
+        "source_points": int(len(run.lr)),
+        "source_mode": mode,
+        "mode": "max",
+        "points_per_epoch": int(horizon),
+    }
+    lr = np.exp(f[:, 1])
+    return Run(step=g, epoch=g / horizon, lr=lr, loss=f[:, 0], metric=f[:, 2], meta=meta)

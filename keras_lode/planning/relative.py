@@ -1,0 +1,201 @@
+"""The control planner for a task-free model: plan on the model's grid, serve the run's.
+
+A task-free model (`model.features == "relative"`, `keras_lode.model.features`) reads a
+run relative to its first log point, on `model.horizon` points evenly spaced in the
+fraction of training. So `plan_relative`, given the run's whole history (raw rows from
+point 0):
+
+1. takes the reference (first loss, LR and metric, the metric's direction `mode`);
+2. resamples the history onto the model's grid up to the last model point `g` the run has
+   reached (fraction `(g + 1) / horizon <= (n + 1) / K`), and the plan in effect onto the
+   points after it; turns both into relative features;
+3. plans there with the control planner, exactly as for a task's own model (candidates,
+   trust region and calibration are all in relative units);
+4. maps the result back: LRs onto the run's points `n + 1 .. K - 1` (ln LR linear in the
+   fraction of training, times the run's first LR), predictions into the run's metric.
+
+When the planner keeps the default, the plan is the plan in effect exactly (no resampling
+round trip), so a task-free LODE that never switches is bit-identical to its warm-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from keras_lode.model.features import Reference
+from keras_lode.planning import common
+from keras_lode.planning.control import plan_control
+from keras_lode.planning.plans import ControlPlan
+
+__all__ = ["ModelGrid", "model_grid", "plan_relative"]
+
+
+def plan_relative(
+    model,
+    history,
+    *,
+    position: int,
+    total_points: int,
+    current_plan=None,
+    mode: str = "max",
+    **options,
+) -> ControlPlan:
+    """Plan the rest of a run with a task-free controlled model.
+
+    Args:
+        model: a `ControlledODE` with `features == "relative"`.
+        history: `(position + 1, 3)` raw `[loss, ln lr, metric]` of the run's log points
+            `0 .. position` (the whole run so far: the first point is the reference).
+        position: current log point `n`.
+        total_points: the run's number of log points `K`.
+        current_plan: LRs the run follows from here (length `K - 1 - n`, or `K`); None
+            holds the current LR.
+        mode: the run's metric direction, `"max"` or `"min"`.
+        **options: options of `plan_control` (`ControlOptions` fields).
+
+    Returns:
+        A `ControlPlan` in the run's units (LRs, predicted metric, the absolute rule's
+        bound); its `gain`, `gain_sd`, `sd`, the paired rule's `bound` and the numbers in
+        `reason` stay in improvement units (accuracy for a maximized metric, ln-ratio for a
+        minimized one).
+
+    Raises:
+        ValueError: a history of the wrong shape, an unusable first point, or a point too
+            early for the model's window.
+    """
+    n, K = common.check_position(position, total_points)
+    held = common.resolve_current_plan(current_plan, n, K)
+    paths = None if held is None else held[None]
+    grid = model_grid(model, history, position=n, total_points=K, paths=paths, mode=mode)
+    rows = np.asarray(history, dtype=np.float64)
+    ref, g, features = grid.reference, grid.position, grid.window
+    held_model = grid.paths[0]
+    lr0 = float(np.exp(ref.log_lr))
+    run_frac, model_frac = grid.run_fractions, grid.model_fractions
+    defaults = common.model_defaults(model)
+    if "lr_range" not in options and "lr_range" in defaults:
+        options["lr_range"] = tuple(defaults["lr_range"])  # relative, like the candidates
+    p = plan_control(
+        model,
+        features,
+        position=g,
+        total_points=len(model_frac),
+        current_plan=held_model,
+        **options,
+    )
+    return _to_run(p, ref, lr0, rows, held, n, K, g, run_frac, model_frac)
+
+
+@dataclasses.dataclass
+class ModelGrid:
+    """A run's planning problem on a task-free model's grid (`model_grid`).
+
+    Attributes:
+        reference: the run's `Reference` (its first point and metric direction).
+        position: `g`, the last model point the run has reached.
+        window: (W, 3) relative features at model points `g - W + 1 .. g`.
+        paths: (C, H - 1 - g) relative LRs of the given paths at model points `g + 1 ..`.
+        run_fractions, model_fractions: the fraction of training of every run / model point.
+    """
+
+    reference: Reference
+    position: int
+    window: np.ndarray
+    paths: np.ndarray
+    run_fractions: np.ndarray
+    model_fractions: np.ndarray
+
+
+def model_grid(model, history, *, position: int, total_points: int, paths, mode="max"):
+    """The run's history and LR paths on the model's grid, in relative features.
+
+    Args:
+        model: a task-free model (`horizon`, `window`).
+        history: `(position + 1, 3)` raw rows of the run's points `0 .. position`.
+        position, total_points: the run's `n` and `K`.
+        paths: (C, K - 1 - n) LRs of continuations for run points `n + 1 .. K - 1`; None
+            holds the current LR.
+        mode: the run's metric direction.
+
+    Returns:
+        A `ModelGrid`.
+
+    Raises:
+        ValueError: a history of the wrong shape, an unusable first point, or a point too
+            early (or late) for the model's window.
+    """
+    n, K = common.check_position(position, total_points)
+    rows = np.asarray(history, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape != (n + 1, 3):
+        raise ValueError(
+            "A task-free model plans from the run's whole history: `history` must have shape "
+            f"(position + 1, 3) = ({n + 1}, 3), the rows of log points 0..{n}. "
+            f"Received shape {rows.shape}."
+        )
+    ref = Reference.from_rows(rows, mode)
+    H, W = int(model.horizon), int(model.window)
+    g = int(np.floor((n + 1) * H / K + 1e-9)) - 1  # last model point the run has reached
+    if g - W + 1 < 0 or g >= H - 1:
+        first = int(np.ceil(W * K / H)) - 1
+        raise ValueError(
+            f"This task-free model reads {W} of its {H} points ({W / H:.0%} of training) "
+            f"and must have one left to plan: at log point {n} of {K} the run is too "
+            f"{'early' if g < H - 1 else 'late'} (plan from point {first} to {K - 2})"
+        )
+    run_frac = (np.arange(K) + 1.0) / K
+    model_frac = (np.arange(H) + 1.0) / H
+    window = np.stack(
+        [np.interp(model_frac[g - W + 1 : g + 1], run_frac[: n + 1], rows[:, c]) for c in range(3)],
+        axis=1,
+    )
+    if paths is None:
+        paths = np.full((1, K - 1 - n), np.exp(rows[n, 1]))
+    paths = np.atleast_2d(np.asarray(paths, dtype=np.float64))
+    if paths.shape[1] != K - 1 - n:
+        raise ValueError(
+            f"Argument `paths` must have {K - 1 - n} LRs per path (points {n + 1}..{K - 1}). "
+            f"Received shape {paths.shape}."
+        )
+    # Each path's ln LR over all K run points (observed, then the path), on the model grid.
+    ln = np.concatenate([np.broadcast_to(rows[:, 1], (len(paths), n + 1)), np.log(paths)], 1)
+    on_grid = np.stack([np.interp(model_frac[g + 1 :], run_frac, row) for row in ln])
+    return ModelGrid(ref, g, ref.to_features(window), np.exp(on_grid - ref.log_lr),
+                     run_frac, model_frac)  # fmt: skip
+
+
+def _to_run(p: ControlPlan, ref, lr0, rows, held, n, K, g, run_frac, model_frac) -> ControlPlan:
+    """The plan `p` (on the model's grid, relative units) in the run's points and units."""
+    src = model_frac[g:]  # the plan's points g .. H-1 (g: the window's last)
+    dst = run_frac[n + 1 :]
+
+    def ln_paths(paths):  # (C, H-1-g) relative LR -> (C, K-1-n) run LR
+        ln = np.concatenate([np.full((paths.shape[0], 1), p.window[-1, 1]), np.log(paths)], 1)
+        return np.exp(np.stack([np.interp(dst, src, row) for row in ln]) + ref.log_lr)
+
+    paths = ln_paths(np.asarray(p.paths, dtype=np.float64))
+    # The default is the plan in effect, exactly (or the current LR held).
+    paths[0] = held if held is not None else np.exp(rows[n, 1])
+    lr = paths[p.chosen].copy()
+    pred = ref.predictions_from(p.predictions)  # (M, C, H-g, 2) at model points g..H-1
+    at = np.concatenate([run_frac[n : n + 1], dst])
+    flat = pred.reshape(-1, pred.shape[2], 2)
+    pred_run = np.stack(
+        [np.stack([np.interp(at, src, s[:, c]) for c in range(2)], -1) for s in flat]
+    ).reshape(*pred.shape[:2], at.size, 2)
+    return dataclasses.replace(
+        p,
+        lr=lr,
+        paths=paths,
+        mean=ref.metric_from(p.mean),
+        # The absolute rule's bound is a metric level too; the paired rule's is a gain.
+        bound=ref.metric_from(p.bound) if p.rule == "absolute" else p.bound,
+        reason=f"{p.reason} (task-free: in the metric's improvement since the first point)",
+        predictions=pred_run,
+        position=n,
+        total_points=K,
+        lr_range=(p.lr_range[0] * lr0, p.lr_range[1] * lr0),
+        time_scale=len(model_frac) / K,
+        window=rows[-p.window.shape[0] :],
+    )

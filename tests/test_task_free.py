@@ -1,0 +1,199 @@
+"""Task-free features: runs read relative to themselves, one model for runs of any task.
+
+The transforms are checked by value; the planner's invariances (an LR scale or a metric
+offset changes nothing but the LRs' scale) hold only if every input and output goes through
+them; a model trained on runs of different lengths and LR scales plans a run of a third
+length; the callback plans a fit with a task-free model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import keras_lode
+from keras_lode.model.controlled import random_controlled
+from keras_lode.model.features import Reference, relative_run, resample_rows
+from keras_lode.runs.run import Run
+
+
+def _run(K=20, lr=1e-3, mode="max", seed=0, decay=False):
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, K + 1)
+    lrs = np.full(K, lr) if not decay else lr * np.linspace(1.0, 0.05, K)
+    loss = 2.0 * np.exp(-t / K) + 0.01 * rng.random(K)
+    metric = 0.5 + 0.4 * (1 - np.exp(-2 * t / K)) if mode == "max" else 3.0 * np.exp(-t / K)
+    return Run(step=t * 10, epoch=t / 5, lr=lrs, loss=loss, metric=metric,
+               meta={"task": "toy", "seed": seed, "mode": mode})  # fmt: skip
+
+
+def test_reference_features_by_value_and_inverse():
+    rows = np.array([[2.0, math.log(1e-3), 0.6], [1.0, math.log(5e-4), 0.75]])
+    f = Reference.from_rows(rows, "max").to_features(rows)
+    np.testing.assert_allclose(f, [[1.0, 0.0, 0.0], [0.5, math.log(0.5), 0.15]], atol=1e-12)
+    mins = np.array([[2.0, math.log(0.1), 4.0], [1.0, math.log(0.1), 2.0]])
+    ref = Reference.from_rows(mins, "min")
+    np.testing.assert_allclose(ref.to_features(mins)[:, 2], [0.0, math.log(2.0)])
+    pred = np.array([[0.5, math.log(2.0)], [0.25, 0.0]])
+    np.testing.assert_allclose(ref.predictions_from(pred), [[1.0, 2.0], [0.5, 4.0]])
+    with pytest.raises(ValueError, match="minimized metric as a ratio"):
+        Reference(1.0, 0.0, -1.0, "min")
+    with pytest.raises(ValueError, match="first log point must have a finite"):
+        Reference.from_rows([[np.nan, 0.0, 0.5]])
+
+
+def test_resample_keeps_the_ends_and_is_linear_in_the_fraction():
+    y = np.arange(10.0)[:, None] * [1.0, 2.0]
+    r = resample_rows(y, 5)  # points at fractions 0.2 .. 1.0 = run points 1, 3, 5, 7, 9
+    np.testing.assert_allclose(r[:, 0], [1, 3, 5, 7, 9])
+    np.testing.assert_allclose(r[-1], y[-1])
+    up = resample_rows(y[:4], 8)  # upsampling holds the first point before its fraction
+    assert up[0, 0] == 0.0 and up[-1, 0] == 3.0
+
+
+def test_relative_run_reads_the_same_at_every_lr_and_metric_scale():
+    a = relative_run(_run(K=30, lr=1e-3, decay=True), 10)
+    b = relative_run(_run(K=30, lr=0.1, decay=True), 10)
+    np.testing.assert_allclose(a.lr, b.lr)
+    # Point 0 of 10 is run point 2 of 30 (fraction 0.1): 1 - 0.95 * 2 / 29 of the first LR.
+    assert a.lr[0] == pytest.approx(1 - 0.95 * 2 / 29) and a.lr[-1] == pytest.approx(0.05)
+    assert a.meta["features"] == "relative" and a.meta["source_points"] == 30
+    m = relative_run(_run(K=30, mode="min"), 10)
+    assert m.meta["mode"] == "max" and m.meta["source_mode"] == "min"
+    assert np.all(np.diff(m.metric) > 0)  # a shrinking bits-per-char is a growing improvement
+
+
+def _history(K, n, lr=1e-3, offset=0.0, mode="max"):
+    run = _run(K=K, lr=lr, mode=mode)
+    return run.channels()[: n + 1] + [0.0, 0.0, offset]
+
+
+@pytest.fixture(scope="module")
+def model():
+    # A random task-free model that does switch (no trust region, no margin): its choice is
+    # some candidate, which the invariances below must carry exactly.
+    return random_controlled(3, members=3, window=5, horizon=20, features="relative",
+                             lr_range=(1e-3, 10.0), field_scale=3.0)  # fmt: skip
+
+
+def test_plan_is_invariant_to_the_runs_lr_scale_and_metric_offset(model):
+    K, n = 40, 15
+    base = keras_lode.plan(
+        model, _history(K, n), position=n, total_points=K, kappa=0.0, margin=-1.0
+    )
+    assert base.switched and base.lr.shape == (K - 1 - n,)
+    scaled = keras_lode.plan(model, _history(K, n, lr=0.3), position=n, total_points=K,
+                             kappa=0.0, margin=-1.0)  # fmt: skip
+    np.testing.assert_allclose(scaled.lr, base.lr * 300.0, rtol=1e-9)
+    assert scaled.chosen == base.chosen
+    shifted = keras_lode.plan(model, _history(K, n, offset=0.2), position=n, total_points=K,
+                              kappa=0.0, margin=-1.0)  # fmt: skip
+    assert shifted.chosen == base.chosen
+    np.testing.assert_allclose(shifted.mean, base.mean + 0.2)
+
+
+def test_a_kept_default_is_the_plan_in_effect_exactly(model):
+    K, n = 33, 12
+    held = np.geomspace(1e-3, 1e-5, K - 1 - n)
+    p = keras_lode.plan(model, _history(K, n), position=n, total_points=K,
+                        current_plan=held, margin=1e9)  # fmt: skip
+    assert not p.switched
+    np.testing.assert_array_equal(p.lr, held)
+
+
+def test_task_free_planning_needs_the_whole_history_and_enough_of_it(model):
+    with pytest.raises(ValueError, match="whole history"):
+        keras_lode.plan(model, _history(40, 15)[-5:], position=15, total_points=40)
+    with pytest.raises(ValueError, match="too early"):
+        keras_lode.plan(model, _history(40, 3), position=3, total_points=40)
+
+
+def test_minimized_metric_is_planned_as_an_improvement(model):
+    K, n = 40, 15
+    p = keras_lode.plan(model, _history(K, n, mode="min"), position=n, total_points=K,
+                        mode="min", kappa=0.0, margin=-1.0)  # fmt: skip
+    assert p.switched
+    first = _run(K=K, mode="min").metric[0]
+    # The predicted metric is back in the run's units: positive, the ratio of the first.
+    assert np.all(p.predictions[..., 1] > 0)
+    np.testing.assert_allclose(
+        p.mean, first * np.exp(-(np.log(first / p.predictions[:, :, -1, 1]).mean(0))), rtol=0.2
+    )
+
+
+def test_task_free_model_file_round_trip(model, tmp_path):
+    path = tmp_path / "zoo.npz"
+    model.save(path)
+    loaded = keras_lode.load_model(path)
+    assert loaded.features == "relative"
+    assert random_controlled(0).features == "absolute"
+
+
+def test_plausibility_reads_a_task_free_model_in_relative_features(model):
+    from keras_lode.planning.plausibility import implausible
+
+    # Two runs of different LR scales look the same to a task-free model.
+    a = implausible(model, _history(40, 20), task="anything")
+    b = implausible(model, _history(40, 20, lr=5.0), task="anything")
+    assert a == b
+    assert not any("task" in p for p in a)
+
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchdiffeq")
+
+
+def test_one_model_trains_on_runs_of_several_lengths_and_scales():
+    from keras_lode.runs.synthetic import synthetic_runs
+    from keras_lode.train.ensemble import fit_controlled
+
+    fams = ("cosine", "constant", "linear", "wsd")
+    short = synthetic_runs(16, points=20, points_per_epoch=5, seed=0, families=fams,
+                           peak_lrs=(3e-3, 1e-2))  # fmt: skip
+    long = synthetic_runs(16, points=40, points_per_epoch=10, seed=1, families=fams,
+                          peak_lrs=(3e-3, 1e-2))  # fmt: skip
+    for r in long:
+        r.meta["task"] = "long"
+    with pytest.raises(ValueError, match="share one time unit"):
+        fit_controlled(short + long, members=2, window=4, steps=5, workers=1, verbose=False)
+    fit = fit_controlled(short + long, members=2, window=4, steps=60, workers=1, verbose=False,
+                         features="relative", horizon=20)  # fmt: skip
+    assert fit.model.features == "relative" and fit.model.horizon == 20
+    assert sum(fit.training["runs_per_task"].values()) == 32
+    lo, hi = fit.model.lr_range
+    assert hi <= 1.5 and lo >= 1e-3  # relative LRs: a decay to ~1% of the first LR
+    p = keras_lode.plan(fit.model, long[0].channels()[:25], position=24, total_points=60)
+    assert p.lr.shape == (35,)
+
+
+def test_cli_trains_a_task_free_model_on_two_tasks_and_plans_a_third(tmp_path, capsys):
+    from keras_lode.cli import main
+    from keras_lode.runs.synthetic import synthetic_runs, synthetic_switched_run
+
+    fams = ("cosine", "constant", "wsd")
+    for task, K, P, scale in (("a", 20, 5, 1.0), ("b", 30, 10, 0.1)):
+        d = tmp_path / task
+        runs = synthetic_runs(12, points=K, points_per_epoch=P, seed=0, families=fams,
+                              peak_lrs=(3e-3, 1e-2))  # fmt: skip
+        for s in range(2):
+            runs.append(synthetic_switched_run("constant", 3e-3, "cosine", 1e-2, K // 2,
+                                               seed=s, points=K, points_per_epoch=P))  # fmt: skip
+        for r in runs:
+            r.meta["task"] = task
+            Run(r.step, r.epoch, r.lr * scale, r.loss, r.metric, meta=r.meta).save(d)
+    out = tmp_path / "zoo.npz"
+    argv = ["train", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), "--members", "2",
+            "--window", "4", "--max-steps", "40", "--workers", "1", "--features", "relative",
+            "--horizon", "20", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    model = keras_lode.load_model(out)
+    assert model.features == "relative"
+    third = _run(K=45, lr=0.5)
+    third.save(tmp_path / "c")
+    capsys.readouterr()
+    run_file = next((tmp_path / "c").glob("*.run.csv"))
+    assert main(["plan", str(out), str(run_file), "--at", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "Traceback" not in printed and "24" in printed  # plans points 21..44
