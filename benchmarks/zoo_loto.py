@@ -1,0 +1,226 @@
+"""Leave-one-task-out decision skill: can a LODE trained on other tasks judge this task's LR?
+
+For every task of a zoo, a controlled ensemble is trained on the *other* tasks' runs and
+scored on the held-out task's counterfactual groups (runs of one seed that share their
+prefix and differ only in the LR continuation after a switch point: the sweep's switched
+runs). For each group the members predict every continuation's final metric; the figures:
+
+- `spearman`: rank correlation (within a group, averaged) of predicted and actual gains
+  over the group's default (the run that did not switch);
+- `rmse`: of the predicted gain, in improvement units (accuracy; ln-ratio for a minimized
+  metric);
+- `realized`: the actual gain of taking each group's best predicted continuation (0 when
+  the default is predicted best), against `oracle` (the best continuation in hindsight).
+
+Two input kinds are compared: `absolute` (raw channels, what a task's own model reads; it
+needs every task to share one run length) and `relative` (task-free features:
+`keras_lode.model.features`).
+
+    # the synthetic world (seconds per fit): tasks that differ in their LR scale
+    python benchmarks/zoo_loto.py --synthetic --out benchmarks/results/zoo_loto_synthetic.json
+    # a zoo of sweeps: one directory of runs per task (keras-lode sweep --switched N)
+    python benchmarks/zoo_loto.py --zoo runs/zoo --out benchmarks/results/zoo_loto_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Synthetic tasks: (LR scale: recorded LR = scale x the LR the dynamics see, log points).
+SYNTHETIC_TASKS = {"sgd_like": (1.0, 40), "adam_like": (0.1, 40), "large_lr": (10.0, 40)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--synthetic", action="store_true", help="the synthetic world's tasks")
+    src.add_argument("--zoo", help="directory with one sub-directory of runs per task")
+    p.add_argument("--out", required=True, help="results JSON")
+    p.add_argument("--features", default="absolute,relative", help="input kinds to compare")
+    p.add_argument("--horizon", type=int, default=40, help="task-free model's grid points")
+    p.add_argument("--window", type=int, default=8)
+    p.add_argument("--members", type=int, default=3)
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--workers", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def _scaled(run, scale: float, task: str):
+    """The run as a task whose LR scale is `scale` (same dynamics, LRs recorded x scale)."""
+    from keras_lode.runs.run import Run
+
+    meta = {**run.meta, "task": task}
+    if meta.get("switch"):
+        meta["switch"] = {**meta["switch"], "to_peak_lr": meta["switch"]["to_peak_lr"] * scale}
+    return Run(step=run.step, epoch=run.epoch, lr=run.lr * scale, loss=run.loss,
+               metric=run.metric, meta=meta)  # fmt: skip
+
+
+def synthetic_zoo(seed: int = 0) -> dict:
+    """Task -> runs: a 6-family x 3-LR x 3-seed grid plus switched runs per task."""
+    from keras_lode.runs.synthetic import synthetic_run, synthetic_switched_run
+
+    fams = ("cosine", "onecycle", "constant", "step", "linear", "wsd")
+    lrs = (3e-3, 1e-2, 3e-2)
+    targets = [(f, lr) for f in ("cosine", "linear", "wsd", "constant") for lr in lrs]
+    zoo = {}
+    for t, (task, (scale, K)) in enumerate(SYNTHETIC_TASKS.items()):
+        P = K // 10
+        runs = [synthetic_run(f, lr, seed=s, points=K, points_per_epoch=P)
+                for f in fams for lr in lrs for s in range(3)]  # fmt: skip
+        rng = np.random.default_rng(seed + t)
+        for s in range(5):  # switched groups: from constant @ each LR, at 30% and 50%
+            for base_lr in lrs:
+                for at in (int(0.3 * K), int(0.5 * K)):
+                    picks = rng.choice(len(targets), size=4, replace=False)
+                    for i in picks:
+                        f, lr = targets[i]
+                        sw = synthetic_switched_run(
+                            "constant", base_lr, f, lr, at, seed=s, points=K, points_per_epoch=P
+                        )
+                        runs.append(sw)
+                if s >= 3:  # evaluation seeds also need their base runs
+                    runs.append(synthetic_run("constant", base_lr, seed=s, points=K,
+                                              points_per_epoch=P))  # fmt: skip
+        zoo[task] = [_scaled(r, scale, task) for r in runs]
+    return zoo
+
+
+def load_zoo(root) -> dict:
+    """Task -> runs of each sub-directory of `root` (every run file, grid and switched)."""
+    from keras_lode.runs import load_runs
+
+    zoo = {}
+    for d in sorted(Path(root).iterdir()):
+        if d.is_dir() and any(d.glob("*.run.csv")):
+            runs = [r for r in load_runs(d) if r.status == "complete"]
+            if runs:
+                zoo[d.name] = runs
+    if len(zoo) < 2:
+        raise SystemExit(f"{root}: need run directories of at least two tasks, found {list(zoo)}")
+    return zoo
+
+
+def switch_groups(runs):
+    """(base run, point, [switched runs]) for every base run with switched runs at a point."""
+    by_id = {r.run_id: r for r in runs}
+    groups = {}
+    for r in runs:
+        sw = r.meta.get("switch")
+        if isinstance(sw, dict) and sw.get("base") in by_id and len(r) == len(by_id[sw["base"]]):
+            groups.setdefault((sw["base"], int(sw["at_point"])), []).append(r)
+    return [(by_id[b], n, rs) for (b, n), rs in sorted(groups.items())]
+
+
+def predicted_finals(model, base, n, paths, mode) -> np.ndarray:
+    """(M, C) predicted final metric (improvement units for a task-free model)."""
+    from keras_lode.model.controlled import predict_paths
+    from keras_lode.planning.relative import model_grid
+
+    y = base.channels()
+    K = len(base)
+    if getattr(model, "features", "absolute") == "relative":
+        g = model_grid(model, y[: n + 1], position=n, total_points=K, paths=paths, mode=mode)
+        return predict_paths(model, g.window, g.paths, g.position, 1.0)[:, :, -1, 1]
+    W = int(model.window)
+    return predict_paths(model, y[n - W + 1 : n + 1], paths, n, model.horizon / K)[:, :, -1, 1]
+
+
+def score_task(model, runs) -> dict:
+    """Paired skill of `model` on a task's switch groups (see the module docstring)."""
+    from keras_lode.model.features import Reference
+    from keras_lode.train.decision import spearman
+
+    rho, err, realized, oracle, chose = [], [], [], [], 0
+    for base, n, switched in switch_groups(runs):
+        mode = base.meta.get("mode") or "max"
+        if n + 1 < int(model.window) + 1:
+            continue
+        paths = np.stack([base.lr[n + 1 :]] + [r.lr[n + 1 :] for r in switched])
+        try:
+            finals = predicted_finals(model, base, n, paths, mode)
+        except ValueError:
+            continue  # a point the model cannot read
+        pred = finals.mean(axis=0)
+        ref = Reference.from_rows(base.channels(), mode)
+        actual = ref.improvement(np.array([base.metric[-1]] + [r.metric[-1] for r in switched]))
+        if getattr(model, "features", "absolute") == "absolute" and mode == "min":
+            pred = -pred  # a task's own model predicts the raw minimized metric
+        gain_p, gain_a = pred[1:] - pred[0], actual[1:] - actual[0]
+        if not (np.all(np.isfinite(gain_p)) and np.all(np.isfinite(gain_a))):
+            continue
+        if gain_p.size >= 2:
+            rho.append(spearman(gain_p, gain_a))
+        err.extend((gain_p - gain_a) ** 2)
+        best = int(np.argmax(gain_p))
+        take = gain_p[best] > 0
+        chose += int(take)
+        realized.append(float(gain_a[best]) if take else 0.0)
+        oracle.append(max(0.0, float(gain_a.max())))
+    groups = len(realized)
+    if not groups:
+        return {"groups": 0}
+    return {
+        "groups": groups,
+        "spearman": float(np.nanmean(rho)) if rho else None,
+        "rmse": float(np.sqrt(np.mean(err))),
+        "realized": float(np.mean(realized)),
+        "oracle": float(np.mean(oracle)),
+        "switched_share": chose / groups,
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from keras_lode.train.ensemble import fit_controlled
+
+    zoo = synthetic_zoo() if args.synthetic else load_zoo(args.zoo)
+    kinds = [k.strip() for k in args.features.split(",") if k.strip()]
+    print(f"tasks: {', '.join(f'{t} ({len(r)} runs)' for t, r in zoo.items())}", flush=True)
+    results = []
+    for held in zoo:
+        train = [r for t, rs in zoo.items() if t != held for r in rs]
+        for kind in kinds:
+            t0 = time.perf_counter()
+            try:
+                fit = fit_controlled(
+                    train, members=args.members, window=args.window, steps=args.steps,
+                    workers=args.workers, verbose=False, features=kind, horizon=args.horizon,
+                )  # fmt: skip
+            except ValueError as e:  # e.g. absolute inputs over tasks of different lengths
+                print(f"  {held:12s} {kind:8s} not trained: {e}", flush=True)
+                results.append({"held_out": held, "features": kind, "error": str(e)})
+                continue
+            row = {"held_out": held, "features": kind, "fit_s": round(time.perf_counter() - t0, 1),
+                   **score_task(fit.model, zoo[held])}  # fmt: skip
+            results.append(row)
+            shown = [
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in row.items()
+                if k not in ("held_out", "features")
+            ]
+            print(f"  {held:12s} {kind:8s} " + ", ".join(shown), flush=True)
+    out = {
+        "benchmark": "zoo_loto",
+        "source": "synthetic" if args.synthetic else str(args.zoo),
+        "tasks": {t: len(r) for t, r in zoo.items()},
+        "settings": {k: getattr(args, k) for k in ("horizon", "window", "members", "steps")},
+        "command": "python benchmarks/zoo_loto.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "results": results,
+    }
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
