@@ -4,13 +4,15 @@ A planner can only win what its scenario leaves to win (docs/benchmarks.md, prot
 
 - `best`: the LODE warms up on the best schedule of its sweep (chosen on the sweep's
   validation metric, never on test); paired with that schedule's matched arm.
-- `rescue`: it warms up on an untuned default: constant AdamW at Keras' 1e-3, and the
-  sweep's best constant LR. Peers at the same start: the constant itself, the constant +
-  `ReduceLROnPlateau`, cosine and linear decay from it to ~0 (the one-line fix), and
-  `ScheduleFreeAdamW` at its recommended settings; the sweep's best schedule is the
-  reference. Capture = (LODE - default) / (sweep best - default).
-- `unseen`: a LODE trained on another task's runs (`--unseen-model`), in the rescue setting
-  at 1e-3.
+- `rescue`: it warms up on an untuned default: a constant at Keras' default LR for the
+  task's optimizer (AdamW 1e-3, SGD 1e-2), and the sweep's best constant LR. Peers at the
+  same start: the constant itself, the constant + `ReduceLROnPlateau`, cosine and linear
+  decay from it to ~0 (the one-line fix), and `ScheduleFreeAdamW` at its recommended
+  settings; the sweep's best schedule is the reference. Capture = (LODE - default) /
+  (sweep best - default).
+- `unseen`: a LODE trained on other tasks' runs (`--unseen-model`; or, with `--runs`
+  naming a zoo task's sweep directory for the configs, a leave-one-task-out model as
+  `--model` in `rescue`), from the optimizer's default LR.
 - `headroom` (`--start best|default`): the oracle's share. At the planner's first replan
   point the same seed is re-run with library continuations (trust region off) in place of
   the warm-up's: the model's top 8 by predicted paired gain (averaged over the seeds), 8
@@ -50,6 +52,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("best", "rescue", "unseen", "headroom")
 HEADROOM_TOP, HEADROOM_RANDOM = 8, 8
 DEFAULT_LR = 1e-3  # Keras' Adam/AdamW default: what a user without a sweep starts from
+# Keras' default LR of each example-task optimizer (SGD's is 0.01).
+DEFAULT_LRS = {"adamw": 1e-3, "sgd": 1e-2}
+
+
+def default_lr(task) -> float:
+    """The LR a user without a sweep starts from: Keras' default for the task's optimizer."""
+    name = getattr(getattr(task, "make_optimizer", None), "name", "adamw")
+    return DEFAULT_LRS.get(name, DEFAULT_LR)
+
+
 KEYS = ("test_at_best_val", "test_at_end")
 
 
@@ -68,11 +80,14 @@ def parse_args(argv=None):
         "--start",
         default="default",
         choices=("best", "default"),
-        help="headroom: from the sweep's best schedule or from constant 1e-3",
+        help="headroom: from the sweep's best schedule or from the optimizer's default LR",
     )
     p.add_argument("--reference", default=None,
                    help="protocol-2 results file with the sweep summary (default "
                         "benchmarks/results/quality_<task>_<scale>.json)")  # fmt: skip
+    p.add_argument("--runs", default=None,
+                   help="a sweep directory to take the best configs from, instead of "
+                        "--reference (the zoo's tasks)")  # fmt: skip
     p.add_argument(
         "--out",
         default=None,
@@ -95,6 +110,19 @@ def best_configs(reference: dict) -> dict:
     return {"family": top, "peak_lr": best[top]["peak_lr"], "constant": best["constant"]["peak_lr"]}
 
 
+def configs_from_runs(runs_dir) -> dict:
+    """`best_configs` from a sweep directory: the best family and constant by validation."""
+    from keras_lode.experiments.best import best_per_family
+    from keras_lode.runs import load_runs
+
+    rows = best_per_family(load_runs(runs_dir, kind="grid"))
+    constant = [r for r in rows if r["family"] == "constant"]
+    if not rows or not constant:
+        raise SystemExit(f"{runs_dir}: no complete grid runs with a constant family to rank")
+    return {"family": rows[0]["family"], "peak_lr": rows[0]["peak_lr"],
+            "constant": constant[0]["peak_lr"]}  # fmt: skip
+
+
 def scenario_methods(scenario: str, configs: dict, model: str, unseen_model: str | None):
     """`[(Method, label)]` of a scenario; labels are prefixed with the scenario."""
     from keras_lode.experiments import Method
@@ -111,20 +139,22 @@ def scenario_methods(scenario: str, configs: dict, model: str, unseen_model: str
         methods = {f"lode@{top}": lode(top, peak), f"{top}@{peak:g}": arm(top, peak)}
     elif scenario == "rescue":
         methods = {"sweep_best": arm(top, peak)}
-        for name, lr in (("default", DEFAULT_LR), ("best_constant", configs["constant"])):
+        default = configs.get("default_lr", DEFAULT_LR)
+        for name, lr in (("default", default), ("best_constant", configs["constant"])):
             methods[f"{name}:constant"] = arm("constant", lr)
             methods[f"{name}:lode"] = lode("constant", lr)
             methods[f"{name}:plateau"] = Method("plateau", peak_lr=lr)
-        methods["default:cosine"] = arm("cosine", DEFAULT_LR)
-        methods["default:linear"] = arm("linear", DEFAULT_LR)
+        methods["default:cosine"] = arm("cosine", default)
+        methods["default:linear"] = arm("linear", default)
         if schedule_free_works():
             methods["schedulefree"] = Method("schedulefree")
     else:
         if not unseen_model:
             raise SystemExit("--scenario unseen needs --unseen-model (a LODE of another task)")
+        start = configs.get("default_lr", DEFAULT_LR)
         methods = {
-            "default:constant": arm("constant", DEFAULT_LR, unseen_model),
-            "default:lode": lode("constant", DEFAULT_LR, unseen_model),
+            "default:constant": arm("constant", start, unseen_model),
+            "default:lode": lode("constant", start, unseen_model),
         }
     out = []
     for label, m in methods.items():
@@ -259,7 +289,7 @@ def _geometry(task, data):
 def _start(configs, start):
     if start == "best":
         return configs["family"], configs["peak_lr"]
-    return "constant", DEFAULT_LR
+    return "constant", configs.get("default_lr", DEFAULT_LR)
 
 
 def candidate_arm(task, data, family, lr, n, path, model_path, label):
@@ -289,7 +319,9 @@ def predicted_gains(model, history, n, K, P, default_rest):
 
     from keras_lode import plan
 
-    window = np.asarray(history, dtype=float)[n - model.window + 1 : n + 1]
+    history = np.asarray(history, dtype=float)
+    relative = getattr(model, "features", "absolute") == "relative"
+    window = history[: n + 1] if relative else history[n - model.window + 1 : n + 1]
     p = plan(model, window, position=n, total_points=K, current_plan=default_rest,
              points_per_epoch=P, trust=False, margin=1e9)  # fmt: skip
     return p.names, p.paths, 100 * (p.mean - p.mean[0])
@@ -460,10 +492,11 @@ def markdown(payload) -> str:
         return f"{h['headroom']:+.2f} +/- {h['headroom_se']:.2f}" if h else "not run"
 
     lode_best = f"lode@{c['family']}"
+    start = f"{payload.get('default_lr', DEFAULT_LR):g}"
     table = [
         ("best (warm-up " + best_arm + ")", room("best"), cell("best", lode_best, best_arm),
          "-", "-"),
-        ("rescue from constant 1e-3", room("default"),
+        (f"rescue from constant {start}", room("default"),
          cell("rescue", "default:lode", "default:constant"), cap("rescue", "default"),
          "plateau " + cell("rescue", "default:plateau", "default:constant")
          + "; cosine " + cell("rescue", "default:cosine", "default:constant")
@@ -474,7 +507,7 @@ def markdown(payload) -> str:
          cap("rescue", "best_constant"),
          "plateau " + cell("rescue", "best_constant:plateau", "best_constant:constant")
          + "; sweep best " + cell("rescue", "sweep_best", "best_constant:constant")),
-        ("unseen (another task's LODE) from 1e-3", "-",
+        (f"unseen (another task's LODE) from {start}", "-",
          cell("unseen", "default:lode", "default:constant"), cap("unseen", "default"), "-"),
     ]  # fmt: skip
     lines = [
@@ -524,7 +557,12 @@ def main(argv=None) -> int:
         return 0
     if args.scenario is None:
         raise SystemExit("--scenario is required (or --report)")
-    configs = best_configs(json.loads(reference_path.read_text()))
+    task = get_task(args.task, scale=args.scale, **({"epochs": args.epochs} if args.epochs else {}))
+    if args.runs:
+        configs, reference_path = configs_from_runs(args.runs), Path(args.runs).resolve()
+    else:
+        configs = best_configs(json.loads(reference_path.read_text()))
+    configs["default_lr"] = default_lr(task)
     payload = json.loads(out.read_text()) if out.exists() else {"results": [], "commands": []}
     import keras
 
@@ -535,14 +573,13 @@ def main(argv=None) -> int:
         )
     payload.update(
         benchmark="scenarios", task=args.task, scale=args.scale, configs=configs,
-        reference=os.path.relpath(reference_path, ROOT), default_lr=DEFAULT_LR,
+        reference=os.path.relpath(reference_path, ROOT), default_lr=configs["default_lr"],
         machine=f"{platform.machine()} {os.cpu_count()} cores",
     )  # fmt: skip
     payload["backend"] = keras.backend.backend()
     command = "python benchmarks/scenarios.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if command not in payload["commands"]:
         payload["commands"].append(command)
-    task = get_task(args.task, scale=args.scale, **({"epochs": args.epochs} if args.epochs else {}))
     data = load_task_data(task, 0)
     if args.scenario == "headroom":
         run_headroom(args, task, data, configs, model, payload, out, parse_seeds(args.seeds))
