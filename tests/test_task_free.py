@@ -197,3 +197,20 @@ def test_cli_trains_a_task_free_model_on_two_tasks_and_plans_a_third(tmp_path, c
     assert main(["plan", str(out), str(run_file), "--at", "20"]) == 0
     printed = capsys.readouterr().out
     assert "Traceback" not in printed and "24" in printed  # plans points 21..44
+
+
+def test_a_run_unlike_every_training_run_is_flagged_in_relative_features():
+    from keras_lode.planning.plausibility import implausible
+
+    # Training runs' relative channels: loss falling to ~half its first value, ln LR within
+    # 0 +/- 1 of the first, accuracy gains of ~0.2.
+    model = random_controlled(1, members=2, window=5, horizon=20, features="relative",
+                              mean=[0.5, 0.0, 0.2], std=[0.2, 1.0, 0.1],
+                              lr_range=(0.01, 2.0))  # fmt: skip
+    # At 1e-5 the raw LRs lie far below the (relative) training range; read relative to the
+    # run's first LR they do not.
+    assert implausible(model, _history(40, 20, lr=1e-5)) == []
+    rows = _history(40, 20, lr=1e-5)
+    rows[5:, 0] *= 1e3  # the loss blows up a thousandfold after its first points
+    problems = implausible(model, rows)
+    assert any("channel 'loss'" in p for p in problems)
