@@ -10,7 +10,10 @@ runs). For each group the members predict every continuation's final metric; the
 - `rmse`: of the predicted gain, in improvement units (accuracy; ln-ratio for a minimized
   metric);
 - `realized`: the actual gain of taking each group's best predicted continuation (0 when
-  the default is predicted best), against `oracle` (the best continuation in hindsight).
+  the default is predicted best), against `oracle` (the best continuation in hindsight);
+  `realized_rule`: that of the planner's absolute rule with the model's calibrated spread
+  (switch when the best `mean - kappa * sd` beats the default's mean by `margin`, at the
+  control planner's defaults), what a fit with this model would do.
 
 Two input kinds are compared: `absolute` (raw channels, what a task's own model reads; it
 needs every task to share one run length) and `relative` (task-free features:
@@ -136,10 +139,13 @@ def predicted_finals(model, base, n, paths, mode) -> np.ndarray:
 
 def score_task(model, runs) -> dict:
     """Paired skill of `model` on a task's switch groups (see the module docstring)."""
+    from keras_lode.model.defaults import CONTROL_DEFAULTS
     from keras_lode.model.features import Reference
     from keras_lode.train.decision import spearman
 
+    kappa, margin = CONTROL_DEFAULTS["kappa"], CONTROL_DEFAULTS["margin"]
     rho, err, realized, oracle, chose = [], [], [], [], 0
+    by_rule, chose_rule = [], 0
     for base, n, switched in switch_groups(runs):
         mode = base.meta.get("mode") or "max"
         if n + 1 < int(model.window) + 1:
@@ -149,11 +155,16 @@ def score_task(model, runs) -> dict:
             finals = predicted_finals(model, base, n, paths, mode)
         except ValueError:
             continue  # a point the model cannot read
-        pred = finals.mean(axis=0)
+        pred, sd = (np.asarray(v, dtype=np.float64) for v in model.spread(finals))
         ref = Reference.from_rows(base.channels(), mode)
         actual = ref.improvement(np.array([base.metric[-1]] + [r.metric[-1] for r in switched]))
         if getattr(model, "features", "absolute") == "absolute" and mode == "min":
             pred = -pred  # a task's own model predicts the raw minimized metric
+        # The planner's absolute rule with the model's calibrated spread: switch to the best
+        # pessimistic bound when it beats the default's mean by the margin.
+        bound = pred[1:] - kappa * sd[1:]
+        pick = int(np.argmax(bound))
+        rule_switch = bool(bound[pick] - pred[0] > margin)
         gain_p, gain_a = pred[1:] - pred[0], actual[1:] - actual[0]
         if not (np.all(np.isfinite(gain_p)) and np.all(np.isfinite(gain_a))):
             continue
@@ -164,6 +175,8 @@ def score_task(model, runs) -> dict:
         take = gain_p[best] > 0
         chose += int(take)
         realized.append(float(gain_a[best]) if take else 0.0)
+        chose_rule += int(rule_switch)
+        by_rule.append(float(gain_a[pick]) if rule_switch else 0.0)
         oracle.append(max(0.0, float(gain_a.max())))
     groups = len(realized)
     if not groups:
@@ -175,6 +188,8 @@ def score_task(model, runs) -> dict:
         "realized": float(np.mean(realized)),
         "oracle": float(np.mean(oracle)),
         "switched_share": chose / groups,
+        "realized_rule": float(np.mean(by_rule)),
+        "switched_share_rule": chose_rule / groups,
     }
 
 
