@@ -278,8 +278,10 @@ def test_item7_in_fit_check_compares_the_metric_with_the_model_s_own_prediction(
     assert cb.plans and np.allclose(cb.history[:, 2], 0.875)
     texts = [str(w.message) for w in record]
     assert not any("does not look like the runs the model was trained on:" in t for t in texts)
-    miss = [t for t in texts if "misses the observed 0.875" in t]
+    miss = [t for t in texts if "misses the observed 0.875" in t and "anchored" not in t]
     assert len(miss) == 1, texts
+    # Then the fit keeps its warm-up (anchor_strangers), said once.
+    assert len([t for t in texts if "default-anchored" in t]) == 1, texts
 
 
 def test_item7_compare_passes_its_task_to_the_callback():
