@@ -3,7 +3,7 @@
 For every task of a zoo, a controlled ensemble is trained on the *other* tasks' runs and
 scored on the held-out task's counterfactual groups (runs of one seed that share their
 prefix and differ only in the LR continuation after a switch point: the sweep's switched
-runs). For each group the members predict every continuation's final metric; the figures:
+and branch runs). For each group the members predict every continuation's final metric; the figures:
 
 - `spearman`: rank correlation (within a group, averaged) of predicted and actual gains
   over the group's default (the run that did not switch);
@@ -113,11 +113,12 @@ def load_zoo(root) -> dict:
 
 
 def switch_groups(runs):
-    """(base run, point, [switched runs]) for every base run with switched runs at a point."""
+    """(base run, point, [runs]) for every base run with switched or branch runs (`keras-lode
+    sweep --switched N` / `--branches N`) that leave it at a point."""
     by_id = {r.run_id: r for r in runs}
     groups = {}
     for r in runs:
-        sw = r.meta.get("switch")
+        sw = r.meta.get("switch") or r.meta.get("branch")
         if isinstance(sw, dict) and sw.get("base") in by_id and len(r) == len(by_id[sw["base"]]):
             groups.setdefault((sw["base"], int(sw["at_point"])), []).append(r)
     return [(by_id[b], n, rs) for (b, n), rs in sorted(groups.items())]

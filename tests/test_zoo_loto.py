@@ -1,0 +1,52 @@
+"""benchmarks/zoo_loto.py's bookkeeping: groups found, gains scored in the held-out task."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import zoo_loto  # noqa: E402
+
+from keras_lode.model.controlled import random_controlled  # noqa: E402
+from keras_lode.runs.synthetic import synthetic_run, synthetic_switched_run  # noqa: E402
+
+
+def _task_runs():
+    runs = []
+    for seed in (0, 1):
+        runs.append(synthetic_run("constant", 1e-2, seed=seed, points=20, points_per_epoch=2))
+        for fam, lr in (("cosine", 1e-2), ("wsd", 3e-2), ("constant", 3e-3)):
+            runs.append(synthetic_switched_run("constant", 1e-2, fam, lr, 8, seed=seed,
+                                               points=20, points_per_epoch=2))  # fmt: skip
+    runs.append(synthetic_run("cosine", 1e-2, seed=0, points=20, points_per_epoch=2))
+    return runs
+
+
+def test_groups_are_a_base_and_its_switched_runs_at_one_point():
+    groups = zoo_loto.switch_groups(_task_runs())
+    assert [(b.run_id, n, len(rs)) for b, n, rs in groups] == [
+        ("constant-lr0.01-seed0", 8, 3),
+        ("constant-lr0.01-seed1", 8, 3),
+    ]
+
+
+def test_scores_are_gains_over_the_groups_default():
+    runs = _task_runs()
+    for features in ("absolute", "relative"):
+        model = random_controlled(0, members=3, window=4, horizon=20, features=features)
+        row = zoo_loto.score_task(model, runs)
+        assert row["groups"] == 2
+        # The oracle takes each group's best continuation (or keeps the default): no rule
+        # can beat it, and it is the mean of the groups' best actual gains.
+        best = []
+        for base, _, switched in zoo_loto.switch_groups(runs):
+            gains = np.array([r.metric[-1] for r in switched]) - base.metric[-1]
+            best.append(max(0.0, gains.max()))
+        assert row["oracle"] == pytest.approx(np.mean(best), abs=1e-12)
+        assert row["realized"] <= row["oracle"] + 1e-12
+        assert row["realized_rule"] <= row["oracle"] + 1e-12
