@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The zoo's sweeps, for one LODE over many tasks: every task's grid (6 families x 5 peak LRs x
+# seeds 0-2) with 22 switched runs, then 24 on-policy branch runs per task. Each sweep resumes
+# where it stopped, so rerun this script after an interruption.
+#
+#   bash scripts/zoo_sweeps.sh ZOO_DIR [TASK ...]     # default: every zoo task, cheapest first
+#
+# CPU time at CPU scale on 2 cores: ~20 min (digits_mlp) to ~2 h (charlm) per task.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+zoo="${1:?usage: bash scripts/zoo_sweeps.sh ZOO_DIR [TASK ...]}"
+shift
+tasks=("$@")
+[ ${#tasks[@]} -gt 0 ] || tasks=(digits_mlp fmnist_mlp fmnist_cnn charlm text_gpt fmnist_resnet)
+export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL=3
+status=0
+for stage in grid branches; do
+    for t in "${tasks[@]}"; do
+        extra=()
+        [ "$stage" = branches ] && extra=(--branches 24)
+        echo "=== $t ($stage) $(date -u +%H:%M:%S)"
+        keras-lode sweep --task "$t" --scale cpu --seeds 0,1,2 --switched 22 "${extra[@]}" \
+            --out "$zoo/$t" -q || { echo "FAILED: $t ($stage)"; status=1; }
+    done
+done
+exit $status
