@@ -214,3 +214,11 @@ def test_a_run_unlike_every_training_run_is_flagged_in_relative_features():
     rows[5:, 0] *= 1e3  # the loss blows up a thousandfold after its first points
     problems = implausible(model, rows)
     assert any("channel 'loss'" in p for p in problems)
+
+
+def test_a_user_lr_range_is_in_the_runs_own_lrs(model):
+    K, n = 40, 15
+    p = keras_lode.plan(model, _history(K, n, lr=1e-3), position=n, total_points=K,
+                        kappa=0.0, margin=-1.0, lr_range=(5e-4, 1.5e-3))  # fmt: skip
+    assert p.lr.min() >= 5e-4 * (1 - 1e-9) and p.lr.max() <= 1.5e-3 * (1 + 1e-9)
+    assert p.lr_range == pytest.approx((5e-4, 1.5e-3))

@@ -53,7 +53,8 @@ def plan_relative(
         current_plan: LRs the run follows from here (length `K - 1 - n`, or `K`); None
             holds the current LR.
         mode: the run's metric direction, `"max"` or `"min"`.
-        **options: options of `plan_control` (`ControlOptions` fields).
+        **options: options of `plan_control` (`ControlOptions` fields); an `lr_range` is
+            in the run's LRs (the model's own is relative to the first LR).
 
     Returns:
         A `ControlPlan` in the run's units (LRs, predicted metric, the absolute rule's
@@ -75,7 +76,9 @@ def plan_relative(
     lr0 = float(np.exp(ref.log_lr))
     run_frac, model_frac = grid.run_fractions, grid.model_fractions
     defaults = common.model_defaults(model)
-    if "lr_range" not in options and "lr_range" in defaults:
+    if options.get("lr_range") is not None:  # given in the run's LRs: relative to its first
+        options["lr_range"] = tuple(float(v) / lr0 for v in options["lr_range"])
+    elif "lr_range" in defaults:
         options["lr_range"] = tuple(defaults["lr_range"])  # relative, like the candidates
     p = plan_control(
         model,
