@@ -157,7 +157,10 @@ def score_task(model, runs) -> dict:
         except ValueError:
             continue  # a point the model cannot read
         pred, sd = (np.asarray(v, dtype=np.float64) for v in model.spread(finals))
-        ref = Reference.from_rows(base.channels(), mode)
+        try:
+            ref = Reference.from_rows(base.channels(), mode)
+        except ValueError:
+            continue  # a base run without a usable first point
         actual = ref.improvement(np.array([base.metric[-1]] + [r.metric[-1] for r in switched]))
         if getattr(model, "features", "absolute") == "absolute" and mode == "min":
             pred = -pred  # a task's own model predicts the raw minimized metric

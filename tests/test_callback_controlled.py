@@ -242,7 +242,7 @@ def test_fit_follows_a_task_free_plan(backend):
     # its "constant 2x" doubles the run's own LR at each replan, as the task's model does.
     keras.utils.set_random_seed(0)
     model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
-    cb = _callback(DoublingRelative())
+    cb = _callback(DoublingRelative(), points_per_epoch=P)  # a task-free model has no P
     _fit(model, cb)
     assert sorted(cb.plans) == [2, 4, 6]
     assert all(p.chosen_name == "constant 2x" for p in cb.plans.values())

@@ -57,8 +57,10 @@ def test_relative_run_reads_the_same_at_every_lr_and_metric_scale():
     a = relative_run(_run(K=30, lr=1e-3, decay=True), 10)
     b = relative_run(_run(K=30, lr=0.1, decay=True), 10)
     np.testing.assert_allclose(a.lr, b.lr)
-    # Point 0 of 10 is run point 2 of 30 (fraction 0.1): 1 - 0.95 * 2 / 29 of the first LR.
-    assert a.lr[0] == pytest.approx(1 - 0.95 * 2 / 29) and a.lr[-1] == pytest.approx(0.05)
+    # The reference is the state at fraction 1/10 (run point 2 of 30: 1 - 0.95 * 2 / 29 of
+    # the first LR), so point 0 reads 1 and the end 0.05 of the first LR over that.
+    assert a.lr[0] == pytest.approx(1.0)
+    assert a.lr[-1] == pytest.approx(0.05 / (1 - 0.95 * 2 / 29))
     assert a.meta["features"] == "relative" and a.meta["source_points"] == 30
     m = relative_run(_run(K=30, mode="min"), 10)
     assert m.meta["mode"] == "max" and m.meta["source_mode"] == "min"
@@ -115,12 +117,57 @@ def test_minimized_metric_is_planned_as_an_improvement(model):
     p = keras_lode.plan(model, _history(K, n, mode="min"), position=n, total_points=K,
                         mode="min", kappa=0.0, margin=-1.0)  # fmt: skip
     assert p.switched
-    first = _run(K=K, mode="min").metric[0]
-    # The predicted metric is back in the run's units: positive, the ratio of the first.
-    assert np.all(p.predictions[..., 1] > 0)
-    np.testing.assert_allclose(
-        p.mean, first * np.exp(-(np.log(first / p.predictions[:, :, -1, 1]).mean(0))), rtol=0.2
-    )
+    # Back in the run's units: positive, and the plan is the lowest predicted metric.
+    assert np.all(p.predictions[..., 1] > 0) and np.all(p.mean > 0)
+    assert p.chosen == int(np.argmin(p.mean))
+    up = keras_lode.plan(model, _history(K, n, mode="min"), position=n, total_points=K,
+                         kappa=0.0, margin=-1.0)  # the same run read as maximized  # fmt: skip
+    assert up.chosen == int(np.argmax(up.mean))
+
+
+def test_the_planners_grid_matches_the_training_runs_resampling():
+    from keras_lode.planning.relative import model_grid
+
+    for K, H, W in ((37, 20, 5), (13, 20, 5), (100, 50, 10)):
+        run = _run(K=K, decay=True)
+        f = relative_run(run, H)
+        for n in range(K - 1):
+            try:
+                g = model_grid(_Shape(H, W), run.channels()[: n + 1], position=n,
+                               total_points=K, paths=run.lr[None, n + 1 :])  # fmt: skip
+            except ValueError:
+                continue
+            want = f.channels()[g.position - W + 1 : g.position + 1]
+            np.testing.assert_allclose(g.window, want, atol=1e-12)
+            np.testing.assert_allclose(np.log(g.paths[0]), f.channels()[g.position + 1 :, 1],
+                                       atol=1e-12)  # fmt: skip
+
+
+class _Shape:
+    def __init__(self, horizon, window):
+        self.horizon, self.window = horizon, window
+
+
+def test_the_reference_does_not_depend_on_how_densely_the_run_is_logged():
+    fine = _run(K=40, decay=True)
+    coarse_rows = fine.channels()[1::2]  # the same fit logged half as often (K = 20)
+    a = Reference.at_fraction(fine.channels(), 40, 10)
+    b = Reference.at_fraction(coarse_rows, 20, 10)
+    assert a.log_lr == pytest.approx(b.log_lr) and a.metric == pytest.approx(b.metric, abs=1e-3)
+
+
+def test_an_early_stopped_run_is_not_stretched_to_a_whole_run():
+    run = _run(K=20)
+    run.meta.update(epochs=8, points_per_epoch=5)  # planned 40 points, stopped at 20
+    with pytest.raises(ValueError, match="stopped at log point 20 of its planned 40"):
+        relative_run(run, 10)
+
+
+def test_a_task_free_file_reads_improvements_only():
+    from keras_lode.model.config import controlled_config
+
+    with pytest.raises(ValueError, match="channels.mode"):
+        controlled_config(features="relative", mode="min")
 
 
 def test_task_free_model_file_round_trip(model, tmp_path):
@@ -196,7 +243,7 @@ def test_cli_trains_a_task_free_model_on_two_tasks_and_plans_a_third(tmp_path, c
     run_file = next((tmp_path / "c").glob("*.run.csv"))
     assert main(["plan", str(out), str(run_file), "--at", "20"]) == 0
     printed = capsys.readouterr().out
-    assert "Traceback" not in printed and "24" in printed  # plans points 21..44
+    assert "Traceback" not in printed and "at point 20/45" in printed
 
 
 def test_a_run_unlike_every_training_run_is_flagged_in_relative_features():
@@ -222,3 +269,21 @@ def test_a_user_lr_range_is_in_the_runs_own_lrs(model):
                         kappa=0.0, margin=-1.0, lr_range=(5e-4, 1.5e-3))  # fmt: skip
     assert p.lr.min() >= 5e-4 * (1 - 1e-9) and p.lr.max() <= 1.5e-3 * (1 + 1e-9)
     assert p.lr_range == pytest.approx((5e-4, 1.5e-3))
+
+
+def test_a_fit_takes_its_own_log_points_and_first_replan_from_a_task_free_model(model):
+    from keras_lode.callbacks.lode_options import resolve_options, run_window
+
+    # The model's P is its grid's (horizon points over the run), never a fit's default.
+    wide = random_controlled(0, window=5, horizon=20, points_per_epoch=20, features="relative")
+    opts, _ = resolve_options(wide, "controlled", {})
+    assert opts.points_per_epoch == 10
+    # Its window of 5 of 20 grid points spans 25% of a run: 10 of 40 points, 25 of 100.
+    assert run_window(model, 5, 40) == 10 and run_window(model, 5, 100) == 25
+
+
+def test_paired_calibration_refuses_a_task_free_model(model):
+    from keras_lode.train.counterfactual import fit_paired
+
+    with pytest.raises(ValueError, match="task-free model"):
+        fit_paired(model, [])

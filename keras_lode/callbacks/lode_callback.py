@@ -127,8 +127,9 @@ class LODECallback(LogPointObserver):
         self.schedule = plan_schedule(optimizer)
         self.mode = "schedule" if self.schedule is not None else "variable"
         self.first_replan, self.replan_every = resolve_cadence(
-            self.total_points, self.window, self.options.first_replan, self.options.replan_every
-        )
+            self.total_points, lode_options.run_window(self.lode, self.window, self.total_points),
+            self.options.first_replan, self.options.replan_every,
+        )  # fmt: skip
         if self.options.planning and self.first_replan >= self.total_points - 1:
             warn(
                 f"LODECallback: the first replan (log point {self.first_replan}, window "

@@ -64,6 +64,14 @@ class CallbackOptions:
     anchor_strangers: bool = True
 
 
+def run_window(model, window: int, total_points: int) -> int:
+    """The run's log points a model's window spans: `window` itself, or for a task-free model
+    (whose window is on its own grid of `horizon` points) `ceil(window * K / horizon)`."""
+    if getattr(model, "features", "absolute") != "relative":
+        return window
+    return max(2, math.ceil(window * total_points / int(model.horizon) - 1e-9))
+
+
 def resolve_model(model):
     """The LODE itself: loaded from a path, checked to have its kind's interface."""
     if isinstance(model, str | os.PathLike):
@@ -102,8 +110,11 @@ def resolve_options(model, kind: str, options: dict) -> tuple[CallbackOptions, d
     opts = CallbackOptions(**{k: v for k, v in options.items() if k in own})
     planner = {k: v for k, v in options.items() if k not in own}
     defaults = dict(getattr(model, "planner_defaults", None) or {})
-    if opts.points_per_epoch is None:
-        opts.points_per_epoch = getattr(model, "points_per_epoch", None) or 10
+    relative = getattr(model, "features", "absolute") == "relative"
+    if opts.points_per_epoch is None:  # a task-free model's P is its grid's, not a fit's
+        opts.points_per_epoch = (
+            None if relative else getattr(model, "points_per_epoch", None)
+        ) or 10
     if opts.window is None:
         if kind == "controlled":
             opts.window = int(model.window)
@@ -136,7 +147,6 @@ def resolve_options(model, kind: str, options: dict) -> tuple[CallbackOptions, d
         opts.mode = model_mode
     if opts.mode not in ("max", "min"):
         raise ValueError(f"Argument `mode` must be 'max' or 'min'. Received: mode={opts.mode!r}")
-    relative = getattr(model, "features", "absolute") == "relative"
     if opts.mode != model_mode and not relative:  # a task-free model serves both directions
         raise ValueError(
             f"Argument `mode` is {opts.mode!r} but the model's metric is "

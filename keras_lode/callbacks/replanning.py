@@ -62,7 +62,8 @@ def _check_prediction_once(callback, n: int, window, result) -> None:
         if getattr(callback.lode, "features", "absolute") == "relative":
             from keras_lode.model.features import Reference
 
-            ref = Reference.from_rows(callback.history, callback.options.mode)
+            ref = Reference.at_fraction(callback.history[: n + 1], callback.total_points,
+                                        callback.lode.horizon, callback.options.mode)  # fmt: skip
             observed, predicted = float(ref.improvement(observed)), ref.improvement(predicted)
         miss = prediction_miss(callback.lode, observed, predicted)
         if miss is not None:
@@ -100,6 +101,15 @@ def _anchored(callback, n: int, result, lrs):
     return result, default
 
 
+def _read_rows(callback, history, n: int):
+    """The rows a task-free model reads: those up to its reference and its window's."""
+    from keras_lode.callbacks.lode_options import run_window
+
+    K, H = callback.total_points, int(callback.lode.horizon)
+    start = history[: int(np.ceil(K / H)) + 1]
+    return np.concatenate([start, history[n - run_window(callback.lode, callback.window, K) :]])
+
+
 def replan(callback, n: int):
     """Plans the LRs of log points n+1 .. K-1 from the callback's history.
 
@@ -112,9 +122,10 @@ def replan(callback, n: int):
     K = callback.total_points
     window = callback.history[n - callback.window + 1 : n + 1]
     relative = getattr(callback.lode, "features", "absolute") == "relative"
-    # A task-free model reads the whole run (its first point is the reference).
+    # A task-free model reads the whole run (its reference is at 1/horizon of training), but
+    # only the start and its window must be finite.
     given = callback.history[: n + 1] if relative else window
-    cause = _window_problem(given)
+    cause = _window_problem(_read_rows(callback, given, n) if relative else window)
     if cause is None:
         _check_once(callback, n)
         try:

@@ -17,8 +17,9 @@ its file):
   positive and shrink by factors), so a model of improvements serves both directions and
   its predicted *gain* of a decision is a change of that improvement.
 
-The first log point is the reference because it is the one point every run has before
-any planner acts (the run's own scale, set by the user's optimizer and LR).
+The reference is the run's state at fraction `1 / horizon` of training (the model's first
+point, interpolated between log points): every run has it before any planner acts, and the
+same fit gives the same reference however densely it is logged.
 """
 
 from __future__ import annotations
@@ -71,6 +72,27 @@ class Reference:
                 "Task-free features read a minimized metric as a ratio, so it must be > 0; "
                 f"the first is {self.metric}"
             )
+
+    @classmethod
+    def at_fraction(cls, rows, total_points: int, horizon: int, mode: str = "max") -> Reference:
+        """The reference of a `total_points`-point run from its rows `0 .. n`: its state at
+        fraction `1 / horizon` of training (a task-free model's first point), linear between
+        log points, so the same fit gives the same reference however densely it is logged."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != 3 or rows.shape[0] == 0:
+            raise ValueError(
+                "The run's history must have shape (n + 1, 3) from its first log point. "
+                f"Received shape {rows.shape}."
+            )
+        x = (np.arange(rows.shape[0]) + 1.0) / int(total_points)
+        at = 1.0 / int(horizon)
+        if at > x[-1] + 1e-12:
+            raise ValueError(
+                f"The run has not reached fraction 1/{horizon} of training, the reference of "
+                "task-free features"
+            )
+        first = [float(np.interp(at, x, rows[:, c])) for c in range(3)]
+        return cls(*first, mode)
 
     @classmethod
     def from_rows(cls, rows, mode: str = "max") -> Reference:
@@ -130,6 +152,15 @@ def resample_rows(rows, horizon: int) -> np.ndarray:
     return np.stack([np.interp(x_out, x_run, y[:, c]) for c in range(y.shape[1])], axis=1)
 
 
+def _planned_points(run) -> int | None:
+    """K the run was planned for (`meta["epochs"]` x P), or None when the meta has none."""
+    epochs, P = run.meta.get("epochs"), run.meta.get("points_per_epoch")
+    try:
+        return int(epochs) * int(P) if epochs and P else None
+    except (TypeError, ValueError):
+        return None
+
+
 def relative_run(run, horizon: int = 50, mode: str | None = None):
     """A `keras_lode.Run` with task-free channels on `horizon` points (a model's training run).
 
@@ -144,7 +175,8 @@ def relative_run(run, horizon: int = 50, mode: str | None = None):
         `source_points` (its K) and `source_mode`; its `mode` is `"max"`.
 
     Raises:
-        ValueError: the run's first point is not a usable reference.
+        ValueError: the run's first point is not a usable reference, or it stopped before
+            the log points its meta plans (`epochs` x `points_per_epoch`).
     """
     from keras_lode.runs.run import Run
 
@@ -153,8 +185,14 @@ def relative_run(run, horizon: int = 50, mode: str | None = None):
         y = np.asarray(run.channels(), dtype=np.float64)
     if "partial_last_point" in (getattr(run, "flags", None) or ()):
         y = y[:-1]
-    ref = Reference.from_rows(y, mode)
+    planned = _planned_points(run)
+    if planned is not None and y.shape[0] < planned:
+        raise ValueError(
+            f"Run {getattr(run, 'run_id', '?')!r} stopped at log point {y.shape[0]} of its "
+            f"planned {planned}: its fraction of training is unknown"
+        )
     y = resample_rows(y, horizon)
+    ref = Reference.from_rows(y, mode)  # its state at fraction 1 / horizon
     f = ref.to_features(y)
     g = np.arange(1, horizon + 1)
     meta = {

@@ -150,6 +150,8 @@ def _check_common_sections(config, ck, channels):
         ck.fail("channels.features", " or ".join(map(repr, FEATURES)), repr(chans["features"]))
     if chans.get("features", "absolute") == "relative" and config.get("kind") != "controlled":
         ck.fail("channels.features", "'relative' only in a controlled model", "a generative one")
+    if chans.get("features", "absolute") == "relative" and chans.get("mode", "max") != "max":
+        ck.fail("channels.mode", "'max' with relative features (they are improvements)", "'min'")
     names = chans["names"]
     if (
         not isinstance(names, list)

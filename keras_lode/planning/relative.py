@@ -137,8 +137,8 @@ def model_grid(model, history, *, position: int, total_points: int, paths, mode=
             f"(position + 1, 3) = ({n + 1}, 3), the rows of log points 0..{n}. "
             f"Received shape {rows.shape}."
         )
-    ref = Reference.from_rows(rows, mode)
     H, W = int(model.horizon), int(model.window)
+    ref = Reference.at_fraction(rows, K, H, mode)
     g = int(np.floor((n + 1) * H / K + 1e-9)) - 1  # last model point the run has reached
     if g - W + 1 < 0 or g >= H - 1:
         first = int(np.ceil(W * K / H)) - 1

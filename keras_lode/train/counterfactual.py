@@ -202,6 +202,11 @@ def fit_paired(
     Raises:
         ValueError: fewer than 2 seeds (nothing to hold out).
     """
+    if getattr(model, "features", "absolute") == "relative":
+        raise ValueError(
+            "Paired calibration of a task-free model (features 'relative') is not supported "
+            "yet: its branch groups would have to be read in relative features"
+        )
     cases = _cases(model, groups)
     seeds = sorted({c["seed"] for c in cases})
     if len(seeds) < 2:
