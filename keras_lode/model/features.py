@@ -8,10 +8,11 @@ its file):
 * time is the fraction of training: every run is resampled to the model's `horizon`
   points (point `g` sits at fraction `(g + 1) / horizon`, as run point `j` of a `K`-point
   run sits at `(j + 1) / K`);
-* the LR is relative to the run's first logged LR: `ln(lr / lr_0)` (a constant run is 0
-  throughout; a decay reads the same at 1e-3 with AdamW as at 0.1 with SGD);
-* the training loss is relative to the run's first logged loss: `loss / loss_0`;
-* the metric is its *improvement* since the first log point, in the metric's good
+* the LR is relative to the run's LR at its reference point (below): `ln(lr / lr_0)` (a
+  constant run is 0 throughout; a decay reads the same at 1e-3 with AdamW as at 0.1 with
+  SGD);
+* the training loss is relative to the loss there: `loss / loss_0`;
+* the metric is its *improvement* since then, in the metric's good
   direction: `m - m_0` for a maximized metric (accuracy, in [0, 1]: points of it), and
   `-ln(m / m_0)` for a minimized one (validation loss, perplexity, bits per character are
   positive and shrink by factors), so a model of improvements serves both directions and
@@ -40,12 +41,12 @@ FEATURES = ("absolute", "relative")
 
 @dataclasses.dataclass(frozen=True)
 class Reference:
-    """A run's own scale: its first logged loss, ln LR and metric, and the metric's direction.
+    """A run's own scale: its loss, ln LR and metric at the reference point, and the direction.
 
     Attributes:
-        loss: the training loss at the first log point (> 0).
-        log_lr: ln of the LR at the first log point.
-        metric: the validation metric at the first log point (> 0 for `mode="min"`).
+        loss: the training loss at the reference point (> 0).
+        log_lr: ln of the LR there.
+        metric: the validation metric there (> 0 for `mode="min"`).
         mode: `"max"` or `"min"`, the direction in which the metric improves.
     """
 
@@ -60,7 +61,7 @@ class Reference:
         values = (self.loss, self.log_lr, self.metric)
         if not all(math.isfinite(v) for v in values):
             raise ValueError(
-                "The run's first log point must have a finite loss, LR and metric to serve as "
+                "The run's reference point must have a finite loss, LR and metric to serve as "
                 f"the reference of task-free features. Received: {values}"
             )
         if self.loss <= 0:
@@ -115,7 +116,7 @@ class Reference:
         return y
 
     def improvement(self, metric):
-        """The metric's improvement since the first log point (see the module docstring)."""
+        """The metric's improvement since the reference point (see the module docstring)."""
         m = np.asarray(metric, dtype=np.float64)
         if self.mode == "max":
             return m - self.metric

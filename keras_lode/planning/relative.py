@@ -1,7 +1,8 @@
 """The control planner for a task-free model: plan on the model's grid, serve the run's.
 
 A task-free model (`model.features == "relative"`, `keras_lode.model.features`) reads a
-run relative to its first log point, on `model.horizon` points evenly spaced in the
+run relative to its state at fraction `1 / horizon` of training, on `model.horizon` points
+evenly spaced in the
 fraction of training. So `plan_relative`, given the run's whole history (raw rows from
 point 0):
 
@@ -12,7 +13,7 @@ point 0):
 3. plans there with the control planner, exactly as for a task's own model (candidates,
    trust region and calibration are all in relative units);
 4. maps the result back: LRs onto the run's points `n + 1 .. K - 1` (ln LR linear in the
-   fraction of training, times the run's first LR), predictions into the run's metric.
+   fraction of training, times the run's reference LR), predictions into the run's metric.
 
 When the planner keeps the default, the plan is the plan in effect exactly (no resampling
 round trip), so a task-free LODE that never switches is bit-identical to its warm-up.
@@ -47,7 +48,7 @@ def plan_relative(
     Args:
         model: a `ControlledODE` with `features == "relative"`.
         history: `(position + 1, 3)` raw `[loss, ln lr, metric]` of the run's log points
-            `0 .. position` (the whole run so far: the first point is the reference).
+            `0 .. position` (the whole run so far: its start holds the reference).
         position: current log point `n`.
         total_points: the run's number of log points `K`.
         current_plan: LRs the run follows from here (length `K - 1 - n`, or `K`); None
@@ -96,7 +97,7 @@ class ModelGrid:
     """A run's planning problem on a task-free model's grid (`model_grid`).
 
     Attributes:
-        reference: the run's `Reference` (its first point and metric direction).
+        reference: the run's `Reference` (its state at 1/horizon and metric direction).
         position: `g`, the last model point the run has reached.
         window: (W, 3) relative features at model points `g - W + 1 .. g`.
         paths: (C, H - 1 - g) relative LRs of the given paths at model points `g + 1 ..`.
@@ -194,7 +195,7 @@ def _to_run(p: ControlPlan, ref, lr0, rows, held, n, K, g, run_frac, model_frac)
         mean=ref.metric_from(p.mean),
         # The absolute rule's bound is a metric level too; the paired rule's is a gain.
         bound=ref.metric_from(p.bound) if p.rule == "absolute" else p.bound,
-        reason=f"{p.reason} (task-free: in the metric's improvement since the first point)",
+        reason=f"{p.reason} (task-free: in the metric's improvement since 1/horizon of training)",
         predictions=pred_run,
         position=n,
         total_points=K,
