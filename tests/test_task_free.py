@@ -40,7 +40,7 @@ def test_reference_features_by_value_and_inverse():
     np.testing.assert_allclose(ref.predictions_from(pred), [[1.0, 2.0], [0.5, 4.0]])
     with pytest.raises(ValueError, match="minimized metric as a ratio"):
         Reference(1.0, 0.0, -1.0, "min")
-    with pytest.raises(ValueError, match="first log point must have a finite"):
+    with pytest.raises(ValueError, match="reference point must have a finite"):
         Reference.from_rows([[np.nan, 0.0, 0.5]])
 
 
