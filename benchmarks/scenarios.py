@@ -318,9 +318,10 @@ def predicted_gains(model, history, n, K, P, default_rest):
     import numpy as np
 
     from keras_lode import plan
+    from keras_lode.model.features import is_task_free
 
     history = np.asarray(history, dtype=float)
-    relative = getattr(model, "features", "absolute") == "relative"
+    relative = is_task_free(model)
     window = history[: n + 1] if relative else history[n - model.window + 1 : n + 1]
     p = plan(model, window, position=n, total_points=K, current_plan=default_rest,
              points_per_epoch=P, trust=False, margin=1e9)  # fmt: skip

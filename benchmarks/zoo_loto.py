@@ -127,11 +127,12 @@ def switch_groups(runs):
 def predicted_finals(model, base, n, paths, mode) -> np.ndarray:
     """(M, C) predicted final metric (improvement units for a task-free model)."""
     from keras_lode.model.controlled import predict_paths
+    from keras_lode.model.features import is_task_free
     from keras_lode.planning.relative import model_grid
 
     y = base.channels()
     K = len(base)
-    if getattr(model, "features", "absolute") == "relative":
+    if is_task_free(model):
         g = model_grid(model, y[: n + 1], position=n, total_points=K, paths=paths, mode=mode)
         return predict_paths(model, g.window, g.paths, g.position, 1.0)[:, :, -1, 1]
     W = int(model.window)
@@ -141,7 +142,7 @@ def predicted_finals(model, base, n, paths, mode) -> np.ndarray:
 def score_task(model, runs) -> dict:
     """Paired skill of `model` on a task's switch groups (see the module docstring)."""
     from keras_lode.model.defaults import CONTROL_DEFAULTS
-    from keras_lode.model.features import Reference
+    from keras_lode.model.features import Reference, is_task_free
     from keras_lode.train.decision import spearman
 
     kappa, margin = CONTROL_DEFAULTS["kappa"], CONTROL_DEFAULTS["margin"]
@@ -162,7 +163,7 @@ def score_task(model, runs) -> dict:
         except ValueError:
             continue  # a base run without a usable first point
         actual = ref.improvement(np.array([base.metric[-1]] + [r.metric[-1] for r in switched]))
-        if getattr(model, "features", "absolute") == "absolute" and mode == "min":
+        if not is_task_free(model) and mode == "min":
             pred = -pred  # a task's own model predicts the raw minimized metric
         # The planner's absolute rule with the model's calibrated spread: switch to the best
         # pessimistic bound when it beats the default's mean by the margin.

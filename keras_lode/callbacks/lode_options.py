@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lode._checks import check_int
+from keras_lode.model.features import is_task_free
 
 __all__ = ["CallbackOptions", "resolve_model", "resolve_options", "check_warmup", "check_seed"]
 
@@ -67,7 +68,7 @@ class CallbackOptions:
 def run_window(model, window: int, total_points: int) -> int:
     """The run's log points a model's window spans: `window` itself, or for a task-free model
     (whose window is on its own grid of `horizon` points) `ceil(window * K / horizon)`."""
-    if getattr(model, "features", "absolute") != "relative":
+    if not is_task_free(model):
         return window
     return max(2, math.ceil(window * total_points / int(model.horizon) - 1e-9))
 
@@ -110,7 +111,7 @@ def resolve_options(model, kind: str, options: dict) -> tuple[CallbackOptions, d
     opts = CallbackOptions(**{k: v for k, v in options.items() if k in own})
     planner = {k: v for k, v in options.items() if k not in own}
     defaults = dict(getattr(model, "planner_defaults", None) or {})
-    relative = getattr(model, "features", "absolute") == "relative"
+    relative = is_task_free(model)
     if opts.points_per_epoch is None:  # a task-free model's P is its grid's, not a fit's
         opts.points_per_epoch = (
             None if relative else getattr(model, "points_per_epoch", None)

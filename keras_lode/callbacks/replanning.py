@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from keras_lode._warnings import warn
+from keras_lode.model.features import Reference, is_task_free
 
 __all__ = ["observed_run", "plot_replan", "replan"]
 
@@ -59,9 +60,7 @@ def _check_prediction_once(callback, n: int, window, result) -> None:
         from keras_lode.planning.plausibility import prediction_miss
 
         observed, predicted = float(window[-1, 2]), result.predictions[:, 0, 0, 1]
-        if getattr(callback.lode, "features", "absolute") == "relative":
-            from keras_lode.model.features import Reference
-
+        if is_task_free(callback.lode):
             ref = Reference.at_fraction(callback.history[: n + 1], callback.total_points,
                                         callback.lode.horizon, callback.options.mode)  # fmt: skip
             observed, predicted = float(ref.improvement(observed)), ref.improvement(predicted)
@@ -121,7 +120,7 @@ def replan(callback, n: int):
 
     K = callback.total_points
     window = callback.history[n - callback.window + 1 : n + 1]
-    relative = getattr(callback.lode, "features", "absolute") == "relative"
+    relative = is_task_free(callback.lode)
     # A task-free model reads the whole run (its reference is at 1/horizon of training), but
     # only the start and its window must be finite.
     given = callback.history[: n + 1] if relative else window

@@ -136,7 +136,9 @@ def run(args) -> int:
         warnings.simplefilter("always")
         try:
             # A task-free model reads the whole run so far (its first point is the reference).
-            relative = getattr(model, "features", "absolute") == "relative"
+            from keras_lode.model.features import is_task_free
+
+            relative = is_task_free(model)
             p = plan(
                 model,
                 channels[: n + 1] if relative else channels[n - W + 1 : n + 1],

@@ -32,11 +32,28 @@ import numpy as np
 
 from keras_lode._checks import check_int
 
-__all__ = ["FEATURES", "Reference", "relative_run", "resample_rows"]
+__all__ = ["FEATURES", "Reference", "is_task_free", "relative_run", "resample_rows"]
 
 #: How a model reads a run: `"absolute"` (raw channels of its own task, the default of
 #: files without `channels.features`) or `"relative"` (task-free, this module).
 FEATURES = ("absolute", "relative")
+
+
+def is_task_free(model) -> bool:
+    """Whether `model` reads runs in relative features (`model.features == "relative"`);
+    objects without `features` read raw channels."""
+    return getattr(model, "features", "absolute") == "relative"
+
+
+def _history(rows) -> np.ndarray:
+    """A run's raw `[loss, ln lr, metric]` rows from its first log point, checked."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != 3 or rows.shape[0] == 0:
+        raise ValueError(
+            "The run's history must have shape (n + 1, 3) from its first log point. "
+            f"Received shape {rows.shape}."
+        )
+    return rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +96,7 @@ class Reference:
         """The reference of a `total_points`-point run from its rows `0 .. n`: its state at
         fraction `1 / horizon` of training (a task-free model's first point), linear between
         log points, so the same fit gives the same reference however densely it is logged."""
-        rows = np.asarray(rows, dtype=np.float64)
-        if rows.ndim != 2 or rows.shape[1] != 3 or rows.shape[0] == 0:
-            raise ValueError(
-                "The run's history must have shape (n + 1, 3) from its first log point. "
-                f"Received shape {rows.shape}."
-            )
+        rows = _history(rows)
         x = (np.arange(rows.shape[0]) + 1.0) / int(total_points)
         at = 1.0 / int(horizon)
         if at > x[-1] + 1e-12:
@@ -98,12 +110,7 @@ class Reference:
     @classmethod
     def from_rows(cls, rows, mode: str = "max") -> Reference:
         """The reference of a run whose raw `[loss, ln lr, metric]` rows start at point 0."""
-        rows = np.asarray(rows, dtype=np.float64)
-        if rows.ndim != 2 or rows.shape[1] != 3 or rows.shape[0] == 0:
-            raise ValueError(
-                "The run's history must have shape (n + 1, 3) from its first log point. "
-                f"Received shape {rows.shape}."
-            )
+        rows = _history(rows)
         loss, log_lr, metric = (float(v) for v in rows[0])
         return cls(loss, log_lr, metric, mode)
 

@@ -13,6 +13,7 @@ nothing here imports Keras or torch.
 
 from __future__ import annotations
 
+from keras_lode.model.features import is_task_free
 from keras_lode.planning.candidates import TrustRegion, candidate_library
 from keras_lode.planning.common import option_names
 from keras_lode.planning.control import CONTROL_DEFAULTS, ControlOptions, plan_control
@@ -117,7 +118,7 @@ def plan(
         current_plan=current_plan,
         points_per_epoch=points_per_epoch,
     )
-    if kind == "controlled" and getattr(model, "features", "absolute") == "relative":
+    if kind == "controlled" and is_task_free(model):
         return plan_relative(
             model, window, position=position, total_points=total_points,
             current_plan=current_plan, mode=mode, **options,

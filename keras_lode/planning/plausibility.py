@@ -25,6 +25,7 @@ import numpy as np
 
 from keras_lode._warnings import warn as _warn
 from keras_lode.constants import CHANNELS
+from keras_lode.model.features import Reference, is_task_free
 
 __all__ = ["implausible", "prediction_miss", "warn_implausible"]
 
@@ -63,9 +64,7 @@ def implausible(
     problems = []
     if y.shape[0] == 0:
         return ["no finite log point to check"]
-    if getattr(model, "features", "absolute") == "relative":
-        from keras_lode.model.features import Reference
-
+    if is_task_free(model):
         try:
             y = Reference.from_rows(y, mode).to_features(y)
         except ValueError as e:

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from keras_lode.model.features import is_task_free
 from keras_lode.train.decision import calibrated_sd, fit_spread_calibration, spearman
 
 __all__ = [
@@ -202,7 +203,7 @@ def fit_paired(
     Raises:
         ValueError: fewer than 2 seeds (nothing to hold out).
     """
-    if getattr(model, "features", "absolute") == "relative":
+    if is_task_free(model):
         raise ValueError(
             "Paired calibration of a task-free model (features 'relative') is not supported "
             "yet: its branch groups would have to be read in relative features"
