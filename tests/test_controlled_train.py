@@ -139,3 +139,30 @@ def test_cli_trains_a_controlled_model(tmp_path, capsys):
     assert "final-metric RMSE: lode" in text and "coverage of mean +/- 2 sd" in text
     assert load_model(out).kind == "controlled"
     assert json.loads(report.read_text())["switched_runs"] == 6
+
+
+def test_member_runs_resamples():
+    from keras_lode.train.windows import member_runs
+
+    train = np.array([0, 1, 2, 3, 4, 5])
+    seeds = [0, 0, 1, 1, 2, 2, 3]  # run 6 (seed 3) is held out: not in `train`
+    rng = np.random.default_rng(0)
+    boot = member_runs(train, seeds, "bootstrap", 0, rng)
+    assert boot.size == 6 and set(boot) <= set(train) and len(set(boot)) < 6
+    np.testing.assert_array_equal(member_runs(train, seeds, "none", 3, rng), train)
+    # Member i leaves out the i-th training seed, cyclically.
+    np.testing.assert_array_equal(member_runs(train, seeds, "seeds", 0, rng), [2, 3, 4, 5])
+    np.testing.assert_array_equal(member_runs(train, seeds, "seeds", 1, rng), [0, 1, 4, 5])
+    np.testing.assert_array_equal(member_runs(train, seeds, "seeds", 5, rng), [0, 1, 2, 3])
+    # One training seed: nothing to leave out, every member sees all runs.
+    np.testing.assert_array_equal(member_runs(train, [0] * 7, "seeds", 1, rng), train)
+
+
+def test_resample_option_is_checked_and_recorded(runs):
+    with pytest.raises(ValueError, match="`resample` must be one of"):
+        fit_controlled(runs, resample="jackknife", members=1, steps=1, verbose=False)
+    fit = fit_controlled(runs, members=2, window=5, steps=5, workers=1, verbose=False,
+                         resample="seeds")  # fmt: skip
+    assert fit.training["hyperparameters"]["resample"] == "seeds"
+    a, b = (m.state_dict() for m in fit.members)
+    assert any(not np.allclose(a[k].numpy(), b[k].numpy()) for k in a)

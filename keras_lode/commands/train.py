@@ -112,6 +112,14 @@ def _add_controlled_arguments(parser: argparse.ArgumentParser) -> None:
         help="controlled: members trained in parallel processes (default: min(members, cores))",
     )
     parser.add_argument(
+        "--resample",
+        choices=("bootstrap", "none", "seeds"),
+        default="bootstrap",
+        help="controlled: how the members' training runs differ: a bootstrap resample each, "
+        "all runs (initialization only), or all but one training seed each "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--holdout-seeds",
         default=None,
         help="controlled: comma-separated seeds whose runs calibrate the ensemble and measure "
@@ -287,6 +295,7 @@ def _run_controlled(args, runs) -> int:
             verbose=not args.no_progress,
             features=args.features,
             horizon=args.horizon,
+            resample=args.resample,
         )
     except (TypeError, ValueError) as e:
         return _fail(str(e))

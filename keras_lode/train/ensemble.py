@@ -29,7 +29,13 @@ from keras_lode._checks import check_int, check_number
 from keras_lode.model.features import FEATURES, relative_run
 from keras_lode.model.options import resolve_options
 from keras_lode.runs.run import runs_mode
-from keras_lode.train.windows import fit_normalization, prepare_runs
+from keras_lode.train.windows import (
+    RESAMPLES,
+    controlled_batch,
+    fit_normalization,
+    member_runs,
+    prepare_runs,
+)
 
 logger = logging.getLogger("keras_lode.train")
 
@@ -90,29 +96,6 @@ def split_by_seed(runs, holdout_seeds=None) -> tuple[list[int], list[int]]:
 
 
 # ------------------------------------------------------------------------ one member
-def _batch(y, idx, rng, batch_size, window, time_scale):
-    """A batch of (run, cut) pairs in local time; see the module docstring."""
-    n_runs, k, _ = y.shape
-    runs = rng.choice(idx, size=batch_size, replace=True)
-    cuts = rng.integers(window - 1, k - 1, size=batch_size)  # at least one future point
-    length = k - int(cuts.min())
-    j = np.arange(length)
-    pts = np.minimum(cuts[:, None] + j[None, :], k - 1)  # hold the last value past the end
-    fut = y[runs[:, None], pts]  # (B, L, 3)
-    mask = (cuts[:, None] + j[None, :]) <= k - 1
-    wpts = cuts[:, None] - window + 1 + np.arange(window)[None, :]
-    return {
-        "t_window": wpts.astype(np.float64),
-        "window": y[runs[:, None], wpts],
-        "knots": j * time_scale,
-        "log_lr": fut[..., 1],
-        "target": fut[..., [0, 2]],
-        "mask": mask,
-        "last": k - 1 - cuts,  # index of the run's final point in local time
-        "offset": cuts * time_scale,
-    }
-
-
 def _train_member(payload, progress=None):
     """Trains one member; runs in a worker process (or inline).
 
@@ -130,7 +113,9 @@ def _train_member(payload, progress=None):
     rng = np.random.default_rng(seed)
     y = payload["y"]
     hp = payload["hyper"]
-    idx = rng.choice(payload["train"], size=len(payload["train"]), replace=True)  # bootstrap
+    idx = member_runs(
+        payload["train"], payload["seeds"], payload["resample"], payload["index"], rng
+    )
     member = ControlledMember(
         hp["hidden"],
         hp["state"],
@@ -152,7 +137,7 @@ def _train_member(payload, progress=None):
     history = []
     chunk, reported = max(1, hp["steps"] // 50), 0
     for step in range(hp["steps"]):
-        b = _batch(y, idx, rng, hp["batch_size"], hp["window"], member.time_scale)
+        b = controlled_batch(y, idx, rng, hp["batch_size"], hp["window"], member.time_scale)
         tb = {k: torch.as_tensor(v) for k, v in b.items()}
         h0 = member.encode(tb["t_window"].float(), tb["window"].float())
         u = (tb["log_lr"].float() - member.mean[1]) / member.std[1]
@@ -197,6 +182,8 @@ class ControlledFitConfig:
         steps, batch_size, lr: Adam steps (cosine-decayed LR), (run, cut) pairs per step.
         final_weight: extra weight of the final metric's squared error.
         seed: base seed; member i uses `seed + i` (init, bootstrap, batches).
+        resample: how the members' training runs differ (`member_runs`): `"bootstrap"`
+            (default), `"none"` or `"seeds"` (each leaves out one training seed).
         workers: parallel processes (default: min(members, CPU cores)); 1 trains inline.
         coverage_level: the held-out coverage of mean +/- 2 sd that calibration targets.
         verbose: progress bar over members and a summary line.
@@ -229,8 +216,13 @@ class ControlledFitConfig:
     verbose: bool = True
     features: str = "absolute"
     horizon: int = 50
+    resample: str = "bootstrap"
 
     def __post_init__(self):
+        if self.resample not in RESAMPLES:
+            raise ValueError(
+                f"Argument `resample` must be one of {RESAMPLES}. Received: {self.resample!r}"
+            )
         if self.features not in FEATURES:
             raise ValueError(
                 f"Argument `features` must be one of {FEATURES}. Received: {self.features!r}"
@@ -298,7 +290,17 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     mean, std = fit_normalization(y[train])
     hyper = _hyperparameters(cfg)
     payloads = [
-        dict(y=y, train=np.asarray(train), mean=mean, std=std, hyper=hyper, seed=cfg.seed + i)
+        dict(
+            y=y,
+            train=np.asarray(train),
+            mean=mean,
+            std=std,
+            hyper=hyper,
+            seed=cfg.seed + i,
+            index=i,
+            resample=cfg.resample,
+            seeds=[r.meta.get("seed") for r in rs],
+        )
         for i in range(cfg.members)
     ]
     workers = min(cfg.members, os.cpu_count() or 1) if cfg.workers is None else cfg.workers
@@ -329,7 +331,12 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
         "kind": "controlled",
         **(_tasks_summary(task_runs) if cfg.features == "relative" else {}),
         **_data_summary(len(runs), data, train, held, lr_range),
-        "hyperparameters": {**hyper, "members": cfg.members, "seed": cfg.seed},
+        "hyperparameters": {
+            **hyper,
+            "members": cfg.members,
+            "seed": cfg.seed,
+            "resample": cfg.resample,
+        },
         "wall_time_s": round(wall, 2),
         "member_seconds": [round(r["seconds"], 2) for r in results],
         "workers": workers,

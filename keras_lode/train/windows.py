@@ -251,3 +251,53 @@ def validation_starts(horizon: int, window: int, count: int = 5) -> list[int]:
     """Fixed window starts spread over the run, used to score held-out runs."""
     last = horizon - window
     return sorted({int(round(x)) for x in np.linspace(0, last, count)})
+
+
+#: How members differ beyond their initialization (`ControlledFitConfig.resample`).
+RESAMPLES = ("bootstrap", "none", "seeds")
+
+
+def member_runs(train, seeds, resample: str, index: int, rng) -> np.ndarray:
+    """The training-run indices member `index` sees.
+
+    `"bootstrap"`: a resample of `train` with replacement; `"none"`: all of them (members
+    differ only in initialization and batch order); `"seeds"`: all but the runs of one
+    training seed (member i leaves out the i-th seed, cyclically), so that members disagree
+    where the seeds do.
+    """
+    train = np.asarray(train)
+    if resample == "bootstrap":
+        return rng.choice(train, size=len(train), replace=True)
+    if resample == "none":
+        return train
+    seeds = np.asarray(seeds, dtype=object)[train]
+    known = sorted({s for s in seeds if s is not None})
+    if len(known) < 2:
+        return train
+    keep = train[seeds != known[index % len(known)]]
+    return keep if keep.size else train
+
+
+def controlled_batch(y, idx, rng, batch_size, window, time_scale):
+    """A controlled member's batch: (run, cut) pairs in local time, the encoder's
+    window up to the cut and the run's actual LR path, loss and metric from it to the end
+    (`keras_lode.train.ensemble`)."""
+    n_runs, k, _ = y.shape
+    runs = rng.choice(idx, size=batch_size, replace=True)
+    cuts = rng.integers(window - 1, k - 1, size=batch_size)  # at least one future point
+    length = k - int(cuts.min())
+    j = np.arange(length)
+    pts = np.minimum(cuts[:, None] + j[None, :], k - 1)  # hold the last value past the end
+    fut = y[runs[:, None], pts]  # (B, L, 3)
+    mask = (cuts[:, None] + j[None, :]) <= k - 1
+    wpts = cuts[:, None] - window + 1 + np.arange(window)[None, :]
+    return {
+        "t_window": wpts.astype(np.float64),
+        "window": y[runs[:, None], wpts],
+        "knots": j * time_scale,
+        "log_lr": fut[..., 1],
+        "target": fut[..., [0, 2]],
+        "mask": mask,
+        "last": k - 1 - cuts,  # index of the run's final point in local time
+        "offset": cuts * time_scale,
+    }
