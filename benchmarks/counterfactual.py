@@ -72,6 +72,9 @@ def branch_groups(payload: dict, window: int) -> list:
                     paths,
                     actual,
                     points_per_epoch=runs[0].get("points_per_epoch"),
+                    history=hist[0][: n + 1],
+                    task=payload.get("task"),
+                    mode=payload.get("mode") or "max",
                 )  # fmt: skip
             )
     return groups

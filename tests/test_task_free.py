@@ -282,8 +282,41 @@ def test_a_fit_takes_its_own_log_points_and_first_replan_from_a_task_free_model(
     assert run_window(model, 5, 40) == 10 and run_window(model, 5, 100) == 25
 
 
-def test_paired_calibration_refuses_a_task_free_model(model):
+def _group(task, mode, actual, lr_scale=1.0, K=20, n=8, seed=0):
+    from keras_lode.train.counterfactual import BranchGroup
+
+    rows = _run(K=K, lr=1e-3 * lr_scale, mode=mode, seed=seed).channels()[: n + 1]
+    lr = 1e-3 * lr_scale
+    paths = np.stack([np.full(K - 1 - n, lr), np.full(K - 1 - n, 3 * lr),
+                      np.geomspace(lr, lr / 30, K - 1 - n)])  # fmt: skip
+    return BranchGroup(seed, n, K, rows[-5:], ["default", "up", "decay"], paths, actual,
+                       history=rows, task=task, mode=mode)  # fmt: skip
+
+
+def test_task_free_paired_gains_ignore_the_runs_lr_scale(model):
+    from keras_lode.train.counterfactual import BranchGroup, member_gains
+
+    g = member_gains(model, _group("a", "max", [0.8, 0.82, 0.79]))
+    assert g.shape == (3, 3) and np.all(g[:, 0] == 0.0) and np.ptp(g[:, 1:]) > 0
+    np.testing.assert_allclose(
+        member_gains(model, _group("a", "max", [0.8, 0.82, 0.79], lr_scale=50.0)), g, atol=1e-9
+    )
+    bare = _group("a", "max", [0.8, 0.82, 0.79])
+    bare = BranchGroup(0, 8, 20, bare.window, bare.names, bare.paths, bare.actual)
+    with pytest.raises(ValueError, match="whole prefix"):
+        member_gains(model, bare)
+
+
+def test_task_free_paired_calibration_holds_out_tasks_in_improvement_units(model):
     from keras_lode.train.counterfactual import fit_paired
 
-    with pytest.raises(ValueError, match="task-free model"):
-        fit_paired(model, [])
+    groups = [_group("a", "max", [0.80, 0.82, 0.79]), _group("b", "min", [2.0, 1.0, 4.0])]
+    r = fit_paired(model, groups, by="task")
+    assert r["by"] == "task" and [f["task"] for f in r["folds"]] == ["a", "b"]
+    # Gains are improvements of each group's own metric: +0.02 accuracy; for the minimized
+    # one -ln(1.0 / 2.0), whatever its scale (a raw difference would read +1.0).
+    np.testing.assert_allclose(r["realized"]["oracle"], 100 * (0.02 + math.log(2.0)) / 2)
+    with pytest.raises(ValueError, match=">= 2 tasks"):
+        fit_paired(model, groups[:1], by="task")
+    with pytest.raises(ValueError, match="`by` must be"):
+        fit_paired(model, groups, by="run")

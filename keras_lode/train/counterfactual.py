@@ -7,7 +7,7 @@ Their final validation metrics are the actual paired gains of the very decision 
 planner faces at `n`, free of seed noise in the prefix.
 
 `fit_paired` measures, cross-fitted by seed (every figure of a seed's groups comes from a
-fit on the other seeds' groups):
+fit on the other seeds' groups; for a task-free model over a zoo, by task):
 
 - the ensemble's skill on those gains: Spearman rank correlation (within a group) and RMSE
   of the predicted gain (members' mean of candidate minus default) against the actual one;
@@ -66,6 +66,10 @@ class BranchGroup:
         paths: (C, K - 1 - n) LR per remaining point of each continuation.
         actual: (C,) final validation metric each run reached.
         points_per_epoch: the runs' P (for the horizon mapping).
+        history: (n + 1, 3) the whole shared prefix from point 0 (a task-free model reads
+            the run relative to its early state); None when only `window` is known.
+        task: the runs' task (a zoo's groups are held out by task: `fit_paired(by="task")`).
+        mode: the metric's direction, `"max"` or `"min"`.
     """
 
     seed: int
@@ -76,9 +80,21 @@ class BranchGroup:
     paths: np.ndarray
     actual: np.ndarray
     points_per_epoch: int | None = None
+    history: np.ndarray | None = None
+    task: str | None = None
+    mode: str = "max"
 
     def __post_init__(self):
         self.window = np.asarray(self.window, dtype=np.float64)
+        if self.history is not None:
+            self.history = np.asarray(self.history, dtype=np.float64)
+            if self.history.shape != (self.position + 1, 3):
+                raise ValueError(
+                    f"BranchGroup(seed={self.seed}): `history` must hold the prefix's "
+                    f"{self.position + 1} rows of 3 channels. Received {self.history.shape}"
+                )
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"BranchGroup: `mode` must be 'max' or 'min'. Received {self.mode!r}")
         self.paths = np.asarray(self.paths, dtype=np.float64)
         self.actual = np.asarray(self.actual, dtype=np.float64)
         c = len(self.names)
@@ -122,8 +138,22 @@ def branch_groups(runs, window: int) -> list[BranchGroup]:
         names = ["default"] + [str(r.meta["branch"].get("candidate", r.run_id)) for r in kept]
         paths = np.stack([np.asarray(x.lr[n + 1 :], dtype=np.float64) for x in [base, *kept]])
         actual = np.array([float(x.metric[-1]) for x in [base, *kept]])
-        seed, prefix = int(base.meta.get("seed") or 0), base.channels()[n - window + 1 : n + 1]
-        groups.append(BranchGroup(seed, n, K, prefix, names, paths, actual, base.points_per_epoch))
+        seed, rows = int(base.meta.get("seed") or 0), base.channels()[: n + 1]
+        groups.append(
+            BranchGroup(
+                seed,
+                n,
+                K,
+                rows[n - window + 1 :],
+                names,
+                paths,
+                actual,
+                base.points_per_epoch,
+                history=rows,
+                task=base.meta.get("task"),
+                mode=base.meta.get("mode") or "max",
+            )  # fmt: skip
+        )
     return groups
 
 
@@ -131,10 +161,26 @@ def member_gains(model, group: BranchGroup) -> np.ndarray:
     """(M, C): each member's predicted final of each continuation minus the default's.
 
     A run of another length than the model's horizon is mapped by fraction of training,
-    as the planner maps it.
+    as the planner maps it. A task-free model reads the group's whole prefix on its own
+    grid (`keras_lode.planning.relative.model_grid`) and predicts in improvement units.
     """
     from keras_lode.model.controlled import predict_paths
 
+    if is_task_free(model):
+        from keras_lode.planning.relative import model_grid
+
+        if group.history is None:
+            raise ValueError("A task-free model needs the branch group's whole prefix (`history`)")
+        g = model_grid(
+            model,
+            group.history,
+            position=group.position,
+            total_points=group.total_points,
+            paths=group.paths,
+            mode=group.mode,
+        )
+        finals = predict_paths(model, g.window, g.paths, g.position, 1.0)[:, :, -1, 1]
+        return finals - finals[:, :1]
     horizon = getattr(model, "horizon", None)
     scale = 1.0 if horizon is None else horizon / group.total_points
     window = group.window[-int(model.window) :]
@@ -145,17 +191,23 @@ def member_gains(model, group: BranchGroup) -> np.ndarray:
 def _cases(model, groups):
     """Per group: predicted mean gain, raw sd, actual gain of each non-default candidate.
 
-    Gains are improvements: a decrease of the metric for a model whose `mode` is "min".
+    Gains are improvements: a decrease of the metric for a model whose `mode` is "min";
+    for a task-free model, the improvement of the group's own metric (for a minimized one,
+    `-ln(candidate / default)`), whatever the run's reference point.
     """
-    mode = getattr(model, "mode", "max")
-    sign = 1.0 if mode == "max" else -1.0
+    free = is_task_free(model)
+    sign = 1.0 if getattr(model, "mode", "max") == "max" else -1.0
     out = []
     for g in groups:
-        d = sign * member_gains(model, g)[:, 1:]
+        d = (1.0 if free else sign) * member_gains(model, g)[:, 1:]
         sd = d.std(axis=0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1])
-        actual = sign * (g.actual[1:] - g.actual[0])
+        if free and g.mode == "min":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                actual = -np.log(g.actual[1:] / g.actual[0])
+        else:
+            actual = (1.0 if free else sign) * (g.actual[1:] - g.actual[0])
         ok = np.isfinite(d).all(axis=0) & np.isfinite(actual)
-        out.append({"seed": g.seed, "mean": d.mean(axis=0)[ok], "sd": sd[ok],
+        out.append({"seed": g.seed, "task": g.task, "mean": d.mean(axis=0)[ok], "sd": sd[ok],
                     "actual": actual[ok]})  # fmt: skip
     return out
 
@@ -171,6 +223,11 @@ def _realized(cases, cal, kappa, margin) -> float:
         best = int(np.argmax(bound))
         gains.append(float(c["actual"][best]) if bound[best] > margin else 0.0)
     return float(np.mean(gains))
+
+
+def _oracle(cases) -> float:
+    """Mean gain of the best continuation of each group in hindsight (0 if none gains)."""
+    return float(np.mean([max(0.0, c["actual"].max(initial=0.0)) for c in cases]))
 
 
 def _choose_rule(cases, cal, kappas, margins) -> tuple[float, float]:
@@ -191,31 +248,40 @@ def fit_paired(
     level: float = 0.85,
     kappas=KAPPAS,
     margins=MARGINS,
+    by: str = "seed",
 ) -> dict:
     """Cross-fitted skill, coverage and realized gain on branch groups (module docstring).
+
+    Args:
+        model: a controlled `ControlledODE` (a task's own or task-free).
+        groups: `BranchGroup`s.
+        level: the coverage target of `gain +/- 2 sd_cal`.
+        kappas, margins: the grids the rule is chosen from.
+        by: what is held out: `"seed"` (a task's own model: its sweep's seeds) or
+            `"task"` (a task-free model over a zoo: every figure of a task's groups comes
+            from a calibration on the other tasks' groups, as a new task would meet it).
 
     Returns:
         A JSON-ready dict: `groups`, `seeds`, `candidates`, `spearman`, `rmse` (points),
         `coverage` `{raw, calibrated, level}`, `realized` `{rule, default, oracle}`
         (points, cross-fitted), `calibration` `{sd_scale, sd_floor}` and `rule`
-        `{kappa, margin}` fitted on all groups, `trusted`, `per_seed`.
+        `{kappa, margin}` fitted on all groups, `trusted`, `by` and `folds` (per held-out
+        seed or task: its rule and realized gain).
 
     Raises:
-        ValueError: fewer than 2 seeds (nothing to hold out).
+        ValueError: fewer than 2 seeds or tasks (nothing to hold out), or an unknown `by`.
     """
-    if is_task_free(model):
-        raise ValueError(
-            "Paired calibration of a task-free model (features 'relative') is not supported "
-            "yet: its branch groups would have to be read in relative features"
-        )
+    if by not in ("seed", "task"):
+        raise ValueError(f"Argument `by` must be 'seed' or 'task'. Received: {by!r}")
     cases = _cases(model, groups)
     seeds = sorted({c["seed"] for c in cases})
-    if len(seeds) < 2:
-        raise ValueError(f"fit_paired needs branch groups of >= 2 seeds. Received: {seeds}")
-    covered, realized, per_seed = [], [], []
-    for seed in seeds:
-        train = [c for c in cases if c["seed"] != seed]
-        test = [c for c in cases if c["seed"] == seed]
+    folds = sorted({str(c[by]) for c in cases})
+    if len(folds) < 2:
+        raise ValueError(f"fit_paired needs branch groups of >= 2 {by}s. Received: {folds}")
+    covered, realized, per_fold = [], [], []
+    for fold in folds:
+        train = [c for c in cases if str(c[by]) != fold]
+        test = [c for c in cases if str(c[by]) == fold]
         res = np.concatenate([c["actual"] - c["mean"] for c in train])
         sd = np.concatenate([c["sd"] for c in train])
         cal = fit_spread_calibration(res, sd, level)
@@ -224,8 +290,9 @@ def fit_paired(
             covered.append(np.abs(c["actual"] - c["mean"]) <= 2 * calibrated_sd(c["sd"], cal))
         r = _realized(test, cal, kappa, margin)
         realized.append(r * len(test))
-        per_seed.append({"seed": int(seed), "kappa": kappa, "margin": margin,
-                         "realized": 100 * r, "groups": len(test)})  # fmt: skip
+        per_fold.append({by: fold if by == "task" else int(fold), "kappa": kappa,
+                         "margin": margin, "realized": 100 * r, "groups": len(test),
+                         "oracle": 100 * _oracle(test)})  # fmt: skip
     res = np.concatenate([c["actual"] - c["mean"] for c in cases])
     sd = np.concatenate([c["sd"] for c in cases])
     cal = fit_spread_calibration(res, sd, level)
@@ -247,13 +314,14 @@ def fit_paired(
         "realized": {
             "rule": 100 * float(np.sum(realized) / len(cases)),
             "default": 0.0,
-            "oracle": 100 * float(np.mean([max(0.0, c["actual"].max(initial=0.0)) for c in cases])),
+            "oracle": 100 * _oracle(cases),
             "units": "points (final validation metric x 100), cross-fitted by seed",
         },
         "calibration": {k: float(v) for k, v in cal.items()},
         "rule": {"kappa": float(kappa), "margin": float(margin)},
         "trusted": bool(coverage >= level - COVERAGE_TOLERANCE),
-        "per_seed": per_seed,
+        "by": by,
+        "folds": per_fold,
     }
 
 
