@@ -13,7 +13,11 @@ and branch runs). For each group the members predict every continuation's final 
   the default is predicted best), against `oracle` (the best continuation in hindsight);
   `realized_rule`: that of the planner's absolute rule with the model's calibrated spread
   (switch when the best `mean - kappa * sd` beats the default's mean by `margin`, at the
-  control planner's defaults), what a fit with this model would do.
+  control planner's defaults), what a fit with this model would do;
+- `paired` (task-free models, zoos of >= 3 tasks): the paired rule calibrated on the
+  *other* tasks' groups (`fit_paired(by="task")`: spread, kappa and margin chosen there),
+  applied to the held-out task's groups (`evaluate_rule`): its realized gain, how often it
+  switched, and the coverage of its calibrated interval on a task it never saw.
 
 Two input kinds are compared: `absolute` (raw channels, what a task's own model reads; it
 needs every task to share one run length) and `relative` (task-free features:
@@ -198,6 +202,42 @@ def score_task(model, runs) -> dict:
     }
 
 
+def as_branch_groups(runs, task: str) -> list:
+    """The task's switch groups as `BranchGroup`s with their whole prefix (task-free)."""
+    from keras_lode.train.counterfactual import BranchGroup
+
+    out = []
+    for base, n, switched in switch_groups(runs):
+        rows = base.channels()[: n + 1]
+        paths = np.stack([base.lr[n + 1 :]] + [r.lr[n + 1 :] for r in switched])
+        actual = np.array([base.metric[-1]] + [r.metric[-1] for r in switched])
+        names = ["default"] + [r.run_id for r in switched]
+        out.append(BranchGroup(int(base.meta.get("seed") or 0), n, len(base), rows, names,
+                               paths, actual, history=rows, task=task,
+                               mode=base.meta.get("mode") or "max"))  # fmt: skip
+    return out
+
+
+def score_paired(model, zoo: dict, held: str) -> dict:
+    """The paired rule calibrated on the other tasks' groups, on the held-out task's."""
+    from keras_lode.train.counterfactual import evaluate_rule, fit_paired, paired_section
+
+    train = [g for t, rs in zoo.items() if t != held for g in as_branch_groups(rs, t)]
+    test = as_branch_groups(zoo[held], held)
+    try:
+        fitted = fit_paired(model, train, by="task")
+    except ValueError as e:  # fewer than two other tasks with groups
+        return {"error": str(e)}
+    section = paired_section(fitted)
+    return {
+        "calibration": {
+            k: section[k]
+            for k in ("sd_scale", "sd_floor", "kappa", "margin", "trusted", "coverage")
+        },  # fmt: skip
+        **evaluate_rule(model, test, section),
+    }
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from keras_lode.train.ensemble import fit_controlled
@@ -221,13 +261,17 @@ def main(argv=None) -> int:
                 continue
             row = {"held_out": held, "features": kind, "fit_s": round(time.perf_counter() - t0, 1),
                    **score_task(fit.model, zoo[held])}  # fmt: skip
+            if kind == "relative" and len(zoo) >= 3:
+                row["paired"] = score_paired(fit.model, zoo, held)
             results.append(row)
             shown = [
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                 for k, v in row.items()
-                if k not in ("held_out", "features")
+                if k not in ("held_out", "features", "paired")
             ]
             print(f"  {held:12s} {kind:8s} " + ", ".join(shown), flush=True)
+            if "paired" in row:
+                print(f"  {'':12s} paired rule: {json.dumps(row['paired'])}", flush=True)
     out = {
         "benchmark": "zoo_loto",
         "source": "synthetic" if args.synthetic else str(args.zoo),

@@ -126,6 +126,27 @@ def test_members_miscalibrated_on_held_out_groups_do_not_switch():
     assert "did not reach its coverage" in p.reason
 
 
+def test_a_calibration_applied_to_groups_it_never_saw():
+    from keras_lode.train.counterfactual import evaluate_rule
+
+    model = Members()
+    rng = np.random.default_rng(1)
+    section = paired_section(
+        calibrated(model, lambda s, g: g + 0.001 * rng.standard_normal(g.size))
+    )
+    # New groups where the decision pays what the members agree on: the rule takes it.
+    new = groups(model, lambda s, g: g, seeds=range(10, 14))
+    r = evaluate_rule(model, new, section)
+    assert r["groups"] == 4 and r["switched"] == 1.0
+    assert r["realized"]["rule"] == pytest.approx(2.0, abs=0.3)  # points: the +0.02 effect
+    assert r["realized"]["oracle"] == pytest.approx(2.0, abs=0.3)
+    # Where the same decisions lose, the rule loses with them, and an untrusted one holds.
+    worse = groups(model, lambda s, g: -g, seeds=range(10, 14))
+    assert evaluate_rule(model, worse, section)["realized"]["rule"] < -1.5
+    held = evaluate_rule(model, worse, {**section, "trusted": False})
+    assert held["switched"] == 0.0 and held["realized"]["rule"] == 0.0
+
+
 def test_paired_section_round_trips_through_a_model_file(tmp_path):
     from keras_lode.model import load_model
     from keras_lode.model.controlled import random_controlled

@@ -50,3 +50,19 @@ def test_scores_are_gains_over_the_groups_default():
         assert row["oracle"] == pytest.approx(np.mean(best), abs=1e-12)
         assert row["realized"] <= row["oracle"] + 1e-12
         assert row["realized_rule"] <= row["oracle"] + 1e-12
+
+
+def test_paired_rule_is_calibrated_on_the_other_tasks_only():
+    runs = _task_runs()
+    zoo = {"a": runs, "b": runs, "c": runs}  # same runs: three tasks of two groups each
+    model = random_controlled(0, members=3, window=4, horizon=20, features="relative")
+    row = zoo_loto.score_paired(model, zoo, "a")
+    assert row["groups"] == 2
+    # The oracle is in points of the held-out task's own gains.
+    best = [max(0.0, (np.array([r.metric[-1] for r in s]) - b.metric[-1]).max())
+            for b, _, s in zoo_loto.switch_groups(runs)]  # fmt: skip
+    assert row["realized"]["oracle"] == pytest.approx(100 * np.mean(best), abs=1e-9)
+    assert row["realized"]["rule"] <= row["realized"]["oracle"] + 1e-9
+    assert set(row["calibration"]) >= {"sd_scale", "kappa", "margin", "trusted"}
+    # With one other task there is nothing to hold out while calibrating.
+    assert "error" in zoo_loto.score_paired(model, {"a": runs, "b": runs}, "a")

@@ -40,6 +40,7 @@ __all__ = [
     "MARGINS",
     "BranchGroup",
     "branch_groups",
+    "evaluate_rule",
     "fit_paired",
     "member_gains",
     "paired_section",
@@ -322,6 +323,41 @@ def fit_paired(
         "trusted": bool(coverage >= level - COVERAGE_TOLERANCE),
         "by": by,
         "folds": per_fold,
+    }
+
+
+def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
+    """The paired rule of a calibration fitted elsewhere (`paired_section`), applied to
+    other groups: what a fit would have done there (e.g. on a task the calibration never saw).
+
+    Returns:
+        `{groups, spearman, rmse, coverage, realized: {rule, oracle}, switched}` (points;
+        `switched`: the share of groups where the rule left the default). An untrusted
+        calibration never switches.
+    """
+    cases = [c for c in _cases(model, groups) if c["mean"].size]
+    if not cases:
+        return {"groups": 0}
+    cal = {"sd_scale": section["sd_scale"], "sd_floor": section["sd_floor"]}
+    kappa, margin = section["kappa"], section["margin"]
+    trusted = section.get("trusted", True)
+    gains, switched = [], 0
+    for c in cases:
+        bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
+        best = int(np.argmax(bound))
+        take = trusted and bound[best] > margin
+        switched += int(take)
+        gains.append(float(c["actual"][best]) if take else 0.0)
+    res = np.concatenate([c["actual"] - c["mean"] for c in cases])
+    sd = calibrated_sd(np.concatenate([c["sd"] for c in cases]), cal)
+    rho = [r for r in (spearman(c["mean"], c["actual"]) for c in cases) if math.isfinite(r)]
+    return {
+        "groups": len(cases),
+        "spearman": float(np.mean(rho)) if rho else None,
+        "rmse": 100 * float(np.sqrt(np.mean(res**2))),
+        "coverage": float(np.mean(np.abs(res) <= 2 * sd)),
+        "realized": {"rule": 100 * float(np.mean(gains)), "oracle": 100 * _oracle(cases)},
+        "switched": switched / len(cases),
     }
 
 
