@@ -195,7 +195,7 @@ def test_candidate_whose_later_steps_leave_the_trust_region_is_rejected():
 
 
 # ---------------------------------------------------------------------- keras-lode calibrate
-def _write_branch_sweep(path, K=12, n=4, seeds=(0, 1, 2), window=3):
+def _write_branch_sweep(path, K=12, n=4, seeds=(0, 1, 2), window=3, task="toy"):
     """Base grid runs (constant LR) and branch runs that decay after point n, by hand: the
     decays end 0.01 higher than their base on seeds 0 and 1 and 0.005 lower on seed 2."""
     from keras_lode.runs import Run
@@ -205,7 +205,7 @@ def _write_branch_sweep(path, K=12, n=4, seeds=(0, 1, 2), window=3):
         step, epoch = np.arange(1, K + 1) * 10, np.arange(1, K + 1) / 4
         metric = 0.5 + 0.02 * np.arange(K) + 0.001 * seed
         loss = 2.0 - 0.05 * np.arange(K)
-        meta = {"task": "toy", "schedule": "constant", "peak_lr": 3e-3, "seed": seed}
+        meta = {"task": task, "schedule": "constant", "peak_lr": 3e-3, "seed": seed}
         meta.update(points_per_epoch=4, run_id=base_id, kind="grid", status="complete")
         Run(step, epoch, np.full(K, 3e-3), loss, metric, meta=meta).save(path)
         for j, end in enumerate((0.1, 0.01)):
@@ -258,3 +258,30 @@ def test_calibrate_cli_writes_the_paired_section(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "keras-lode sweep --branches" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_calibrate_cli_holds_out_tasks_for_a_task_free_model(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from keras_lode.model import load_model
+    from keras_lode.model.controlled import random_controlled
+
+    for task in ("toy_a", "toy_b"):
+        window = _write_branch_sweep(tmp_path / task, task=task)
+    model_path = tmp_path / "zoo.npz"
+    random_controlled(0, members=3, window=window, horizon=12, features="relative").save(model_path)
+    out, report = tmp_path / "paired.npz", tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "keras_lode", "calibrate", str(tmp_path / "toy_a"),
+           str(tmp_path / "toy_b"), "--model", str(model_path), "-o", str(out), "--report",
+           str(report)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6 branch groups (12 continuations) of tasks toy_a, toy_b, each task held out" in (
+        done.stdout
+    )
+    result = json.loads(report.read_text())
+    assert result["by"] == "task" and [f["task"] for f in result["folds"]] == ["toy_a", "toy_b"]
+    assert result["realized"]["oracle"] == pytest.approx(2 / 3)
+    assert load_model(out).planner_defaults["paired"]["groups"] == 6

@@ -2,8 +2,9 @@
 
 Reads a sweep's branch runs (`keras-lode sweep --branches N`: grid runs re-run from their
 seed that take a library continuation at a replan point) with their base runs, measures the
-controlled model's paired decision skill on them, cross-fitted by seed
-(`keras_lode.train.counterfactual.fit_paired`), and writes the model file with the paired
+controlled model's paired decision skill on them, cross-fitted by seed (a task-free model's
+by task, as a task it never saw would meet it; `keras_lode.train.counterfactual.fit_paired`),
+and writes the model file with the paired
 calibration (`planner.paired`): the planner then decides on calibrated paired gains. NumPy
 only; nothing heavy is imported.
 """
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="coverage target of gain +/- 2 sd (default: %(default)s)",
     )
     parser.add_argument(
+        "--by",
+        choices=("seed", "task"),
+        default=None,
+        help="what each fold holds out (default: task for a task-free model, else seed)",
+    )
+    parser.add_argument(
         "--report",
         metavar="JSON",
         default=None,
@@ -46,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from keras_lode.model import load_model
+    from keras_lode.model.features import is_task_free
     from keras_lode.runs import load_runs
     from keras_lode.train.counterfactual import (
         branch_groups,
@@ -73,15 +81,17 @@ def run(args) -> int:
                 "with their base grid runs); record them with `keras-lode sweep --branches N`"
             )
             return 2
-        result = fit_paired(model, groups, level=args.level)
+        by = args.by or ("task" if is_task_free(model) else "seed")
+        result = fit_paired(model, groups, level=args.level, by=by)
     except (OSError, ValueError) as e:
         print(f"keras-lode calibrate: {e}")
         return 2
     c, r = result["coverage"], result["realized"]
     rho = "n/a" if result["spearman"] is None else f"{result['spearman']:.2f}"
+    held = sorted({str(f[by]) for f in result["folds"]})
     print(
-        f"{result['groups']} branch groups ({result['candidates']} continuations) on seeds "
-        f"{result['seeds']}, each seed held out in turn:"
+        f"{result['groups']} branch groups ({result['candidates']} continuations) of "
+        f"{by}s {', '.join(held)}, each {by} held out in turn:"
     )
     print(f"  predicted vs actual paired gains: Spearman {rho}, RMSE {result['rmse']:.2f} points")
     print(

@@ -120,16 +120,19 @@ def branch_groups(runs, window: int) -> list[BranchGroup]:
         runs: `Run`s (e.g. `keras_lode.load_runs(sweep_dir)`: grid and branch runs).
         window: the model's window W (the group's window is the base's last W points).
     """
-    by_id = {r.run_id: r for r in runs}
+    # Runs of several tasks (a zoo) may share run ids: a base is found within its task.
+    by_id = {(r.meta.get("task"), r.run_id): r for r in runs}
     members: dict = {}
     for r in runs:
         b = r.meta.get("branch")
         if r.kind != "branch" or not isinstance(b, dict) or r.status != "complete":
             continue
-        members.setdefault((str(b["base"]), int(b["at_point"])), []).append(r)
+        key = (r.meta.get("task"), str(b["base"]), int(b["at_point"]))
+        members.setdefault(key, []).append(r)
     groups = []
-    for (base_id, n), branch_runs in sorted(members.items()):
-        base = by_id.get(base_id)
+    order = sorted(members, key=lambda k: (str(k[0]), k[1], k[2]))
+    for (task, base_id, n), branch_runs in ((k, members[k]) for k in order):
+        base = by_id.get((task, base_id))
         if base is None or base.status != "complete" or not window - 1 <= n < len(base) - 1:
             continue
         K = len(base)
