@@ -6,11 +6,13 @@ all runs with only the initialization differing, or all but one training seed ea
 measures each on the same held-out branch groups with `fit_paired` (cross-fitted by seed):
 rank correlation and RMSE of predicted vs actual paired gains, raw and calibrated coverage,
 and the realized gain of the calibrated rule, overall and per kind of start (the default
-continuation constant or a decaying schedule). The branch groups are never training data.
+continuation constant or a decaying schedule): `realized.by_start` is the rule fitted on all
+groups, `constant` / `schedule` a rule fitted on that kind's groups alone. The branch groups
+are never training data.
 
     python benchmarks/member_diversity.py --runs ZOO/fmnist_cnn \
         --branches benchmarks/results/branches_fmnist_cnn_cpu.json \
-        --out benchmarks/results/member_diversity_fmnist_cnn.json
+        --out benchmarks/results/member_diversity_fmnist_cnn.json --save-dir work/diversity
 """
 
 from __future__ import annotations
@@ -37,13 +39,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", required=True)
+    p.add_argument("--save-dir", default=None,
+                   help="also write each ensemble here as <resample>.npz (re-scoring)")  # fmt: skip
     return p.parse_args(argv)
-
-
-def start_kind(group) -> str:
-    """`"constant"` when the default continuation holds its LR, else `"schedule"`."""
-    d = group.paths[0]
-    return "constant" if d.max() <= 1.01 * d.min() else "schedule"
 
 
 def main(argv=None) -> int:
@@ -52,8 +50,9 @@ def main(argv=None) -> int:
 
     import keras_lode
     from keras_lode._json import write_json
+    from keras_lode.model import load_model
     from keras_lode.train import fit_controlled
-    from keras_lode.train.counterfactual import fit_paired
+    from keras_lode.train.counterfactual import fit_paired, start_kind
 
     out = Path(args.out)
     payload = json.loads(out.read_text()) if out.exists() else {"results": {}}
@@ -68,16 +67,30 @@ def main(argv=None) -> int:
         if resample in payload["results"]:
             print(f"{resample}: done, skipped")
             continue
+        saved = Path(args.save_dir) / f"{resample}.npz" if args.save_dir else None
         t0 = time.perf_counter()
-        fit = fit_controlled(runs, members=args.members, steps=args.steps, window=10,
-                             workers=args.workers, resample=resample, verbose=False)  # fmt: skip
-        seconds = time.perf_counter() - t0
-        groups = [g for p in payloads for g in branch_groups(p, int(fit.model.window))]
-        row = {"fit_s": round(seconds, 1), **_skill(fit.model, groups, fit_paired)}
+        if saved is not None and saved.exists():
+            model, seconds = load_model(saved), None
+        else:
+            fit = fit_controlled(
+                runs,
+                members=args.members,
+                steps=args.steps,
+                window=10,
+                workers=args.workers,
+                resample=resample,
+                verbose=False,
+            )
+            model, seconds = fit.model, round(time.perf_counter() - t0, 1)
+            if saved is not None:
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                fit.export(saved)
+        groups = [g for p in payloads for g in branch_groups(p, int(model.window))]
+        row = {"fit_s": seconds, **_skill(model, groups, fit_paired)}
         for kind in ("constant", "schedule"):
             sub = [g for g in groups if start_kind(g) == kind]
             if len({g.seed for g in sub}) >= 2:
-                row[kind] = _skill(fit.model, sub, fit_paired)
+                row[kind] = _skill(model, sub, fit_paired)
         payload["results"][resample] = row
         write_json(out, payload)
         print(f"{resample}: " + json.dumps({k: v for k, v in row.items() if k not in
@@ -92,7 +105,7 @@ def _skill(model, groups, fit_paired) -> dict:
         "spearman": r["spearman"],
         "rmse": r["rmse"],
         "coverage": {k: r["coverage"][k] for k in ("raw", "calibrated")},
-        "realized": {k: r["realized"][k] for k in ("rule", "oracle")},
+        "realized": {k: r["realized"][k] for k in ("rule", "oracle", "by_start")},
         "members_sd": _members_sd(model, groups),
         "trusted": r["trusted"],
         "rule": r["rule"],

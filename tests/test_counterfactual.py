@@ -285,3 +285,20 @@ def test_calibrate_cli_holds_out_tasks_for_a_task_free_model(tmp_path):
     assert result["by"] == "task" and [f["task"] for f in result["folds"]] == ["toy_a", "toy_b"]
     assert result["realized"]["oracle"] == pytest.approx(2 / 3)
     assert load_model(out).planner_defaults["paired"]["groups"] == 6
+
+
+def test_realized_gain_is_reported_per_kind_of_start():
+    from keras_lode.train.counterfactual import start_kind
+
+    model = Members()
+    gs = groups(model, lambda s, g: g)
+    assert {start_kind(g) for g in gs} == {"constant"}  # the default holds LR_NOW
+    decaying = BranchGroup(9, N, K, window(), ["default", "x"],
+                           np.stack([np.geomspace(LR_NOW, LR_NOW / 10, K - 1 - N)] * 2),
+                           np.zeros(2))  # fmt: skip
+    assert start_kind(decaying) == "schedule"
+    r = fit_paired(model, gs)
+    by = r["realized"]["by_start"]
+    assert list(by) == ["constant"] and by["constant"]["groups"] == 6
+    assert by["constant"]["rule"] == pytest.approx(r["realized"]["rule"])
+    assert by["constant"]["oracle"] == pytest.approx(r["realized"]["oracle"])

@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_rule",
     "fit_paired",
     "member_gains",
+    "start_kind",
     "paired_section",
     "with_paired_calibration",
 ]
@@ -211,13 +212,20 @@ def _cases(model, groups):
         else:
             actual = (1.0 if free else sign) * (g.actual[1:] - g.actual[0])
         ok = np.isfinite(d).all(axis=0) & np.isfinite(actual)
-        out.append({"seed": g.seed, "task": g.task, "mean": d.mean(axis=0)[ok], "sd": sd[ok],
-                    "actual": actual[ok]})  # fmt: skip
+        out.append({"seed": g.seed, "task": g.task, "start": start_kind(g),
+                    "mean": d.mean(axis=0)[ok], "sd": sd[ok], "actual": actual[ok]})  # fmt: skip
     return out
 
 
-def _realized(cases, cal, kappa, margin) -> float:
-    """Mean actual gain of the rule over the groups (0 where it keeps the default)."""
+def start_kind(group: BranchGroup) -> str:
+    """`"constant"` when the group's default continuation holds its LR (within 1%), else
+    `"schedule"` (the run was following a decaying or otherwise changing schedule)."""
+    d = group.paths[0]
+    return "constant" if float(d.max()) <= 1.01 * float(d.min()) else "schedule"
+
+
+def _gains(cases, cal, kappa, margin) -> list[float]:
+    """Per group, the actual gain of the rule's choice (0 where it keeps the default)."""
     gains = []
     for c in cases:
         if c["mean"].size == 0:
@@ -226,7 +234,12 @@ def _realized(cases, cal, kappa, margin) -> float:
         bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
         best = int(np.argmax(bound))
         gains.append(float(c["actual"][best]) if bound[best] > margin else 0.0)
-    return float(np.mean(gains))
+    return gains
+
+
+def _realized(cases, cal, kappa, margin) -> float:
+    """Mean actual gain of the rule over the groups (0 where it keeps the default)."""
+    return float(np.mean(_gains(cases, cal, kappa, margin)))
 
 
 def _oracle(cases) -> float:
@@ -267,8 +280,9 @@ def fit_paired(
 
     Returns:
         A JSON-ready dict: `groups`, `seeds`, `candidates`, `spearman`, `rmse` (points),
-        `coverage` `{raw, calibrated, level}`, `realized` `{rule, default, oracle}`
-        (points, cross-fitted), `calibration` `{sd_scale, sd_floor}` and `rule`
+        `coverage` `{raw, calibrated, level}`, `realized` `{rule, default, oracle,
+        by_start}` (points, cross-fitted; `by_start`: the same rule's realized gain and the
+        oracle's on the groups of each kind of start, `start_kind`), `calibration` `{sd_scale, sd_floor}` and `rule`
         `{kappa, margin}` fitted on all groups, `trusted`, `by` and `folds` (per held-out
         seed or task: its rule and realized gain).
 
@@ -282,7 +296,7 @@ def fit_paired(
     folds = sorted({str(c[by]) for c in cases})
     if len(folds) < 2:
         raise ValueError(f"fit_paired needs branch groups of >= 2 {by}s. Received: {folds}")
-    covered, realized, per_fold = [], [], []
+    covered, realized, per_fold, by_start = [], [], [], {}
     for fold in folds:
         train = [c for c in cases if str(c[by]) != fold]
         test = [c for c in cases if str(c[by]) == fold]
@@ -292,8 +306,11 @@ def fit_paired(
         kappa, margin = _choose_rule(train, cal, kappas, margins)
         for c in test:
             covered.append(np.abs(c["actual"] - c["mean"]) <= 2 * calibrated_sd(c["sd"], cal))
-        r = _realized(test, cal, kappa, margin)
+        gains = _gains(test, cal, kappa, margin)
+        r = float(np.mean(gains))
         realized.append(r * len(test))
+        for c, gain in zip(test, gains, strict=True):
+            by_start.setdefault(c["start"], []).append((gain, c))
         per_fold.append({by: fold if by == "task" else int(fold), "kappa": kappa,
                          "margin": margin, "realized": 100 * r, "groups": len(test),
                          "oracle": 100 * _oracle(test)})  # fmt: skip
@@ -319,6 +336,14 @@ def fit_paired(
             "rule": 100 * float(np.sum(realized) / len(cases)),
             "default": 0.0,
             "oracle": 100 * _oracle(cases),
+            "by_start": {
+                k: {
+                    "groups": len(v),
+                    "rule": 100 * float(np.mean([g for g, _ in v])),
+                    "oracle": 100 * _oracle([c for _, c in v]),
+                }
+                for k, v in sorted(by_start.items())
+            },  # fmt: skip
             "units": "points (final validation metric x 100), cross-fitted by seed",
         },
         "calibration": {k: float(v) for k, v in cal.items()},
