@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The zoo's sweeps, for one LODE over many tasks: every task's grid (6 families x 5 peak LRs x
-# seeds 0-2) with 22 switched runs, then 24 on-policy branch runs per task. Each sweep resumes
-# where it stopped, so rerun this script after an interruption.
+# seeds 0-2) with 22 switched runs, then 48 on-policy branch runs per task (12 groups of 4).
+# Each sweep resumes where it stopped, so rerun this script after an interruption.
 #
 #   bash scripts/zoo_sweeps.sh ZOO_DIR [TASK ...]     # default: every zoo task, cheapest first
 #
@@ -17,7 +17,7 @@ status=0
 for stage in grid branches; do
     for t in "${tasks[@]}"; do
         extra=()
-        [ "$stage" = branches ] && extra=(--branches 24)
+        [ "$stage" = branches ] && extra=(--branches 48)
         echo "=== $t ($stage) $(date -u +%H:%M:%S)"
         keras-lode sweep --task "$t" --scale cpu --seeds 0,1,2 --switched 22 "${extra[@]}" \
             --out "$zoo/$t" -q || { echo "FAILED: $t ($stage)"; status=1; }
