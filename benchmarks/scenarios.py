@@ -74,6 +74,9 @@ def parse_args(argv=None):
     p.add_argument("--report", action="store_true",
                    help="print the Markdown tables of the results file and exit")  # fmt: skip
     p.add_argument("--seeds", default="100-109", help="'100-109' or '100,101,...'")
+    p.add_argument("--methods", default=None,
+                   help="run only these of the scenario's methods (comma-separated labels "
+                        "without the scenario, e.g. default:constant,default:lode)")  # fmt: skip
     p.add_argument("--model", default=None, help="the task's LODE (default models/<task>.npz)")
     p.add_argument("--unseen-model", default=None, help="a LODE of another task (`unseen`)")
     p.add_argument(
@@ -590,6 +593,13 @@ def main(argv=None) -> int:
             print(json.dumps(row))
         return 0
     methods = scenario_methods(args.scenario, configs, model, args.unseen_model)
+    if args.methods:
+        wanted = {f"{args.scenario}/{m.strip()}" for m in args.methods.split(",") if m.strip()}
+        unknown = sorted(wanted - {m.label for m in methods})
+        if unknown:
+            raise SystemExit(f"--methods: {unknown} are not methods of this scenario; it has "
+                             f"{[m.label for m in methods]}")  # fmt: skip
+        methods = [m for m in methods if m.label in wanted]
     done = {(r["method"], r["seed"]) for r in payload["results"]}
     for seed in parse_seeds(args.seeds):
         for m in methods:

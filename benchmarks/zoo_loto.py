@@ -27,6 +27,10 @@ needs every task to share one run length) and `relative` (task-free features:
     python benchmarks/zoo_loto.py --synthetic --out benchmarks/results/zoo_loto_synthetic.json
     # a zoo of sweeps: one directory of runs per task (keras-lode sweep --switched N)
     python benchmarks/zoo_loto.py --zoo runs/zoo --out benchmarks/results/zoo_loto_cpu.json
+    # the closed loop: each held-out task's `scenarios.py --scenario rescue` file (run with
+    # that task's leave-one-task-out model) gathered into one table, `heldout`
+    python benchmarks/zoo_loto.py --closed-loop digits_mlp=PATH fmnist_mlp=PATH \
+        --out benchmarks/results/zoo_loto.json
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def parse_args(argv=None):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--synthetic", action="store_true", help="the synthetic world's tasks")
     src.add_argument("--zoo", help="directory with one sub-directory of runs per task")
+    src.add_argument("--closed-loop", nargs="+", metavar="TASK=FILE",
+                     help="scenarios.py rescue files of leave-one-task-out models")  # fmt: skip
     p.add_argument("--out", required=True, help="results JSON")
     p.add_argument("--features", default="absolute,relative", help="input kinds to compare")
     p.add_argument("--horizon", type=int, default=40, help="task-free model's grid points")
@@ -238,8 +244,54 @@ def score_paired(model, zoo: dict, held: str) -> dict:
     }
 
 
+def heldout_row(task: str, payload: dict) -> dict:
+    """One held-out task's closed-loop figures from its scenarios.py results file: the
+    LODE from the optimizer's default LR against the default, the default with
+    `ReduceLROnPlateau` and cosine decay from it (paired, test accuracy at the end,
+    points), and the share of the gap to the sweep's best it captured."""
+    from scenarios import summarize
+
+    summary = summarize(payload)
+    rows = {(r["method"], r["reference"]): r for r in summary["scenarios"]
+            if r["scenario"] == "rescue" and r["key"] == "test_at_end"}  # fmt: skip
+    want = ("rescue", "default", "test_at_end")
+    cap = [c for c in summary["capture"] if (c["scenario"], c["start"], c["key"]) == want]
+    out = {"task": task, "n": cap[0]["n"] if cap else 0,
+           "capture": cap[0]["capture"] if cap else None,
+           "gap": cap[0]["gap"] if cap else None}  # fmt: skip
+    for key, ref in (("vs_default", "default:constant"), ("vs_plateau", "default:plateau"),
+                     ("vs_cosine", "default:cosine")):  # fmt: skip
+        r = rows.get(("default:lode", ref))
+        out[key] = {"mean": r["mean"], "ci95": r["ci95"], "n": r["n"]} if r else None
+    return out
+
+
+def closed_loop(specs) -> dict:
+    """`{heldout: [...], average_vs_cosine}` from `TASK=FILE` specs."""
+    rows = []
+    for spec in specs:
+        task, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"--closed-loop takes TASK=FILE. Received: {spec!r}")
+        rows.append(heldout_row(task, json.loads(Path(path).read_text())))
+    cos = [r["vs_cosine"]["mean"] for r in rows if r["vs_cosine"]]
+    return {"heldout": rows, "average_vs_cosine": float(np.mean(cos)) if cos else None,
+            "units": "points of test accuracy at the end; capture = share of the gap to the "
+                     "task's sweep best"}  # fmt: skip
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.closed_loop:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        out = {"benchmark": "zoo_loto", "command": "python benchmarks/zoo_loto.py "
+               + " ".join(sys.argv[1:] if argv is None else argv),
+               **closed_loop(args.closed_loop)}  # fmt: skip
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        for r in out["heldout"]:
+            print(json.dumps(r))
+        print(f"wrote {args.out}")
+        return 0
     from keras_lode.train.ensemble import fit_controlled
 
     zoo = synthetic_zoo() if args.synthetic else load_zoo(args.zoo)

@@ -66,3 +66,27 @@ def test_paired_rule_is_calibrated_on_the_other_tasks_only():
     assert set(row["calibration"]) >= {"sd_scale", "kappa", "margin", "trusted"}
     # With one other task there is nothing to hold out while calibrating.
     assert "error" in zoo_loto.score_paired(model, {"a": runs, "b": runs}, "a")
+
+
+def test_closed_loop_table_from_a_scenarios_file(tmp_path):
+    import json
+
+    finals = {"default:constant": 0.80, "default:plateau": 0.81, "default:cosine": 0.78,
+              "default:lode": 0.82, "sweep_best": 0.84}  # fmt: skip
+    results = [{"method": f"rescue/{m}", "seed": s, "test_at_end": v + 0.001 * s,
+                "test_at_best_val": v, "lode": None}
+               for m, v in finals.items() for s in range(4)]  # fmt: skip
+    payload = {"results": results, "configs": {"family": "wsd", "peak_lr": 0.01},
+               "backend": "jax"}  # fmt: skip
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(payload))
+    out = zoo_loto.closed_loop([f"toy={path}"])
+    (row,) = out["heldout"]
+    assert row["task"] == "toy" and row["n"] == 4
+    assert row["capture"] == pytest.approx(0.5)  # (0.82 - 0.80) / (0.84 - 0.80)
+    assert row["vs_default"]["mean"] == pytest.approx(2.0)  # points
+    assert row["vs_plateau"]["mean"] == pytest.approx(1.0)
+    assert row["vs_cosine"]["mean"] == pytest.approx(4.0)
+    assert out["average_vs_cosine"] == pytest.approx(4.0)
+    with pytest.raises(SystemExit, match="TASK=FILE"):
+        zoo_loto.closed_loop([str(path)])
