@@ -57,6 +57,14 @@ def parse_args(argv=None):
     src.add_argument("--closed-loop", nargs="+", metavar="TASK=FILE",
                      help="scenarios.py rescue files of leave-one-task-out models")  # fmt: skip
     p.add_argument("--out", required=True, help="results JSON")
+    p.add_argument(
+        "--heldout", default=None, help="comma-separated tasks to hold out (default all)"
+    )
+    p.add_argument("--extra-groups", nargs="+", default=(), metavar="TASK=FILE",
+                   help="more branch groups of a task: a scenarios.py headroom file")  # fmt: skip
+    p.add_argument("--save-dir", default=None,
+                   help="write each held-out task's model, with the paired calibration fitted "
+                        "on the other tasks, as <task>.npz (for the closed loop)")  # fmt: skip
     p.add_argument("--features", default="absolute,relative", help="input kinds to compare")
     p.add_argument("--horizon", type=int, default=40, help="task-free model's grid points")
     p.add_argument("--window", type=int, default=8)
@@ -224,24 +232,67 @@ def as_branch_groups(runs, task: str) -> list:
     return out
 
 
-def score_paired(model, zoo: dict, held: str) -> dict:
-    """The paired rule calibrated on the other tasks' groups, on the held-out task's."""
+def extra_groups(specs, window: int) -> dict:
+    """Task -> branch groups of scenarios.py headroom files (`TASK=FILE`)."""
+    from counterfactual import branch_groups
+
+    out: dict = {}
+    for spec in specs:
+        task, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"--extra-groups takes TASK=FILE. Received: {spec!r}")
+        groups = branch_groups(json.loads(Path(path).read_text()), window)
+        for g in groups:
+            g.task = task
+        out.setdefault(task, []).extend(groups)
+    return out
+
+
+def score_paired(model, zoo: dict, held: str, extra=None) -> dict:
+    """The paired rule calibrated on the other tasks' groups, on the held-out task's.
+
+    The calibration (`planner.paired`) is returned under `section` for the model file."""
     from keras_lode.train.counterfactual import evaluate_rule, fit_paired, paired_section
 
-    train = [g for t, rs in zoo.items() if t != held for g in as_branch_groups(rs, t)]
-    test = as_branch_groups(zoo[held], held)
+    extra = extra or {}
+
+    def groups(task):
+        return as_branch_groups(zoo.get(task, []), task) + list(extra.get(task, []))
+
+    train = [g for t in sorted(set(zoo) | set(extra)) if t != held for g in groups(t)]
+    test = groups(held)
     try:
         fitted = fit_paired(model, train, by="task")
     except ValueError as e:  # fewer than two other tasks with groups
         return {"error": str(e)}
     section = paired_section(fitted)
     return {
+        "section": section,
+        "train_groups": {
+            t: sum(g.task == t for g in train) for t in sorted({g.task for g in train})
+        },
+        "realized_among_training_tasks": fitted["realized"],
         "calibration": {
             k: section[k]
             for k in ("sd_scale", "sd_floor", "kappa", "margin", "trusted", "coverage")
         },  # fmt: skip
         **evaluate_rule(model, test, section),
     }
+
+
+def save_model_of(save_dir, task: str, fit, section) -> None:
+    """`<save_dir>/<task>.npz`: the model that never saw `task`, with the paired calibration
+    fitted on the other tasks (none when there was too little to calibrate on)."""
+    if not save_dir:
+        return
+    from keras_lode.train.counterfactual import with_paired_calibration
+
+    path = Path(save_dir) / f"{task}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fit.export(path, task=f"zoo without {task}")
+    if section is not None:
+        with_paired_calibration(path, section, path)
+    print(f"  wrote {path}", flush=True)
 
 
 def heldout_row(task: str, payload: dict) -> dict:
@@ -296,9 +347,12 @@ def main(argv=None) -> int:
 
     zoo = synthetic_zoo() if args.synthetic else load_zoo(args.zoo)
     kinds = [k.strip() for k in args.features.split(",") if k.strip()]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    extra = extra_groups(args.extra_groups, args.window)
+    heldout = args.heldout.split(",") if args.heldout else list(zoo)
     print(f"tasks: {', '.join(f'{t} ({len(r)} runs)' for t, r in zoo.items())}", flush=True)
     results = []
-    for held in zoo:
+    for held in heldout:
         train = [r for t, rs in zoo.items() if t != held for r in rs]
         for kind in kinds:
             t0 = time.perf_counter()
@@ -312,9 +366,10 @@ def main(argv=None) -> int:
                 results.append({"held_out": held, "features": kind, "error": str(e)})
                 continue
             row = {"held_out": held, "features": kind, "fit_s": round(time.perf_counter() - t0, 1),
-                   **score_task(fit.model, zoo[held])}  # fmt: skip
-            if kind == "relative" and len(zoo) >= 3:
-                row["paired"] = score_paired(fit.model, zoo, held)
+                   **score_task(fit.model, zoo.get(held, []))}  # fmt: skip
+            if kind == "relative" and len(set(zoo) | set(extra)) >= 3:
+                row["paired"] = score_paired(fit.model, zoo, held, extra)
+                save_model_of(args.save_dir, held, fit, row["paired"].pop("section", None))
             results.append(row)
             shown = [
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"

@@ -282,9 +282,9 @@ def fit_paired(
         A JSON-ready dict: `groups`, `seeds`, `candidates`, `spearman`, `rmse` (points),
         `coverage` `{raw, calibrated, level}`, `realized` `{rule, default, oracle,
         by_start}` (points, cross-fitted; `by_start`: the same rule's realized gain and the
-        oracle's on the groups of each kind of start, `start_kind`), `calibration` `{sd_scale, sd_floor}` and `rule`
-        `{kappa, margin}` fitted on all groups, `trusted`, `by` and `folds` (per held-out
-        seed or task: its rule and realized gain).
+        oracle's on the groups of each kind of start, `start_kind`), `calibration`
+        `{sd_scale, sd_floor}` and `rule` `{kappa, margin}` fitted on all groups,
+        `trusted`, `by` and `folds` (per held-out seed or task: its rule and realized gain).
 
     Raises:
         ValueError: fewer than 2 seeds or tasks (nothing to hold out), or an unknown `by`.
@@ -344,7 +344,7 @@ def fit_paired(
                 }
                 for k, v in sorted(by_start.items())
             },  # fmt: skip
-            "units": "points (final validation metric x 100), cross-fitted by seed",
+            "units": f"points (final validation metric x 100), cross-fitted by {by}",
         },
         "calibration": {k: float(v) for k, v in cal.items()},
         "rule": {"kappa": float(kappa), "margin": float(margin)},
