@@ -44,9 +44,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def payload_mode(payload: dict) -> str:
+    """The metric direction of a scenarios.py file's task (`Task.mode`; files hold none)."""
+    if payload.get("mode"):
+        return payload["mode"]
+    from keras_lode.tasks import get_task
+
+    return get_task(payload["task"], scale=payload.get("scale", "cpu")).mode
+
+
 def branch_groups(payload: dict, window: int) -> list:
     """One `BranchGroup` per (start, seed) of a scenarios.py headroom file."""
     from keras_lode.train.counterfactual import BranchGroup
+
+    mode = payload_mode(payload)
 
     by = {(r["method"], r["seed"]): r for r in payload["results"]}
     groups = []
@@ -74,7 +85,7 @@ def branch_groups(payload: dict, window: int) -> list:
                     points_per_epoch=runs[0].get("points_per_epoch"),
                     history=hist[0][: n + 1],
                     task=payload.get("task"),
-                    mode=payload.get("mode") or "max",
+                    mode=mode,
                 )  # fmt: skip
             )
     return groups

@@ -239,7 +239,8 @@ def extra_groups(specs, window: int) -> dict:
     out: dict = {}
     for spec in specs:
         task, _, path = spec.partition("=")
-        if not path:
+        task = task.strip()
+        if not path or not task:
             raise SystemExit(f"--extra-groups takes TASK=FILE. Received: {spec!r}")
         groups = branch_groups(json.loads(Path(path).read_text()), window)
         for g in groups:
@@ -349,8 +350,15 @@ def main(argv=None) -> int:
     kinds = [k.strip() for k in args.features.split(",") if k.strip()]
     sys.path.insert(0, str(ROOT / "benchmarks"))
     extra = extra_groups(args.extra_groups, args.window)
-    heldout = args.heldout.split(",") if args.heldout else list(zoo)
+    known = set(zoo) | set(extra)
+    heldout = [t.strip() for t in args.heldout.split(",")] if args.heldout else list(zoo)
+    if sorted(set(heldout) - known):
+        raise SystemExit(f"--heldout: unknown task(s) {sorted(set(heldout) - known)}; the zoo "
+                         f"has {sorted(known)}")  # fmt: skip
     print(f"tasks: {', '.join(f'{t} ({len(r)} runs)' for t, r in zoo.items())}", flush=True)
+    if extra:
+        print("extra branch groups: " + ", ".join(f"{t} ({len(g)})" for t, g in extra.items())
+              + f"; held out in turn: {', '.join(heldout)}", flush=True)  # fmt: skip
     results = []
     for held in heldout:
         train = [r for t, rs in zoo.items() if t != held for r in rs]

@@ -161,8 +161,10 @@ def test_member_runs_resamples():
 def test_resample_option_is_checked_and_recorded(runs):
     with pytest.raises(ValueError, match="`resample` must be one of"):
         fit_controlled(runs, resample="jackknife", members=1, steps=1, verbose=False)
-    fit = fit_controlled(runs, members=2, window=5, steps=5, workers=1, verbose=False,
-                         resample="seeds")  # fmt: skip
-    assert fit.training["hyperparameters"]["resample"] == "seeds"
-    a, b = (m.state_dict() for m in fit.members)
-    assert any(not np.allclose(a[k].numpy(), b[k].numpy()) for k in a)
+    kw = dict(members=1, window=5, steps=5, workers=1, verbose=False)
+    fits = {r: fit_controlled(runs, resample=r, **kw) for r in ("bootstrap", "none", "seeds")}
+    assert fits["seeds"].training["hyperparameters"]["resample"] == "seeds"
+    # Same seed, same initialization: the members differ only by the runs they trained on.
+    states = {r: f.members[0].state_dict() for r, f in fits.items()}
+    for a, b in (("bootstrap", "none"), ("none", "seeds"), ("bootstrap", "seeds")):
+        assert any(not np.allclose(states[a][k].numpy(), states[b][k].numpy()) for k in states[a])

@@ -291,14 +291,25 @@ def test_realized_gain_is_reported_per_kind_of_start():
     from keras_lode.train.counterfactual import start_kind
 
     model = Members()
-    gs = groups(model, lambda s, g: g)
-    assert {start_kind(g) for g in gs} == {"constant"}  # the default holds LR_NOW
-    decaying = BranchGroup(9, N, K, window(), ["default", "x"],
-                           np.stack([np.geomspace(LR_NOW, LR_NOW / 10, K - 1 - N)] * 2),
-                           np.zeros(2))  # fmt: skip
-    assert start_kind(decaying) == "schedule"
-    r = fit_paired(model, gs)
+    flat = groups(model, lambda s, g: g)
+    assert {start_kind(g) for g in flat} == {"constant"}  # the default holds LR_NOW
+    # Groups whose default decays: there the decisions lose what the members promise.
+    lib = candidate_library(LR_NOW, K - 1 - N, lr_range=LR_RANGE)
+    decay = np.geomspace(LR_NOW, LR_NOW / 10, K - 1 - N)
+    decaying = []
+    for seed in range(6):
+        paths = np.vstack([decay[None], lib.lr[1::3]])
+        g = BranchGroup(seed, N, K, window(), ["default"] + lib.names[1::3], paths,
+                        np.zeros(len(paths)))  # fmt: skip
+        g.actual = 0.8 - member_gains(model, g).mean(axis=0)
+        decaying.append(g)
+    assert {start_kind(g) for g in decaying} == {"schedule"}
+    r = fit_paired(model, flat + decaying)
     by = r["realized"]["by_start"]
-    assert list(by) == ["constant"] and by["constant"]["groups"] == 6
-    assert by["constant"]["rule"] == pytest.approx(r["realized"]["rule"])
-    assert by["constant"]["oracle"] == pytest.approx(r["realized"]["oracle"])
+    assert by["constant"]["groups"] == by["schedule"]["groups"] == 6
+    # One rule for both hides it: +2 points from the constants, -2 from the decays.
+    assert by["constant"]["rule"] == pytest.approx(2.0, abs=0.1)
+    assert by["schedule"]["rule"] == pytest.approx(-2.0, abs=0.1)
+    # The kinds add up to the whole.
+    total = (by["constant"]["rule"] + by["schedule"]["rule"]) / 2
+    assert r["realized"]["rule"] == pytest.approx(total)

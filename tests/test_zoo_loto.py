@@ -54,14 +54,22 @@ def test_scores_are_gains_over_the_groups_default():
 
 def test_paired_rule_is_calibrated_on_the_other_tasks_only():
     runs = _task_runs()
-    zoo = {"a": runs, "b": runs, "c": runs}  # same runs: three tasks of two groups each
+    # The held-out task's outcomes differ from the others': its own groups must not reach
+    # the calibration (its oracle is its own), nor its name the training tasks.
+    held = [r for r in _task_runs()]
+    for r in held:
+        if r.meta.get("switch"):
+            r.metric[-1] += 0.05
+    zoo = {"a": held, "b": runs, "c": runs}
     model = random_controlled(0, members=3, window=4, horizon=20, features="relative")
     row = zoo_loto.score_paired(model, zoo, "a")
-    assert row["groups"] == 2
-    # The oracle is in points of the held-out task's own gains.
+    assert row["groups"] == 2 and row["train_groups"] == {"b": 2, "c": 2}
     best = [max(0.0, (np.array([r.metric[-1] for r in s]) - b.metric[-1]).max())
-            for b, _, s in zoo_loto.switch_groups(runs)]  # fmt: skip
+            for b, _, s in zoo_loto.switch_groups(held)]  # fmt: skip
     assert row["realized"]["oracle"] == pytest.approx(100 * np.mean(best), abs=1e-9)
+    other = [max(0.0, (np.array([r.metric[-1] for r in s]) - b.metric[-1]).max())
+             for b, _, s in zoo_loto.switch_groups(runs)]  # fmt: skip
+    assert row["realized_among_training_tasks"]["oracle"] == pytest.approx(100 * np.mean(other))
     assert row["realized"]["rule"] <= row["realized"]["oracle"] + 1e-9
     assert set(row["calibration"]) >= {"sd_scale", "kappa", "margin", "trusted"}
     # With one other task there is nothing to hold out while calibrating.

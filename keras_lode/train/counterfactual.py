@@ -28,12 +28,15 @@ switches. Everything is NumPy.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import numpy as np
 
 from keras_lode.model.features import is_task_free
 from keras_lode.train.decision import calibrated_sd, fit_spread_calibration, spearman
+
+logger = logging.getLogger("keras_lode.train")
 
 __all__ = [
     "KAPPAS",
@@ -204,7 +207,12 @@ def _cases(model, groups):
     sign = 1.0 if getattr(model, "mode", "max") == "max" else -1.0
     out = []
     for g in groups:
-        d = (1.0 if free else sign) * member_gains(model, g)[:, 1:]
+        try:
+            gains = member_gains(model, g)
+        except ValueError as e:  # e.g. a branch point too early for a task-free model's window
+            logger.info("branch group (seed %s, point %d) left out: %s", g.seed, g.position, e)
+            continue
+        d = (1.0 if free else sign) * gains[:, 1:]
         sd = d.std(axis=0, ddof=1) if d.shape[0] > 1 else np.zeros(d.shape[1])
         if free and g.mode == "min":
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -265,7 +273,7 @@ def fit_paired(
     level: float = 0.85,
     kappas=KAPPAS,
     margins=MARGINS,
-    by: str = "seed",
+    by: str | None = None,
 ) -> dict:
     """Cross-fitted skill, coverage and realized gain on branch groups (module docstring).
 
@@ -277,6 +285,7 @@ def fit_paired(
         by: what is held out: `"seed"` (a task's own model: its sweep's seeds) or
             `"task"` (a task-free model over a zoo: every figure of a task's groups comes
             from a calibration on the other tasks' groups, as a new task would meet it).
+            Default: `"task"` for a task-free model, else `"seed"`.
 
     Returns:
         A JSON-ready dict: `groups`, `seeds`, `candidates`, `spearman`, `rmse` (points),
@@ -289,17 +298,26 @@ def fit_paired(
     Raises:
         ValueError: fewer than 2 seeds or tasks (nothing to hold out), or an unknown `by`.
     """
+    by = by or ("task" if is_task_free(model) else "seed")
     if by not in ("seed", "task"):
         raise ValueError(f"Argument `by` must be 'seed' or 'task'. Received: {by!r}")
     cases = _cases(model, groups)
     seeds = sorted({c["seed"] for c in cases})
-    folds = sorted({str(c[by]) for c in cases})
+    if by == "task" and any(c["task"] is None for c in cases):
+        raise ValueError(
+            "Holding out tasks needs every branch group's task (the runs' meta['task']); "
+            "some have none. Record the runs with their task, or hold out seeds (by='seed')"
+        )
+    folds = sorted({c[by] for c in cases}, key=lambda v: (str(type(v)), v))
     if len(folds) < 2:
-        raise ValueError(f"fit_paired needs branch groups of >= 2 {by}s. Received: {folds}")
+        raise ValueError(
+            f"fit_paired needs branch groups of >= 2 {by}s to hold one out. Received: {folds}"
+            + ("; with one task's sweep, hold out seeds (by='seed')" if by == "task" else "")
+        )
     covered, realized, per_fold, by_start = [], [], [], {}
     for fold in folds:
-        train = [c for c in cases if str(c[by]) != fold]
-        test = [c for c in cases if str(c[by]) == fold]
+        train = [c for c in cases if c[by] != fold]
+        test = [c for c in cases if c[by] == fold]
         res = np.concatenate([c["actual"] - c["mean"] for c in train])
         sd = np.concatenate([c["sd"] for c in train])
         cal = fit_spread_calibration(res, sd, level)
@@ -344,7 +362,8 @@ def fit_paired(
                 }
                 for k, v in sorted(by_start.items())
             },  # fmt: skip
-            "units": f"points (final validation metric x 100), cross-fitted by {by}",
+            "units": "points: 100 x the gain in the metric (for a task-free model of a "
+            f"minimized metric, 100 x -ln(candidate / default)); cross-fitted by {by}",
         },
         "calibration": {k: float(v) for k, v in cal.items()},
         "rule": {"kappa": float(kappa), "margin": float(margin)},
@@ -363,7 +382,13 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
         `switched`: the share of groups where the rule left the default). An untrusted
         calibration never switches.
     """
-    cases = [c for c in _cases(model, groups) if c["mean"].size]
+    missing = sorted({"sd_scale", "sd_floor", "kappa", "margin"} - set(section))
+    if missing:
+        raise ValueError(
+            f"evaluate_rule takes a model file's paired section (`paired_section(result)`); "
+            f"this one lacks {missing}"
+        )
+    cases = _cases(model, groups)
     if not cases:
         return {"groups": 0}
     cal = {"sd_scale": section["sd_scale"], "sd_floor": section["sd_floor"]}
@@ -371,6 +396,9 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
     trusted = section.get("trusted", True)
     gains, switched = [], 0
     for c in cases:
+        if not c["mean"].size:  # no usable candidate: the default, as in `fit_paired`
+            gains.append(0.0)
+            continue
         bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
         best = int(np.argmax(bound))
         take = trusted and bound[best] > margin
@@ -401,6 +429,8 @@ def paired_section(result: dict) -> dict:
         "coverage": result["coverage"]["calibrated"],
         "groups": result["groups"],
         "seeds": result["seeds"],
+        "by": result["by"],
+        "folds": [f[result["by"]] for f in result["folds"]],
     }
 
 

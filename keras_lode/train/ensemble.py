@@ -288,21 +288,7 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     train, held = split_by_seed(rs, cfg.holdout_seeds)
     y = data.y
     mean, std = fit_normalization(y[train])
-    hyper = _hyperparameters(cfg)
-    payloads = [
-        dict(
-            y=y,
-            train=np.asarray(train),
-            mean=mean,
-            std=std,
-            hyper=hyper,
-            seed=cfg.seed + i,
-            index=i,
-            resample=cfg.resample,
-            seeds=[r.meta.get("seed") for r in rs],
-        )
-        for i in range(cfg.members)
-    ]
+    payloads = _member_payloads(cfg, y, train, [r.meta.get("seed") for r in rs], mean, std)
     workers = min(cfg.members, os.cpu_count() or 1) if cfg.workers is None else cfg.workers
     t0 = time.perf_counter()
     results = _run_members(payloads, workers, cfg.verbose)  # in the order they finished
@@ -332,7 +318,7 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
         **(_tasks_summary(task_runs) if cfg.features == "relative" else {}),
         **_data_summary(len(runs), data, train, held, lr_range),
         "hyperparameters": {
-            **hyper,
+            **_hyperparameters(cfg),
             "members": cfg.members,
             "seed": cfg.seed,
             "resample": cfg.resample,
@@ -381,6 +367,25 @@ def relative_runs(runs, horizon: int) -> tuple[list, int]:
 def _tasks_summary(runs) -> dict:
     """`{"runs_per_task": {task: runs}}` of a task-free model's training runs (its model card)."""
     return {"runs_per_task": dict(sorted(Counter(str(r.meta.get("task")) for r in runs).items()))}
+
+
+def _member_payloads(cfg, y, train, seeds, mean, std) -> list[dict]:
+    """What each member's worker gets: the data, its seed and which runs it may see."""
+    hyper = _hyperparameters(cfg)
+    return [
+        dict(
+            y=y,
+            train=np.asarray(train),
+            mean=mean,
+            std=std,
+            hyper=hyper,
+            seed=cfg.seed + i,
+            index=i,
+            resample=cfg.resample,
+            seeds=seeds,
+        )  # fmt: skip
+        for i in range(cfg.members)
+    ]
 
 
 def _hyperparameters(cfg) -> dict:
