@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", required=True, help="the sweep directory the ensembles train on")
+    p.add_argument("--runs", default=None, help="the sweep directory the ensembles train on")
+    p.add_argument("--score", nargs="*", default=(), metavar="NAME=MODEL",
+                   help="also score existing model files (e.g. a shipped one)")  # fmt: skip
     p.add_argument("--branches", nargs="+", required=True,
                    help="scenarios.py headroom files holding the branch groups")  # fmt: skip
     p.add_argument("--resamples", default="bootstrap,none,seeds")
@@ -56,14 +58,24 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     payload = json.loads(out.read_text()) if out.exists() else {"results": {}}
-    payload.update(
-        benchmark="member_diversity",
-        command="python benchmarks/member_diversity.py " + " ".join(sys.argv[1:]),
-        settings={"members": args.members, "steps": args.steps, "runs": str(args.runs)},
-    )
-    runs = keras_lode.load_runs(args.runs)
+    payload["benchmark"] = "member_diversity"
+    payload.setdefault("commands", [])
+    command = "python benchmarks/member_diversity.py " + " ".join(sys.argv[1:])
+    if command not in payload["commands"]:
+        payload["commands"].append(command)
     payloads = [json.loads(Path(p).read_text()) for p in args.branches]
-    for resample in args.resamples.split(","):
+    for spec in args.score:
+        name, _, path = spec.partition("=")
+        model = load_model(path)
+        groups = [g for p in payloads for g in branch_groups(p, int(model.window))]
+        payload["results"][name] = {"model": path, **_rows(model, groups, fit_paired, start_kind)}
+        write_json(out, payload)
+        print(f"{name}: scored", flush=True)
+    resamples = [r for r in args.resamples.split(",") if r]
+    if resamples and not args.runs:
+        raise SystemExit("--runs is needed to train the --resamples ensembles")
+    runs = keras_lode.load_runs(args.runs) if resamples else []
+    for resample in resamples:
         if resample in payload["results"]:
             print(f"{resample}: done, skipped")
             continue
@@ -86,16 +98,24 @@ def main(argv=None) -> int:
                 saved.parent.mkdir(parents=True, exist_ok=True)
                 fit.export(saved)
         groups = [g for p in payloads for g in branch_groups(p, int(model.window))]
-        row = {"fit_s": seconds, **_skill(model, groups, fit_paired)}
-        for kind in ("constant", "schedule"):
-            sub = [g for g in groups if start_kind(g) == kind]
-            if len({g.seed for g in sub}) >= 2:
-                row[kind] = _skill(model, sub, fit_paired)
+        row = {"trained": {"runs": str(args.runs), "members": args.members, "steps": args.steps,
+                           "fit_s": seconds},
+               **_rows(model, groups, fit_paired, start_kind)}  # fmt: skip
         payload["results"][resample] = row
         write_json(out, payload)
         print(f"{resample}: " + json.dumps({k: v for k, v in row.items() if k not in
                                             ("constant", "schedule")}), flush=True)  # fmt: skip
     return 0
+
+
+def _rows(model, groups, fit_paired, start_kind) -> dict:
+    """All groups (one rule for every start), then each kind of start with its own rule."""
+    row = _skill(model, groups, fit_paired)
+    for kind in ("constant", "schedule"):
+        sub = [g for g in groups if start_kind(g) == kind]
+        if len({g.seed for g in sub}) >= 2:
+            row[kind] = _skill(model, sub, fit_paired)
+    return row
 
 
 def _skill(model, groups, fit_paired) -> dict:
