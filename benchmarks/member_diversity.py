@@ -12,7 +12,7 @@ are never training data.
 
     python benchmarks/member_diversity.py --runs ZOO/fmnist_cnn \
         --branches benchmarks/results/branches_fmnist_cnn_cpu.json \
-        --out benchmarks/results/member_diversity_fmnist_cnn.json --save-dir work/diversity
+        --out benchmarks/results/member_diversity_fmnist_cnn.json --save-dir bench_work/diversity
 """
 
 from __future__ import annotations
