@@ -5,7 +5,8 @@ For each sweep directory (one task's `keras-lode sweep` runs), from the complete
 
 - `seed_sd`: the seed-to-seed sd of the final validation metric, pooled over the grid's
   configs (the root of the mean within-config variance; each config's runs differ only in
-  the seed);
+  the seed), and `seed_sd_median`, the median config's sd (one unstable config, e.g. a peak
+  LR at the edge of divergence, inflates the pooled figure but not the median);
 - per family, the best peak LR by the mean final metric over seeds, its mean and sd;
 - `family_spread`: best minus worst of those family bests (in the metric's direction), the
   room a schedule family choice leaves at tuned LRs, and `spread_in_seed_sd` (spread / the
@@ -53,6 +54,7 @@ def sweep_noise(runs) -> dict:
     sign = 1.0 if mode == "max" else -1.0
     within = [np.var(v, ddof=1) for v in finals.values() if len(v) >= 2]
     seed_sd = float(np.sqrt(np.mean(within))) if within else None
+    seed_sd_median = float(np.sqrt(np.median(within))) if within else None
     families = {}
     for (fam, lr), v in finals.items():
         m = float(np.mean(v))
@@ -67,6 +69,7 @@ def sweep_noise(runs) -> dict:
         "grid_runs": int(sum(len(v) for v in finals.values())),
         "configs": len(finals),
         "seed_sd": seed_sd,
+        "seed_sd_median": seed_sd_median,
         "families": dict(sorted(families.items(), key=lambda kv: -sign * kv[1]["mean"])),
         "family_spread": spread,
         "spread_in_seed_sd": (spread / (seed_sd / np.sqrt(n_seeds))) if seed_sd else None,
@@ -88,7 +91,11 @@ def main(argv=None) -> int:
             continue
         out["tasks"][name] = row
         best = next(iter(row["families"].items()))
-        sd = "n/a" if row["seed_sd"] is None else f"{row['seed_sd']:.4f}"
+        sd = (
+            "n/a"
+            if row["seed_sd"] is None
+            else (f"{row['seed_sd']:.4f} (median config {row['seed_sd_median']:.4f})")
+        )
         print(f"{name} ({row['mode']}, {row['grid_runs']} grid runs, {row['configs']} configs): "
               f"seed sd {sd}; best {best[0]} @ {best[1]['peak_lr']:g} {best[1]['mean']:.4f}; "
               f"family spread {row['family_spread']:.4f}")  # fmt: skip

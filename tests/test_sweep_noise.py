@@ -32,6 +32,7 @@ def test_seed_sd_family_bests_and_spread_by_value():
     row = sweep_noise.sweep_noise(runs)
     # Within-config variances 0.0002, 0.0002, 0.0008: pooled sd sqrt(0.0004) = 0.02.
     assert row["seed_sd"] == pytest.approx(0.02)
+    assert row["seed_sd_median"] == pytest.approx(np.sqrt(0.0002))
     assert row["families"]["cosine"]["peak_lr"] == 0.1
     assert row["families"]["cosine"]["mean"] == pytest.approx(0.81)
     assert list(row["families"]) == ["cosine", "constant"]  # best first
