@@ -313,3 +313,23 @@ def test_realized_gain_is_reported_per_kind_of_start():
     # The kinds add up to the whole.
     total = (by["constant"]["rule"] + by["schedule"]["rule"]) / 2
     assert r["realized"]["rule"] == pytest.approx(total)
+
+
+def test_when_no_rule_gains_on_held_out_groups_the_rule_is_never_to_switch():
+    from keras_lode.train.counterfactual import evaluate_rule
+
+    model = Members()
+    # Every continuation ends 0.3 points below the default, whatever the members predict:
+    # every rule of the grid that switches loses on the held-out seeds.
+    result = calibrated(model, lambda s, g: np.full(g.size, -0.003) * (np.arange(g.size) > 0))
+    assert result["rule"]["switch"] is False
+    assert result["realized"]["rule"] == 0.0
+    assert all(f["switch"] is False for f in result["folds"])
+    section = model.planner_defaults["paired"]
+    assert section["switch"] is False
+    p = plan(model, window(), position=N, total_points=K, current_plan=np.full(K - 1 - N, LR_NOW))
+    assert not p.switched
+    assert result["trusted"]  # covered: it is the rule, not the spread, that says no
+    assert "no switching rule gained" in p.reason
+    r = evaluate_rule(model, groups(model, lambda s, g: g, seeds=range(10, 12)), section)
+    assert r["switched"] == 0.0 and r["realized"]["rule"] == 0.0

@@ -103,7 +103,12 @@ def run(args) -> int:
         f"oracle {r['oracle']:+.3f}"
     )
     rule = result["rule"]
-    if result["trusted"]:
+    if result["trusted"] and not rule.get("switch", True):
+        print(
+            "  rule: never switch (no rule of the grid gained over keeping the default on "
+            "held-out groups)"
+        )
+    elif result["trusted"]:
         print(f"  rule: switch when gain - {rule['kappa']:g} sd > {rule['margin']:g}")
     else:
         print(

@@ -237,8 +237,9 @@ def _check_paired(paired, ck):
         if ck.number(paired, "planner.paired", key) < 0:
             ck.fail(f"planner.paired.{key}", "a number >= 0", repr(paired[key]))
     ck.number(paired, "planner.paired", "margin")
-    if not isinstance(paired["trusted"], bool):
-        ck.fail("planner.paired.trusted", "true or false", repr(paired["trusted"]))
+    for key in ("trusted", "switch"):
+        if key in paired and not isinstance(paired[key], bool):
+            ck.fail(f"planner.paired.{key}", "true or false", repr(paired[key]))
     for key in ("level", "coverage"):
         if not 0 <= ck.number(paired, "planner.paired", key) <= 1:
             ck.fail(f"planner.paired.{key}", "a number in [0, 1]", repr(paired[key]))

@@ -17,7 +17,8 @@ dynamics, so at log point `n` of a `K`-point run the planner
      difference); the gain's spread over the members is calibrated on held-out branch
      groups; the planner switches to the candidate with the best lower bound
      `mean(gain) - kappa * sd_cal(gain)` when that bound exceeds `margin`. A calibration
-     whose held-out coverage fell short of its target (`trusted: false`) never switches.
+     whose held-out coverage fell short of its target (`trusted: false`) never switches,
+     nor does one under which no rule gained on held-out groups (`switch: false`).
    - `"absolute"` (older files): each candidate's bound `mean - kappa * sd` of its final
      metric, the spread calibrated on held-out runs (`model.spread`); it switches when
      the best bound beats the default's *mean* by `margin`.
@@ -303,6 +304,11 @@ def _decide_paired(names, gain, bound, margin: float, paired: dict) -> tuple[int
             "the paired calibration did not reach its coverage on held-out branch groups "
             f"({paired.get('coverage', float('nan')):.2f} < {paired.get('level', 0.85):.2f}): "
             "following the default"
+        )  # fmt: skip
+    if not paired.get("switch", True):
+        return 0, False, (
+            "on held-out branch groups no switching rule gained over keeping the default "
+            "(planner.paired.switch is false): following the default"
         )  # fmt: skip
     others = np.flatnonzero(np.isfinite(bound[1:])) + 1
     if others.size == 0:

@@ -15,14 +15,14 @@ fit on the other seeds' groups; for a task-free model over a zoo, by task):
   difference) and calibrated (`sd_scale * sqrt(sd**2 + sd_floor**2)`, split-conformal,
   fitted on the other seeds);
 - the realized gain of the rule `switch to the best mean - kappa * sd_cal > margin`, with
-  `kappa` and `margin` chosen on the other seeds by the gain they would have realized,
-  against always keeping the default (0) and the oracle (the best continuation of each
-  group, in hindsight).
+  `kappa` and `margin` chosen on the other seeds by the gain they would have realized
+  (when no choice of the grid gains there, the rule is never to switch), against always
+  keeping the default (0) and the oracle (the best continuation of each group, in hindsight).
 
 The calibration fitted on all groups becomes the model file's `planner.paired` section
 (`with_paired_calibration`); it is `trusted` only if its cross-fitted coverage reached the
 target (less a tolerance for the finite number of groups), and an untrusted one never
-switches. Everything is NumPy.
+switches; neither does one whose rule is `switch: false`. Everything is NumPy.
 """
 
 from __future__ import annotations
@@ -232,11 +232,11 @@ def start_kind(group: BranchGroup) -> str:
     return "constant" if float(d.max()) <= 1.01 * float(d.min()) else "schedule"
 
 
-def _gains(cases, cal, kappa, margin) -> list[float]:
+def _gains(cases, cal, kappa, margin, switch: bool = True) -> list[float]:
     """Per group, the actual gain of the rule's choice (0 where it keeps the default)."""
     gains = []
     for c in cases:
-        if c["mean"].size == 0:
+        if c["mean"].size == 0 or not switch:
             gains.append(0.0)
             continue
         bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
@@ -255,15 +255,17 @@ def _oracle(cases) -> float:
     return float(np.mean([max(0.0, c["actual"].max(initial=0.0)) for c in cases]))
 
 
-def _choose_rule(cases, cal, kappas, margins) -> tuple[float, float]:
-    """The `(kappa, margin)` of the best realized gain; ties go to the more cautious."""
+def _choose_rule(cases, cal, kappas, margins) -> tuple[float, float, bool]:
+    """`(kappa, margin, switch)`: the rule of the best realized gain (ties go to the more
+    cautious); `switch` is False when no rule of the grid gained over keeping the default,
+    so the planner should not switch at all."""
     best = None
     for kappa in sorted(kappas, reverse=True):
         for margin in sorted(margins, reverse=True):
             r = _realized(cases, cal, kappa, margin)
             if best is None or r > best[0] + 1e-12:
                 best = (r, kappa, margin)
-    return best[1], best[2]
+    return best[1], best[2], best[0] > 1e-12
 
 
 def fit_paired(
@@ -292,7 +294,7 @@ def fit_paired(
         `coverage` `{raw, calibrated, level}`, `realized` `{rule, default, oracle,
         by_start}` (points, cross-fitted; `by_start`: the same rule's realized gain and the
         oracle's on the groups of each kind of start, `start_kind`), `calibration`
-        `{sd_scale, sd_floor}` and `rule` `{kappa, margin}` fitted on all groups,
+        `{sd_scale, sd_floor}` and `rule` `{kappa, margin, switch}` fitted on all groups,
         `trusted`, `by` and `folds` (per held-out seed or task: its rule and realized gain).
 
     Raises:
@@ -321,21 +323,21 @@ def fit_paired(
         res = np.concatenate([c["actual"] - c["mean"] for c in train])
         sd = np.concatenate([c["sd"] for c in train])
         cal = fit_spread_calibration(res, sd, level)
-        kappa, margin = _choose_rule(train, cal, kappas, margins)
+        kappa, margin, switch = _choose_rule(train, cal, kappas, margins)
         for c in test:
             covered.append(np.abs(c["actual"] - c["mean"]) <= 2 * calibrated_sd(c["sd"], cal))
-        gains = _gains(test, cal, kappa, margin)
+        gains = _gains(test, cal, kappa, margin, switch)
         r = float(np.mean(gains))
         realized.append(r * len(test))
         for c, gain in zip(test, gains, strict=True):
             by_start.setdefault(c["start"], []).append((gain, c))
         per_fold.append({by: fold if by == "task" else int(fold), "kappa": kappa,
-                         "margin": margin, "realized": 100 * r, "groups": len(test),
-                         "oracle": 100 * _oracle(test)})  # fmt: skip
+                         "margin": margin, "switch": switch, "realized": 100 * r,
+                         "groups": len(test), "oracle": 100 * _oracle(test)})  # fmt: skip
     res = np.concatenate([c["actual"] - c["mean"] for c in cases])
     sd = np.concatenate([c["sd"] for c in cases])
     cal = fit_spread_calibration(res, sd, level)
-    kappa, margin = _choose_rule(cases, cal, kappas, margins)
+    kappa, margin, switch = _choose_rule(cases, cal, kappas, margins)
     coverage = float(np.mean(np.concatenate(covered)))
     rho = [spearman(c["mean"], c["actual"]) for c in cases]
     rho = [r for r in rho if math.isfinite(r)]
@@ -366,7 +368,7 @@ def fit_paired(
             f"minimized metric, 100 x -ln(candidate / default)); cross-fitted by {by}",
         },
         "calibration": {k: float(v) for k, v in cal.items()},
-        "rule": {"kappa": float(kappa), "margin": float(margin)},
+        "rule": {"kappa": float(kappa), "margin": float(margin), "switch": bool(switch)},
         "trusted": bool(coverage >= level - COVERAGE_TOLERANCE),
         "by": by,
         "folds": per_fold,
@@ -393,7 +395,7 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
         return {"groups": 0}
     cal = {"sd_scale": section["sd_scale"], "sd_floor": section["sd_floor"]}
     kappa, margin = section["kappa"], section["margin"]
-    trusted = section.get("trusted", True)
+    trusted = section.get("trusted", True) and section.get("switch", True)
     gains, switched = [], 0
     for c in cases:
         if not c["mean"].size:  # no usable candidate: the default, as in `fit_paired`
@@ -424,6 +426,7 @@ def paired_section(result: dict) -> dict:
         "sd_floor": result["calibration"]["sd_floor"],
         "kappa": result["rule"]["kappa"],
         "margin": result["rule"]["margin"],
+        "switch": result["rule"].get("switch", True),
         "trusted": result["trusted"],
         "level": result["coverage"]["level"],
         "coverage": result["coverage"]["calibrated"],
