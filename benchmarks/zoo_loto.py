@@ -275,7 +275,7 @@ def score_paired(model, zoo: dict, held: str, extra=None) -> dict:
         "realized_among_training_tasks": fitted["realized"],
         "calibration": {
             k: section[k]
-            for k in ("sd_scale", "sd_floor", "kappa", "margin", "trusted", "coverage")
+            for k in ("sd_scale", "sd_floor", "kappa", "margin", "switch", "trusted", "coverage")
         },  # fmt: skip
         **evaluate_rule(model, test, section),
     }

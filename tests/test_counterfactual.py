@@ -333,3 +333,26 @@ def test_when_no_rule_gains_on_held_out_groups_the_rule_is_never_to_switch():
     assert "no switching rule gained" in p.reason
     r = evaluate_rule(model, groups(model, lambda s, g: g, seeds=range(10, 12)), section)
     assert r["switched"] == 0.0 and r["realized"]["rule"] == 0.0
+
+
+def test_a_rule_that_only_gains_in_sample_does_not_switch():
+    from keras_lode.train import counterfactual as cf
+
+    model = Members()
+
+    # The decays the members favour pay +10 points on seed 0 and lose 1 on every other
+    # seed: over all groups they gain (+0.83), but held out by seed the rule takes them
+    # exactly where they lose (and leaves them on seed 0, where the others say no).
+    def actual(seed, gain):
+        return np.where(gain > 0.01, 0.1 if seed == 0 else -0.01, 0.0)
+
+    gs = groups(model, actual)
+    cases = cf._cases(model, gs)
+    res = np.concatenate([c["actual"] - c["mean"] for c in cases])
+    cal = cf.fit_spread_calibration(res, np.concatenate([c["sd"] for c in cases]), 0.85)
+    assert cf._choose_rule(cases, cal, cf.KAPPAS, cf.MARGINS)[2] is True  # in sample
+    result = calibrated(model, actual)
+    assert result["realized"]["rule"] < 0.0
+    assert result["rule"]["switch"] is False
+    p = plan(model, window(), position=N, total_points=K, current_plan=np.full(K - 1 - N, LR_NOW))
+    assert not p.switched

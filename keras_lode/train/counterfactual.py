@@ -18,6 +18,7 @@ fit on the other seeds' groups; for a task-free model over a zoo, by task):
   `kappa` and `margin` chosen on the other seeds by the gain they would have realized
   (when no choice of the grid gains there, the rule is never to switch), against always
   keeping the default (0) and the oracle (the best continuation of each group, in hindsight).
+  A calibration whose rule realized no gain held out is written with `switch: false`.
 
 The calibration fitted on all groups becomes the model file's `planner.paired` section
 (`with_paired_calibration`); it is `trusted` only if its cross-fitted coverage reached the
@@ -338,6 +339,9 @@ def fit_paired(
     sd = np.concatenate([c["sd"] for c in cases])
     cal = fit_spread_calibration(res, sd, level)
     kappa, margin, switch = _choose_rule(cases, cal, kappas, margins)
+    # The rule is fitted on every group; whether to switch at all is judged held out: a
+    # procedure that realized no gain on the groups it did not see never switches.
+    switch = switch and float(np.sum(realized)) > 1e-12
     coverage = float(np.mean(np.concatenate(covered)))
     rho = [spearman(c["mean"], c["actual"]) for c in cases]
     rho = [r for r in rho if math.isfinite(r)]
