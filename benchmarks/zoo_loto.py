@@ -145,8 +145,7 @@ def switch_groups(runs):
 def predicted_finals(model, base, n, paths, mode) -> np.ndarray:
     """(M, C) predicted final metric (improvement units for a task-free model)."""
     from keras_lode.model.controlled import predict_paths
-    from keras_lode.model.features import is_task_free
-    from keras_lode.planning.relative import model_grid
+    from keras_lode.model.features import is_task_free, model_grid
 
     y = base.channels()
     K = len(base)

@@ -126,7 +126,7 @@ def test_minimized_metric_is_planned_as_an_improvement(model):
 
 
 def test_the_planners_grid_matches_the_training_runs_resampling():
-    from keras_lode.planning.relative import model_grid
+    from keras_lode.model.features import model_grid
 
     for K, H, W in ((37, 20, 5), (13, 20, 5), (100, 50, 10)):
         run = _run(K=K, decay=True)

@@ -25,12 +25,12 @@ import dataclasses
 
 import numpy as np
 
-from keras_lode.model.features import Reference
+from keras_lode.model.features import ModelGrid, model_grid
 from keras_lode.planning import common
 from keras_lode.planning.control import plan_control
 from keras_lode.planning.plans import ControlPlan
 
-__all__ = ["ModelGrid", "model_grid", "plan_relative"]
+__all__ = ["ModelGrid", "model_grid", "plan_relative"]  # the grid lives in model.features
 
 
 def plan_relative(
@@ -90,83 +90,6 @@ def plan_relative(
         **options,
     )
     return _to_run(p, ref, lr0, rows, held, n, K, g, run_frac, model_frac)
-
-
-@dataclasses.dataclass
-class ModelGrid:
-    """A run's planning problem on a task-free model's grid (`model_grid`).
-
-    Attributes:
-        reference: the run's `Reference` (its state at 1/horizon and metric direction).
-        position: `g`, the last model point the run has reached.
-        window: (W, 3) relative features at model points `g - W + 1 .. g`.
-        paths: (C, H - 1 - g) relative LRs of the given paths at model points `g + 1 ..`.
-        run_fractions, model_fractions: the fraction of training of every run / model point.
-    """
-
-    reference: Reference
-    position: int
-    window: np.ndarray
-    paths: np.ndarray
-    run_fractions: np.ndarray
-    model_fractions: np.ndarray
-
-
-def model_grid(model, history, *, position: int, total_points: int, paths, mode="max"):
-    """The run's history and LR paths on the model's grid, in relative features.
-
-    Args:
-        model: a task-free model (`horizon`, `window`).
-        history: `(position + 1, 3)` raw rows of the run's points `0 .. position`.
-        position, total_points: the run's `n` and `K`.
-        paths: (C, K - 1 - n) LRs of continuations for run points `n + 1 .. K - 1`; None
-            holds the current LR.
-        mode: the run's metric direction.
-
-    Returns:
-        A `ModelGrid`.
-
-    Raises:
-        ValueError: a history of the wrong shape, an unusable first point, or a point too
-            early (or late) for the model's window.
-    """
-    n, K = common.check_position(position, total_points)
-    rows = np.asarray(history, dtype=np.float64)
-    if rows.ndim != 2 or rows.shape != (n + 1, 3):
-        raise ValueError(
-            "A task-free model plans from the run's whole history: `history` must have shape "
-            f"(position + 1, 3) = ({n + 1}, 3), the rows of log points 0..{n}. "
-            f"Received shape {rows.shape}."
-        )
-    H, W = int(model.horizon), int(model.window)
-    ref = Reference.at_fraction(rows, K, H, mode)
-    g = int(np.floor((n + 1) * H / K + 1e-9)) - 1  # last model point the run has reached
-    if g - W + 1 < 0 or g >= H - 1:
-        first = int(np.ceil(W * K / H)) - 1
-        raise ValueError(
-            f"This task-free model reads {W} of its {H} points ({W / H:.0%} of training) "
-            f"and must have one left to plan: at log point {n} of {K} the run is too "
-            f"{'early' if g < H - 1 else 'late'} (plan from point {first} to {K - 2})"
-        )
-    run_frac = (np.arange(K) + 1.0) / K
-    model_frac = (np.arange(H) + 1.0) / H
-    window = np.stack(
-        [np.interp(model_frac[g - W + 1 : g + 1], run_frac[: n + 1], rows[:, c]) for c in range(3)],
-        axis=1,
-    )
-    if paths is None:
-        paths = np.full((1, K - 1 - n), np.exp(rows[n, 1]))
-    paths = np.atleast_2d(np.asarray(paths, dtype=np.float64))
-    if paths.shape[1] != K - 1 - n:
-        raise ValueError(
-            f"Argument `paths` must have {K - 1 - n} LRs per path (points {n + 1}..{K - 1}). "
-            f"Received shape {paths.shape}."
-        )
-    # Each path's ln LR over all K run points (observed, then the path), on the model grid.
-    ln = np.concatenate([np.broadcast_to(rows[:, 1], (len(paths), n + 1)), np.log(paths)], 1)
-    on_grid = np.stack([np.interp(model_frac[g + 1 :], run_frac, row) for row in ln])
-    return ModelGrid(ref, g, ref.to_features(window), np.exp(on_grid - ref.log_lr),
-                     run_frac, model_frac)  # fmt: skip
 
 
 def _to_run(p: ControlPlan, ref, lr0, rows, held, n, K, g, run_frac, model_frac) -> ControlPlan:

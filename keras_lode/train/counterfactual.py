@@ -171,12 +171,12 @@ def member_gains(model, group: BranchGroup) -> np.ndarray:
 
     A run of another length than the model's horizon is mapped by fraction of training,
     as the planner maps it. A task-free model reads the group's whole prefix on its own
-    grid (`keras_lode.planning.relative.model_grid`) and predicts in improvement units.
+    grid (`keras_lode.model.features.model_grid`) and predicts in improvement units.
     """
     from keras_lode.model.controlled import predict_paths
 
     if is_task_free(model):
-        from keras_lode.planning.relative import model_grid
+        from keras_lode.model.features import model_grid
 
         if group.history is None:
             raise ValueError("A task-free model needs the branch group's whole prefix (`history`)")
@@ -269,6 +269,34 @@ def _choose_rule(cases, cal, kappas, margins) -> tuple[float, float, bool]:
     return best[1], best[2], best[0] > 1e-12
 
 
+def _cross_fit(cases, by: str, folds, level, kappas, margins):
+    """Each fold held out in turn: calibration and rule fitted on the others, applied to it.
+
+    Returns `(covered, realized, per_fold, by_start)`: per held-out case whether its
+    actual gains fell inside +/- 2 calibrated sd, each fold's summed realized gain, each
+    fold's summary and `(gain, case)` pairs per kind of start.
+    """
+    covered, realized, per_fold, by_start = [], [], [], {}
+    for fold in folds:
+        train = [c for c in cases if c[by] != fold]
+        test = [c for c in cases if c[by] == fold]
+        res = np.concatenate([c["actual"] - c["mean"] for c in train])
+        sd = np.concatenate([c["sd"] for c in train])
+        cal = fit_spread_calibration(res, sd, level)
+        kappa, margin, switch = _choose_rule(train, cal, kappas, margins)
+        for c in test:
+            covered.append(np.abs(c["actual"] - c["mean"]) <= 2 * calibrated_sd(c["sd"], cal))
+        gains = _gains(test, cal, kappa, margin, switch)
+        r = float(np.mean(gains))
+        realized.append(r * len(test))
+        for c, gain in zip(test, gains, strict=True):
+            by_start.setdefault(c["start"], []).append((gain, c))
+        per_fold.append({by: fold if by == "task" else int(fold), "kappa": kappa,
+                         "margin": margin, "switch": switch, "realized": 100 * r,
+                         "groups": len(test), "oracle": 100 * _oracle(test)})  # fmt: skip
+    return covered, realized, per_fold, by_start
+
+
 def fit_paired(
     model,
     groups: list[BranchGroup],
@@ -317,24 +345,7 @@ def fit_paired(
             f"fit_paired needs branch groups of >= 2 {by}s to hold one out. Received: {folds}"
             + ("; with one task's sweep, hold out seeds (by='seed')" if by == "task" else "")
         )
-    covered, realized, per_fold, by_start = [], [], [], {}
-    for fold in folds:
-        train = [c for c in cases if c[by] != fold]
-        test = [c for c in cases if c[by] == fold]
-        res = np.concatenate([c["actual"] - c["mean"] for c in train])
-        sd = np.concatenate([c["sd"] for c in train])
-        cal = fit_spread_calibration(res, sd, level)
-        kappa, margin, switch = _choose_rule(train, cal, kappas, margins)
-        for c in test:
-            covered.append(np.abs(c["actual"] - c["mean"]) <= 2 * calibrated_sd(c["sd"], cal))
-        gains = _gains(test, cal, kappa, margin, switch)
-        r = float(np.mean(gains))
-        realized.append(r * len(test))
-        for c, gain in zip(test, gains, strict=True):
-            by_start.setdefault(c["start"], []).append((gain, c))
-        per_fold.append({by: fold if by == "task" else int(fold), "kappa": kappa,
-                         "margin": margin, "switch": switch, "realized": 100 * r,
-                         "groups": len(test), "oracle": 100 * _oracle(test)})  # fmt: skip
+    covered, realized, per_fold, by_start = _cross_fit(cases, by, folds, level, kappas, margins)
     res = np.concatenate([c["actual"] - c["mean"] for c in cases])
     sd = np.concatenate([c["sd"] for c in cases])
     cal = fit_spread_calibration(res, sd, level)
