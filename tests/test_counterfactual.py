@@ -330,7 +330,7 @@ def test_when_no_rule_gains_on_held_out_groups_the_rule_is_never_to_switch():
     p = plan(model, window(), position=N, total_points=K, current_plan=np.full(K - 1 - N, LR_NOW))
     assert not p.switched
     assert result["trusted"]  # covered: it is the rule, not the spread, that says no
-    assert "no switching rule gained" in p.reason
+    assert "no switching rule gained" in p.reason and "switch is false" in p.reason
     r = evaluate_rule(model, groups(model, lambda s, g: g, seeds=range(10, 12)), section)
     assert r["switched"] == 0.0 and r["realized"]["rule"] == 0.0
 
@@ -356,3 +356,38 @@ def test_a_rule_that_only_gains_in_sample_does_not_switch():
     assert result["rule"]["switch"] is False
     p = plan(model, window(), position=N, total_points=K, current_plan=np.full(K - 1 - N, LR_NOW))
     assert not p.switched
+
+
+def test_each_fold_declines_when_every_rule_it_may_pick_loses():
+    from keras_lode.train.counterfactual import evaluate_rule
+
+    model = Members()
+    # margin -1: the one rule of this grid always switches, to the decays the members
+    # favour, which lose on every seed; each fold must keep the default instead.
+    gs = groups(model, lambda s, g: -g)
+    result = fit_paired(model, gs, kappas=(0.0,), margins=(-1.0,))
+    assert all(f["switch"] is False for f in result["folds"])
+    assert result["realized"]["rule"] == 0.0
+    # A section that would switch, but says not to, does not.
+    section = {**paired_section(result), "switch": False}
+    assert evaluate_rule(model, groups(model, lambda s, g: g), section)["switched"] == 0.0
+    assert (
+        evaluate_rule(model, groups(model, lambda s, g: g), {**section, "switch": True})["switched"]
+        == 1.0
+    )
+
+
+def test_a_model_file_with_a_malformed_switch_is_refused(tmp_path):
+    from keras_lode.model.controlled import random_controlled
+
+    path = tmp_path / "m.npz"
+    random_controlled(0, members=2, window=3, horizon=12).save(path)
+    config, weights = read_model_file(path)
+    config["planner"]["paired"] = {"sd_scale": 1.0, "sd_floor": 0.0, "kappa": 0.0,
+                                   "margin": 0.0, "trusted": True, "level": 0.85,
+                                   "coverage": 0.9, "switch": "no"}  # fmt: skip
+    with pytest.raises(ValueError, match="planner.paired.switch"):
+        save_model(tmp_path / "bad.npz", config, weights)
+    config["planner"]["paired"]["switch"] = False
+    save_model(tmp_path / "ok.npz", config, weights)
+    assert read_model_file(tmp_path / "ok.npz")[0]["planner"]["paired"]["switch"] is False

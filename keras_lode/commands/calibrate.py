@@ -106,7 +106,7 @@ def run(args) -> int:
     if result["trusted"] and not rule.get("switch", True):
         print(
             "  rule: never switch (no rule of the grid gained over keeping the default on "
-            "held-out groups)"
+            "these groups, or the rule realized no gain on the held-out ones)"
         )
     elif result["trusted"]:
         print(f"  rule: switch when gain - {rule['kappa']:g} sd > {rule['margin']:g}")

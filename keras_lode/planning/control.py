@@ -18,7 +18,8 @@ dynamics, so at log point `n` of a `K`-point run the planner
      groups; the planner switches to the candidate with the best lower bound
      `mean(gain) - kappa * sd_cal(gain)` when that bound exceeds `margin`. A calibration
      whose held-out coverage fell short of its target (`trusted: false`) never switches,
-     nor does one under which no rule gained on held-out groups (`switch: false`).
+     nor does one whose rule should not switch at all (`switch: false`: no rule of the
+     grid gained on the branch groups, or the rule, cross-fitted, realized no gain).
    - `"absolute"` (older files): each candidate's bound `mean - kappa * sd` of its final
      metric, the spread calibrated on held-out runs (`model.spread`); it switches when
      the best bound beats the default's *mean* by `margin`.
@@ -307,8 +308,9 @@ def _decide_paired(names, gain, bound, margin: float, paired: dict) -> tuple[int
         )  # fmt: skip
     if not paired.get("switch", True):
         return 0, False, (
-            "on held-out branch groups no switching rule gained over keeping the default "
-            "(planner.paired.switch is false): following the default"
+            "on the branch groups it was calibrated on, no switching rule gained over keeping "
+            "the default, held out or in sample (planner.paired.switch is false): following "
+            "the default"
         )  # fmt: skip
     others = np.flatnonzero(np.isfinite(bound[1:])) + 1
     if others.size == 0:

@@ -397,7 +397,7 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
     Returns:
         `{groups, spearman, rmse, coverage, realized: {rule, oracle}, switched}` (points;
         `switched`: the share of groups where the rule left the default). An untrusted
-        calibration never switches.
+        calibration never switches, nor does one with `switch: false`.
     """
     missing = sorted({"sd_scale", "sd_floor", "kappa", "margin"} - set(section))
     if missing:
