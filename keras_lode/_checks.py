@@ -43,6 +43,18 @@ def check_number(name: str, value, *, minimum: float | None = None, strict: bool
     return value
 
 
+def check_position(position, total_points) -> tuple[int, int]:
+    """`(n, K)`, checked: a point must remain after `n` to plan."""
+    K = check_int("total_points", total_points, minimum=2)
+    n = check_int("position", position, minimum=0)
+    if n >= K - 1:
+        raise ValueError(
+            f"Argument `position` must be < total_points - 1 = {K - 1} (a point must remain "
+            f"to plan). Received: position={n}"
+        )
+    return n, K
+
+
 def config_with_options(config_class, config, options: dict, fn_name: str):
     """`config` (or a default `config_class()`) with the keyword `options` applied.
 

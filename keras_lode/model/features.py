@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from keras_lode._checks import check_int
+from keras_lode._checks import check_int, check_position
 
 __all__ = [
     "FEATURES",
@@ -261,13 +261,7 @@ def model_grid(model, history, *, position: int, total_points: int, paths, mode=
         ValueError: a history of the wrong shape, an unusable first point, or a point too
             early (or late) for the model's window.
     """
-    K = check_int("total_points", total_points, minimum=2)
-    n = check_int("position", position, minimum=0)
-    if n >= K - 1:
-        raise ValueError(
-            f"Argument `position` must be < total_points - 1 = {K - 1} (a point must remain "
-            f"to plan). Received: position={n}"
-        )
+    n, K = check_position(position, total_points)
     rows = np.asarray(history, dtype=np.float64)
     if rows.ndim != 2 or rows.shape != (n + 1, 3):
         raise ValueError(

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from keras_lode._checks import check_int
+from keras_lode._checks import check_int, check_position
 from keras_lode._warnings import warn as _warn
 from keras_lode.constants import CHANNELS
 from keras_lode.planning.plans import Plan
@@ -62,18 +62,6 @@ def pick(name: str, value, defaults: dict, table: dict):
     if defaults.get(name) is not None:
         return defaults[name]
     return table[name]
-
-
-def check_position(position, total_points) -> tuple[int, int]:
-    """`(n, K)`, checked: a point must remain after `n` to plan."""
-    K = check_int("total_points", total_points, minimum=2)
-    n = check_int("position", position, minimum=0)
-    if n >= K - 1:
-        raise ValueError(
-            f"Argument `position` must be < total_points - 1 = {K - 1} (a point must remain "
-            f"to plan). Received: position={n}"
-        )
-    return n, K
 
 
 def resolve_lr_range(lr_range, defaults: dict, model) -> tuple[float, float]:
