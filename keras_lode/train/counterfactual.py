@@ -233,17 +233,30 @@ def start_kind(group: BranchGroup) -> str:
     return "constant" if float(d.max()) <= 1.01 * float(d.min()) else "schedule"
 
 
-def _gains(cases, cal, kappa, margin, switch: bool = True) -> list[float]:
-    """Per group, the actual gain of the rule's choice (0 where it keeps the default)."""
-    gains = []
+def _choices(cases, cal, kappa, margin, switch: bool = True) -> list[tuple[float, bool]]:
+    """Per group, `(actual gain of the rule's choice, whether it left the default)`: the
+    gain is 0 where it keeps the default (and always when `switch` is False)."""
+    out = []
     for c in cases:
         if c["mean"].size == 0 or not switch:
-            gains.append(0.0)
+            out.append((0.0, False))
             continue
         bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
         best = int(np.argmax(bound))
-        gains.append(float(c["actual"][best]) if bound[best] > margin else 0.0)
-    return gains
+        take = bool(bound[best] > margin)
+        out.append((float(c["actual"][best]) if take else 0.0, take))
+    return out
+
+
+def _gains(cases, cal, kappa, margin, switch: bool = True) -> list[float]:
+    """Per group, the actual gain of the rule's choice (0 where it keeps the default)."""
+    return [gain for gain, _ in _choices(cases, cal, kappa, margin, switch)]
+
+
+def _mean_spearman(cases) -> float | None:
+    """Mean within-group rank correlation of predicted and actual gains (None if none)."""
+    rho = [r for r in (spearman(c["mean"], c["actual"]) for c in cases) if math.isfinite(r)]
+    return float(np.mean(rho)) if rho else None
 
 
 def _realized(cases, cal, kappa, margin) -> float:
@@ -354,13 +367,11 @@ def fit_paired(
     # procedure that realized no gain on the groups it did not see never switches.
     switch = switch and float(np.sum(realized)) > 1e-12
     coverage = float(np.mean(np.concatenate(covered)))
-    rho = [spearman(c["mean"], c["actual"]) for c in cases]
-    rho = [r for r in rho if math.isfinite(r)]
     return {
         "groups": len(cases),
         "seeds": [int(s) for s in seeds],
         "candidates": int(sum(c["mean"].size for c in cases)),
-        "spearman": float(np.mean(rho)) if rho else None,
+        "spearman": _mean_spearman(cases),
         "rmse": 100 * float(np.sqrt(np.mean(res**2))),
         "coverage": {
             "raw": float(np.mean(np.abs(res) <= 2 * sd)),
@@ -411,22 +422,14 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
     cal = {"sd_scale": section["sd_scale"], "sd_floor": section["sd_floor"]}
     kappa, margin = section["kappa"], section["margin"]
     trusted = section.get("trusted", True) and section.get("switch", True)
-    gains, switched = [], 0
-    for c in cases:
-        if not c["mean"].size:  # no usable candidate: the default, as in `fit_paired`
-            gains.append(0.0)
-            continue
-        bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
-        best = int(np.argmax(bound))
-        take = trusted and bound[best] > margin
-        switched += int(take)
-        gains.append(float(c["actual"][best]) if take else 0.0)
+    choices = _choices(cases, cal, kappa, margin, switch=trusted)
+    gains = [gain for gain, _ in choices]
+    switched = sum(took for _, took in choices)
     res = np.concatenate([c["actual"] - c["mean"] for c in cases])
     sd = calibrated_sd(np.concatenate([c["sd"] for c in cases]), cal)
-    rho = [r for r in (spearman(c["mean"], c["actual"]) for c in cases) if math.isfinite(r)]
     return {
         "groups": len(cases),
-        "spearman": float(np.mean(rho)) if rho else None,
+        "spearman": _mean_spearman(cases),
         "rmse": 100 * float(np.sqrt(np.mean(res**2))),
         "coverage": float(np.mean(np.abs(res) <= 2 * sd)),
         "realized": {"rule": 100 * float(np.mean(gains)), "oracle": 100 * _oracle(cases)},
