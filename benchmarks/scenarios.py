@@ -65,6 +65,23 @@ def default_lr(task) -> float:
 KEYS = ("test_at_best_val", "test_at_end")
 
 
+def gain_scale(mode: str | None) -> float:
+    """Multiplier from a metric difference to a gain: accuracy in points (x 100); a minimized
+    metric (validation bits/char, loss) in its own units, signed so that positive is better."""
+    return -1.0 if mode == "min" else 100.0
+
+
+def _shown(value: float) -> str:
+    """A final metric as printed: accuracy in percent, anything above 1 as it is."""
+    return f"{value:.4f}" if value > 1 else f"{100 * value:.2f}"
+
+
+def gain_units(payload: dict) -> str:
+    if payload.get("mode") == "min":
+        return f"{payload.get('metric_name') or 'metric'} decrease (positive is better)"
+    return "points"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, help="built-in task name (fmnist_cnn, text_gpt)")
@@ -215,6 +232,7 @@ def summarize(payload: dict) -> dict:
     for r in payload["results"]:
         by.setdefault(r["method"], {})[r["seed"]] = r
     rows, capture = [], []
+    scale = gain_scale(payload.get("mode"))
     broken = payload.get("backend") == "tensorflow"
     for scenario, pairs in PAIRS.items():
         for a, b in pairs(payload["configs"]):
@@ -226,7 +244,7 @@ def summarize(payload: dict) -> dict:
                 continue
             for key in KEYS:
                 d = paired_difference(
-                    [100 * by[ma][s][key] for s in seeds], [100 * by[mb][s][key] for s in seeds]
+                    [scale * by[ma][s][key] for s in seeds], [scale * by[mb][s][key] for s in seeds]
                 )
                 rows.append({"scenario": scenario, "method": a, "reference": b, "key": key, **d})
     # Capture: the LODE's gain over its start as a share of the sweep best's gain over it,
@@ -246,7 +264,7 @@ def summarize(payload: dict) -> dict:
             gap = np.mean([ref[s][key] - base[s][key] for s in seeds])
             capture.append(
                 {"scenario": scenario, "start": start, "key": key, "n": len(seeds),
-                 "lode_gain": 100 * float(gain), "gap": 100 * float(gap),
+                 "lode_gain": scale * float(gain), "gap": scale * float(gap),
                  "capture": float(gain / gap) if gap != 0 else None}
             )  # fmt: skip
     switched = {
@@ -314,10 +332,10 @@ def candidate_arm(task, data, family, lr, n, path, model_path, label):
                   options={"warmup": StepTable(tables.step_table)})  # fmt: skip
 
 
-def predicted_gains(model, history, n, K, P, default_rest):
+def predicted_gains(model, history, n, K, P, default_rest, scale=100.0):
     """`(names, paths, gain)`: the library at n (trust off) around the warm-up's own
     continuation `default_rest`, and the ensemble's predicted paired gain (candidate minus
-    default, final metric, points) per candidate."""
+    default, final metric, times `scale`: see `gain_scale`) per candidate."""
     import numpy as np
 
     from keras_lode import plan
@@ -328,7 +346,7 @@ def predicted_gains(model, history, n, K, P, default_rest):
     window = history[: n + 1] if relative else history[n - model.window + 1 : n + 1]
     p = plan(model, window, position=n, total_points=K, current_plan=default_rest,
              points_per_epoch=P, trust=False, margin=1e9)  # fmt: skip
-    return p.names, p.paths, 100 * (p.mean - p.mean[0])
+    return p.names, p.paths, scale * (p.mean - p.mean[0])
 
 
 def run_headroom(args, task, data, configs, model_path, payload, out, seeds):
@@ -359,7 +377,7 @@ def run_headroom(args, task, data, configs, model_path, payload, out, seeds):
             payload["results"].append(r)
             done[(method.label, seed)] = r
             write_json(out, payload)
-            print(f"  {method.label:<40} seed {seed}: test@end {100 * r['test_at_end']:.2f}",
+            print(f"  {method.label:<40} seed {seed}: test@end {_shown(r['test_at_end'])}",
                   flush=True)  # fmt: skip
         return done[(method.label, seed)]
 
@@ -378,7 +396,8 @@ def run_headroom(args, task, data, configs, model_path, payload, out, seeds):
         arm = candidate_arm(task, data, family, lr, n, None, model_path, default_label)
         r = run(arm, seed)
         history = r["lode"]["history"]
-        names, paths, gain = predicted_gains(model, history, n, K, P, default_rest)
+        names, paths, gain = predicted_gains(model, history, n, K, P, default_rest,
+                                             gain_scale(task.mode))  # fmt: skip
         predictions[seed] = dict(zip(names, gain, strict=True))
         library = dict(zip(names, paths, strict=True))
     # 2. The candidates: the model's top by mean predicted gain, some at random (chosen once).
@@ -417,9 +436,10 @@ def headroom_summary(payload) -> list:
         cands = [c for c in setup["candidates"] if all((f"{prefix}/{c}", s) in by for s in seeds)]
         if len(seeds) < 4 or not cands:
             continue
-        key = "test_at_end"
-        gain = np.array([[100 * (by[(f"{prefix}/{c}", s)][key] - by[(f"{prefix}/default", s)][key])
-                          for s in seeds] for c in cands])  # fmt: skip
+        key, scale = "test_at_end", gain_scale(payload.get("mode"))
+        base = {s: by[(f"{prefix}/default", s)][key] for s in seeds}
+        gain = np.array([[scale * (by[(f"{prefix}/{c}", s)][key] - base[s]) for s in seeds]
+                         for c in cands])  # fmt: skip
         half = len(seeds) // 2
         a, b = np.arange(half), np.arange(half, len(seeds))
         scores, ses = [], []
@@ -437,7 +457,7 @@ def headroom_summary(payload) -> list:
         paired = [
             s for s in seeds if (f"{scenario}/{lode}", s) in by and (f"{scenario}/{arm}", s) in by
         ]
-        realized = (float(np.mean([100 * (by[(f"{scenario}/{lode}", s)][key]
+        realized = (float(np.mean([scale * (by[(f"{scenario}/{lode}", s)][key]
                                           - by[(f"{scenario}/{arm}", s)][key]) for s in paired]))
                     if paired else None)  # fmt: skip
         headroom = float(np.mean(scores))
@@ -578,8 +598,10 @@ def main(argv=None) -> int:
     payload.update(
         benchmark="scenarios", task=args.task, scale=args.scale, configs=configs,
         reference=os.path.relpath(reference_path, ROOT), default_lr=configs["default_lr"],
-        machine=f"{platform.machine()} {os.cpu_count()} cores",
+        machine=f"{platform.machine()} {os.cpu_count()} cores", mode=task.mode,
+        metric_name=task.metric_name,
     )  # fmt: skip
+    payload["units"] = gain_units(payload)
     payload["backend"] = keras.backend.backend()
     command = "python benchmarks/scenarios.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if command not in payload["commands"]:
@@ -612,8 +634,8 @@ def main(argv=None) -> int:
             payload["summary"] = summarize(payload)
             write_json(out, payload)
             switched = (r["lode"] or {}).get("switches")
-            print(f"  {m.label:<30} seed {seed}: test@best-val {100 * r['test_at_best_val']:.2f}"
-                  f"  test@end {100 * r['test_at_end']:.2f}"
+            print(f"  {m.label:<30} seed {seed}: test@best-val {_shown(r['test_at_best_val'])}"
+                  f"  test@end {_shown(r['test_at_end'])}"
                   f"{'  switched' if switched else ''}  ({time.perf_counter() - t0:.0f} s)",
                   flush=True)  # fmt: skip
     payload["summary"] = summarize(payload)

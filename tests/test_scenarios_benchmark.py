@@ -89,6 +89,25 @@ def test_headroom_split_half_and_skill(scenarios):
     assert scenarios._spearman([1.0, 1.0, 2.0], [1.0, 2.0, 3.0]) == pytest.approx(0.8660254)
 
 
+def test_a_minimized_metric_counts_a_decrease_as_the_gain(scenarios):
+    # Bits/char: lower is better. The LODE ends 0.02 below its constant arm, the sweep best
+    # 0.04 below: a gain of +0.02 in the metric's own units, half the gap.
+    results = []
+    for i, seed in enumerate(range(100, 104)):
+        base = 2.10 + 0.01 * i
+        results += [run("rescue/default:constant", seed, base),
+                    run("rescue/default:lode", seed, base - 0.02, [[0, 0, 0]], switches=1),
+                    run("rescue/sweep_best", seed, base - 0.04)]  # fmt: skip
+    s = scenarios.summarize({"results": results, "configs": CONFIGS, "mode": "min"})
+    rows = {(r["method"], r["reference"], r["key"]): r for r in s["scenarios"]}
+    assert rows[("default:lode", "default:constant", "test_at_end")]["mean"] == pytest.approx(0.02)
+    cap = [c for c in s["capture"] if c["start"] == "default" and c["key"] == "test_at_end"][0]
+    assert cap["gap"] == pytest.approx(0.04) and cap["capture"] == pytest.approx(0.5)
+    assert scenarios.gain_units({"mode": "min", "metric_name": "bits_per_char"}).startswith(
+        "bits_per_char decrease"
+    )
+
+
 def test_resume_refuses_another_backends_file(scenarios, tmp_path):
     import json
 
