@@ -285,6 +285,10 @@ def test_calibrate_cli_holds_out_tasks_for_a_task_free_model(tmp_path):
     assert result["by"] == "task" and [f["task"] for f in result["folds"]] == ["toy_a", "toy_b"]
     assert result["realized"]["oracle"] == pytest.approx(2 / 3)
     assert load_model(out).planner_defaults["paired"]["groups"] == 6
+    # A continuation prior needs more continuations than it has weights: a clear refusal.
+    done = subprocess.run(cmd + ["--prior"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "more than 8 continuations" in done.stdout
+    assert "Traceback" not in done.stderr
 
 
 def test_realized_gain_is_reported_per_kind_of_start():

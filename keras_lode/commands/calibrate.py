@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what each fold holds out (default: task for a task-free model, else seed)",
     )
     parser.add_argument(
+        "--prior",
+        action="store_true",
+        help="also learn a continuation prior: what each shape of LR continuation gained "
+        "on these groups (keras_lode.model.prior; for a task-free model over a zoo)",
+    )
+    parser.add_argument(
         "--report",
         metavar="JSON",
         default=None,
@@ -82,7 +88,7 @@ def run(args) -> int:
             )
             return 2
         by = args.by or ("task" if is_task_free(model) else "seed")
-        result = fit_paired(model, groups, level=args.level, by=by)
+        result = fit_paired(model, groups, level=args.level, by=by, prior=args.prior)
     except (OSError, ValueError) as e:
         print(f"keras-lode calibrate: {e}")
         return 2
@@ -102,6 +108,12 @@ def run(args) -> int:
         f"  realized gain (points): rule {r['rule']:+.3f}, always default {r['default']:+.3f}, "
         f"oracle {r['oracle']:+.3f}"
     )
+    if result.get("prior"):
+        kinds = ", ".join(f"{k} {v:+.3f}" for k, v in result["prior_choice"].items())
+        print(
+            f"  continuation prior: alpha {result['prior']['alpha']:.2f} (0: the shape alone); "
+            f"realized by kind: {kinds}"
+        )
     rule = result["rule"]
     if result["trusted"] and not rule.get("switch", True):
         print(

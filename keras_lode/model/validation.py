@@ -243,6 +243,24 @@ def _check_paired(paired, ck):
     for key in ("level", "coverage"):
         if not 0 <= ck.number(paired, "planner.paired", key) <= 1:
             ck.fail(f"planner.paired.{key}", "a number in [0, 1]", repr(paired[key]))
+    if paired.get("prior") is not None:
+        _check_prior(paired["prior"], ck)
+
+
+def _check_prior(prior, ck):
+    """`planner.paired.prior`: a continuation prior (`keras_lode.model.prior`)."""
+    from keras_lode.model.prior import FEATURES
+
+    if not isinstance(prior, dict):
+        ck.fail("planner.paired.prior", "a JSON object", type(prior).__name__)
+    if prior.get("features") != list(FEATURES):
+        ck.fail("planner.paired.prior.features", f"the list {list(FEATURES)}",
+                repr(prior.get("features")))  # fmt: skip
+    for key in ("alpha", "weights"):
+        if key not in prior:
+            ck.fail("planner.paired.prior", f"the key {key!r}", f"keys {sorted(prior)}")
+    ck.number(prior, "planner.paired.prior", "alpha")
+    ck.vector(prior, "planner.paired.prior", "weights", len(FEATURES))
 
 
 def _check_json(value, key, ck):

@@ -41,6 +41,7 @@ import numpy as np
 from keras_lode._checks import check_number, config_with_options
 from keras_lode.model.controlled import predict_paths
 from keras_lode.model.defaults import CONTROL_DEFAULTS
+from keras_lode.model.prior import continuation_features, prior_gain
 from keras_lode.model.trust_region import TrustRegion
 from keras_lode.planning import candidates as lib
 from keras_lode.planning import common
@@ -151,8 +152,11 @@ def plan_control(
     pred = _predict(model, window, cands, n, K, scale)
     t2 = time.perf_counter()
 
+    shape = None
+    if paired is not None and paired.get("prior") is not None:
+        shape = continuation_features(window[:, 1], cands.lr, n, K)
     mean, sd, bound, gain, gain_sd, (chosen, fallback, reason) = _choose(
-        model, cands.names, pred, kappa, margin, paired
+        model, cands.names, pred, kappa, margin, paired, shape
     )
     t3 = time.perf_counter()
     return ControlPlan(
@@ -183,9 +187,10 @@ def plan_control(
     )
 
 
-def _choose(model, names, pred, kappa, margin, paired):
+def _choose(model, names, pred, kappa, margin, paired, shape=None):
     """Score the candidates and pick one by the absolute rule, or the paired one when
-    `paired` holds the model's paired calibration.
+    `paired` holds the model's paired calibration (with `shape`, the candidates'
+    `continuation_features`, when it carries a continuation prior).
 
     Returns (mean, sd, bound, gain, gain_sd, (chosen, fallback, reason)); gain and gain_sd
     are None under the absolute rule.
@@ -194,7 +199,7 @@ def _choose(model, names, pred, kappa, margin, paired):
     mean, sd, bound = _score(model, pred, kappa, sign)
     if paired is None:
         return mean, sd, bound, None, None, _decide(names, mean, bound, margin, sign)
-    gain, gain_sd, bound = _score_paired(pred, paired, kappa, sign)
+    gain, gain_sd, bound = _score_paired(pred, paired, kappa, sign, shape)
     return mean, sd, bound, gain, gain_sd, _decide_paired(names, gain, bound, margin, paired)
 
 
@@ -287,12 +292,15 @@ def paired_spread(member_gains, calibration: dict):
     return mean, float(calibration["sd_scale"]) * np.sqrt(sd**2 + calibration["sd_floor"] ** 2)
 
 
-def _score_paired(pred: np.ndarray, paired: dict, kappa: float, sign: float = 1.0):
+def _score_paired(pred: np.ndarray, paired: dict, kappa: float, sign: float = 1.0, shape=None):
     """`(gain, sd, bound)`: each candidate's predicted gain over the default (member by
-    member; an improvement: a decrease of a minimized metric), its calibrated sd and lower
-    bound; the default's are 0."""
+    member; an improvement: a decrease of a minimized metric; corrected by the calibration's
+    continuation prior, `keras_lode.model.prior`, when it has one), its calibrated sd and
+    lower bound; the default's are 0."""
     final = pred[:, :, -1, 1]  # (M, C)
     gain, sd = paired_spread(sign * (final - final[:, :1]), paired)
+    if paired.get("prior") is not None:
+        gain = prior_gain(gain, shape, paired["prior"])
     gain[0], sd[0] = 0.0, 0.0
     bound = gain - kappa * sd
     return gain, sd, np.where(np.isfinite(bound), bound, -np.inf)

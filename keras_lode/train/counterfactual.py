@@ -28,13 +28,14 @@ switches; neither does one whose rule is `switch: false`. Everything is NumPy.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 
 import numpy as np
 
 from keras_lode.model.features import is_task_free
+from keras_lode.model.prior import FEATURES, continuation_features, fit_prior, prior_gain
+from keras_lode.train.branches import BranchGroup, branch_groups
 from keras_lode.train.decision import calibrated_sd, fit_spread_calibration, spearman
 
 logger = logging.getLogger("keras_lode.train")
@@ -55,115 +56,10 @@ __all__ = [
 #: The grids `kappa` and `margin` (metric units) are chosen from.
 KAPPAS = (0.0, 0.5, 1.0, 2.0)
 MARGINS = (0.0, 0.001, 0.0025, 0.005, 0.01)
+#: The ridge penalty of a continuation prior fitted with the calibration (`fit_paired(prior=True)`).
+PRIOR_RIDGE = 10.0
 #: Coverage may fall this far below the target before the calibration is not trusted.
 COVERAGE_TOLERANCE = 0.05
-
-
-@dataclasses.dataclass
-class BranchGroup:
-    """The runs of one seed that differ only in the continuation after log point `position`.
-
-    Attributes:
-        seed: the runs' seed (groups are held out by seed).
-        position: the branch point `n`.
-        total_points: the runs' number of log points `K`.
-        window: (W, 3) `[loss, ln lr, metric]` of the shared prefix up to `n`.
-        names: (C,) continuation names; entry 0 is the default.
-        paths: (C, K - 1 - n) LR per remaining point of each continuation.
-        actual: (C,) final validation metric each run reached.
-        points_per_epoch: the runs' P (for the horizon mapping).
-        history: (n + 1, 3) the whole shared prefix from point 0 (a task-free model reads
-            the run relative to its early state); None when only `window` is known.
-        task: the runs' task (a zoo's groups are held out by task: `fit_paired(by="task")`).
-        mode: the metric's direction, `"max"` or `"min"`.
-    """
-
-    seed: int
-    position: int
-    total_points: int
-    window: np.ndarray
-    names: list[str]
-    paths: np.ndarray
-    actual: np.ndarray
-    points_per_epoch: int | None = None
-    history: np.ndarray | None = None
-    task: str | None = None
-    mode: str = "max"
-
-    def __post_init__(self):
-        self.window = np.asarray(self.window, dtype=np.float64)
-        if self.history is not None:
-            self.history = np.asarray(self.history, dtype=np.float64)
-            if self.history.shape != (self.position + 1, 3):
-                raise ValueError(
-                    f"BranchGroup(seed={self.seed}): `history` must hold the prefix's "
-                    f"{self.position + 1} rows of 3 channels. Received {self.history.shape}"
-                )
-        if self.mode not in ("max", "min"):
-            raise ValueError(f"BranchGroup: `mode` must be 'max' or 'min'. Received {self.mode!r}")
-        self.paths = np.asarray(self.paths, dtype=np.float64)
-        self.actual = np.asarray(self.actual, dtype=np.float64)
-        c = len(self.names)
-        r = self.total_points - 1 - self.position
-        if c < 2 or self.paths.shape != (c, r) or self.actual.shape != (c,):
-            raise ValueError(
-                f"BranchGroup(seed={self.seed}): expected >= 2 names, paths of shape ({c}, {r}) "
-                f"and {c} actual finals. Received paths {self.paths.shape}, actual "
-                f"{self.actual.shape}"
-            )
-
-
-def branch_groups(runs, window: int) -> list[BranchGroup]:
-    """The branch groups among recorded runs: each (base run, branch point) of a sweep's
-    `--branches` runs (`Run.kind == "branch"`, `meta["branch"]` naming its `base` grid run,
-    `at_point` and `candidate`), with the base run itself as the default continuation.
-
-    Incomplete runs, runs of another length than their base and groups whose base is not
-    among `runs` are left out. The actual outcome of a run is its last validation metric.
-
-    Args:
-        runs: `Run`s (e.g. `keras_lode.load_runs(sweep_dir)`: grid and branch runs).
-        window: the model's window W (the group's window is the base's last W points).
-    """
-    # Runs of several tasks (a zoo) may share run ids: a base is found within its task.
-    by_id = {(r.meta.get("task"), r.run_id): r for r in runs}
-    members: dict = {}
-    for r in runs:
-        b = r.meta.get("branch")
-        if r.kind != "branch" or not isinstance(b, dict) or r.status != "complete":
-            continue
-        key = (r.meta.get("task"), str(b["base"]), int(b["at_point"]))
-        members.setdefault(key, []).append(r)
-    groups = []
-    order = sorted(members, key=lambda k: (str(k[0]), k[1], k[2]))
-    for (task, base_id, n), branch_runs in ((k, members[k]) for k in order):
-        base = by_id.get((task, base_id))
-        if base is None or base.status != "complete" or not window - 1 <= n < len(base) - 1:
-            continue
-        K = len(base)
-        kept = sorted((r for r in branch_runs if len(r) == K), key=lambda r: r.run_id)
-        if not kept:
-            continue
-        names = ["default"] + [str(r.meta["branch"].get("candidate", r.run_id)) for r in kept]
-        paths = np.stack([np.asarray(x.lr[n + 1 :], dtype=np.float64) for x in [base, *kept]])
-        actual = np.array([float(x.metric[-1]) for x in [base, *kept]])
-        seed, rows = int(base.meta.get("seed") or 0), base.channels()[: n + 1]
-        groups.append(
-            BranchGroup(
-                seed,
-                n,
-                K,
-                rows[n - window + 1 :],
-                names,
-                paths,
-                actual,
-                base.points_per_epoch,
-                history=rows,
-                task=base.meta.get("task"),
-                mode=base.meta.get("mode") or "max",
-            )  # fmt: skip
-        )
-    return groups
 
 
 def member_gains(model, group: BranchGroup) -> np.ndarray:
@@ -173,6 +69,12 @@ def member_gains(model, group: BranchGroup) -> np.ndarray:
     as the planner maps it. A task-free model reads the group's whole prefix on its own
     grid (`keras_lode.model.features.model_grid`) and predicts in improvement units.
     """
+    return _model_inputs(model, group)[0]
+
+
+def _model_inputs(model, group: BranchGroup) -> tuple[np.ndarray, np.ndarray]:
+    """`(member_gains, continuation_features)` of a group, both read where the planner
+    reads them (a task-free model: on its own grid, in relative LRs)."""
     from keras_lode.model.controlled import predict_paths
 
     if is_task_free(model):
@@ -189,12 +91,15 @@ def member_gains(model, group: BranchGroup) -> np.ndarray:
             mode=group.mode,
         )
         finals = predict_paths(model, g.window, g.paths, g.position, 1.0)[:, :, -1, 1]
-        return finals - finals[:, :1]
+        total = len(g.model_fractions)
+        phi = continuation_features(g.window[:, 1], g.paths, g.position, total)
+        return finals - finals[:, :1], phi
     horizon = getattr(model, "horizon", None)
     scale = 1.0 if horizon is None else horizon / group.total_points
     window = group.window[-int(model.window) :]
     finals = predict_paths(model, window, group.paths, group.position, scale)[:, :, -1, 1]
-    return finals - finals[:, :1]
+    phi = continuation_features(group.window[:, 1], group.paths, group.position, group.total_points)
+    return finals - finals[:, :1], phi
 
 
 def _cases(model, groups):
@@ -209,7 +114,7 @@ def _cases(model, groups):
     out = []
     for g in groups:
         try:
-            gains = member_gains(model, g)
+            gains, phi = _model_inputs(model, g)
         except ValueError as e:  # e.g. a branch point too early for a task-free model's window
             logger.info("branch group (seed %s, point %d) left out: %s", g.seed, g.position, e)
             continue
@@ -222,8 +127,37 @@ def _cases(model, groups):
             actual = (1.0 if free else sign) * (g.actual[1:] - g.actual[0])
         ok = np.isfinite(d).all(axis=0) & np.isfinite(actual)
         out.append({"seed": g.seed, "task": g.task, "start": start_kind(g),
-                    "mean": d.mean(axis=0)[ok], "sd": sd[ok], "actual": actual[ok]})  # fmt: skip
+                    "mean": d.mean(axis=0)[ok], "sd": sd[ok], "actual": actual[ok],
+                    "phi": phi[1:][ok]})  # fmt: skip
     return out
+
+
+def _fit_prior(cases, kind: str | None) -> dict | None:
+    """The continuation prior (`keras_lode.model.prior`) fitted on the cases' candidates:
+    `kind` "shape" (the shape alone) or "model_and_shape"; None: no prior."""
+    if kind is None:
+        return None
+    n = sum(c["mean"].size for c in cases)
+    if n <= len(FEATURES):
+        raise ValueError(
+            f"A continuation prior needs more than {len(FEATURES)} continuations to learn "
+            f"from (in every fold's training groups); these have {n}. Record more branch "
+            "runs (`keras-lode sweep --branches N`), or calibrate without a prior"
+        )
+    return fit_prior(
+        np.concatenate([c["mean"] for c in cases]),
+        np.concatenate([c["phi"] for c in cases]),
+        np.concatenate([c["actual"] for c in cases]),
+        ridge=PRIOR_RIDGE,
+        with_model=kind == "model_and_shape",
+    )
+
+
+def _with_prior(cases, prior: dict | None):
+    """The cases with each candidate's gain corrected by `prior` (as they are if None)."""
+    if prior is None:
+        return cases
+    return [{**c, "mean": prior_gain(c["mean"], c["phi"], prior)} for c in cases]
 
 
 def start_kind(group: BranchGroup) -> str:
@@ -282,8 +216,9 @@ def _choose_rule(cases, cal, kappas, margins) -> tuple[float, float, bool]:
     return best[1], best[2], best[0] > 1e-12
 
 
-def _cross_fit(cases, by: str, folds, level, kappas, margins):
-    """Each fold held out in turn: calibration and rule fitted on the others, applied to it.
+def _cross_fit(cases, by: str, folds, level, kappas, margins, prior: str | None = None):
+    """Each fold held out in turn: calibration, rule (and the continuation prior of kind
+    `prior`, `_fit_prior`) fitted on the others, applied to it.
 
     Returns `(covered, realized, per_fold, by_start)`: per held-out case whether its
     actual gains fell inside +/- 2 calibrated sd, each fold's summed realized gain, each
@@ -293,6 +228,8 @@ def _cross_fit(cases, by: str, folds, level, kappas, margins):
     for fold in folds:
         train = [c for c in cases if c[by] != fold]
         test = [c for c in cases if c[by] == fold]
+        fitted = _fit_prior(train, prior)
+        train, test = _with_prior(train, fitted), _with_prior(test, fitted)
         res = np.concatenate([c["actual"] - c["mean"] for c in train])
         sd = np.concatenate([c["sd"] for c in train])
         cal = fit_spread_calibration(res, sd, level)
@@ -310,6 +247,19 @@ def _cross_fit(cases, by: str, folds, level, kappas, margins):
     return covered, realized, per_fold, by_start
 
 
+def _cross_fit_prior(cases, by, folds, level, kappas, margins, prior: bool):
+    """`(kind, cross_fit, choice)`: with `prior`, the kind of continuation prior whose
+    cross-fitted realized gain is the higher (the shape alone, or with the ensemble's own
+    gain), its `_cross_fit` and both gains (points); without, no prior."""
+    if not prior:
+        return None, _cross_fit(cases, by, folds, level, kappas, margins), None
+    fits = {k: _cross_fit(cases, by, folds, level, kappas, margins, k)
+            for k in ("shape", "model_and_shape")}  # fmt: skip
+    choice = {k: 100 * float(np.sum(f[1]) / len(cases)) for k, f in fits.items()}
+    kind = max(choice, key=lambda k: (choice[k], k == "shape"))
+    return kind, fits[kind], choice
+
+
 def fit_paired(
     model,
     groups: list[BranchGroup],
@@ -318,6 +268,7 @@ def fit_paired(
     kappas=KAPPAS,
     margins=MARGINS,
     by: str | None = None,
+    prior: bool = False,
 ) -> dict:
     """Cross-fitted skill, coverage and realized gain on branch groups (module docstring).
 
@@ -330,6 +281,11 @@ def fit_paired(
             `"task"` (a task-free model over a zoo: every figure of a task's groups comes
             from a calibration on the other tasks' groups, as a new task would meet it).
             Default: `"task"` for a task-free model, else `"seed"`.
+        prior: also fit a continuation prior (`keras_lode.model.prior`): each candidate's
+            gain becomes `alpha * model_gain + shape . weights`, fitted (like everything
+            else) on the folds not held out; the shape alone (`alpha = 0`) or with the
+            ensemble's gain, whichever realized more cross-fitted (`prior_choice`); the
+            one fitted on all groups is `prior`.
 
     Returns:
         A JSON-ready dict: `groups`, `seeds`, `candidates`, `spearman`, `rmse` (points),
@@ -358,7 +314,10 @@ def fit_paired(
             f"fit_paired needs branch groups of >= 2 {by}s to hold one out. Received: {folds}"
             + ("; with one task's sweep, hold out seeds (by='seed')" if by == "task" else "")
         )
-    covered, realized, per_fold, by_start = _cross_fit(cases, by, folds, level, kappas, margins)
+    kind, crossed, choice = _cross_fit_prior(cases, by, folds, level, kappas, margins, prior)
+    covered, realized, per_fold, by_start = crossed
+    fitted = _fit_prior(cases, kind)
+    cases = _with_prior(cases, fitted)
     res = np.concatenate([c["actual"] - c["mean"] for c in cases])
     sd = np.concatenate([c["sd"] for c in cases])
     cal = fit_spread_calibration(res, sd, level)
@@ -398,6 +357,8 @@ def fit_paired(
         "trusted": bool(coverage >= level - COVERAGE_TOLERANCE),
         "by": by,
         "folds": per_fold,
+        "prior": fitted,
+        "prior_choice": choice,
     }
 
 
@@ -416,7 +377,7 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
             f"evaluate_rule takes a model file's paired section (`paired_section(result)`); "
             f"this one lacks {missing}"
         )
-    cases = _cases(model, groups)
+    cases = _with_prior(_cases(model, groups), section.get("prior"))
     if not cases:
         return {"groups": 0}
     cal = {"sd_scale": section["sd_scale"], "sd_floor": section["sd_floor"]}
@@ -452,6 +413,7 @@ def paired_section(result: dict) -> dict:
         "seeds": result["seeds"],
         "by": result["by"],
         "folds": [f[result["by"]] for f in result["folds"]],
+        **({"prior": result["prior"]} if result.get("prior") else {}),
     }
 
 
