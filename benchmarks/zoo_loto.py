@@ -65,6 +65,17 @@ def parse_args(argv=None):
     p.add_argument("--save-dir", default=None,
                    help="write each held-out task's model, with the paired calibration fitted "
                         "on the other tasks, as <task>.npz (for the closed loop)")  # fmt: skip
+    p.add_argument(
+        "--models",
+        default=None,
+        help="a --save-dir of an earlier run: score its held-out models (trained "
+        "without their task) instead of training new ones",
+    )
+    p.add_argument(
+        "--prior",
+        action="store_true",
+        help="fit a continuation prior with the paired calibration (keras_lode.model.prior)",
+    )
     p.add_argument("--features", default="absolute,relative", help="input kinds to compare")
     p.add_argument("--horizon", type=int, default=40, help="task-free model's grid points")
     p.add_argument("--window", type=int, default=8)
@@ -248,7 +259,7 @@ def extra_groups(specs, window: int) -> dict:
     return out
 
 
-def score_paired(model, zoo: dict, held: str, extra=None) -> dict:
+def score_paired(model, zoo: dict, held: str, extra=None, prior: bool = False) -> dict:
     """The paired rule calibrated on the other tasks' groups, on the held-out task's.
 
     The calibration (`planner.paired`) is returned under `section` for the model file."""
@@ -262,7 +273,7 @@ def score_paired(model, zoo: dict, held: str, extra=None) -> dict:
     train = [g for t in sorted(set(zoo) | set(extra)) if t != held for g in groups(t)]
     test = groups(held)
     try:
-        fitted = fit_paired(model, train, by="task")
+        fitted = fit_paired(model, train, by="task", prior=prior)
     except ValueError as e:  # fewer than two other tasks with groups
         return {"error": str(e)}
     section = paired_section(fitted)
@@ -276,23 +287,41 @@ def score_paired(model, zoo: dict, held: str, extra=None) -> dict:
             k: section[k]
             for k in ("sd_scale", "sd_floor", "kappa", "margin", "switch", "trusted", "coverage")
         },  # fmt: skip
+        **({"prior": section["prior"]} if section.get("prior") else {}),
         **evaluate_rule(model, test, section),
     }
 
 
 def save_model_of(save_dir, task: str, fit, section) -> None:
     """`<save_dir>/<task>.npz`: the model that never saw `task`, with the paired calibration
-    fitted on the other tasks (none when there was too little to calibrate on)."""
+    fitted on the other tasks (none when there was too little to calibrate on). `fit` is a
+    fit to export or the path of a model file already exported."""
     if not save_dir:
         return
     from keras_lode.train.counterfactual import with_paired_calibration
 
     path = Path(save_dir) / f"{task}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fit.export(path, task=f"zoo without {task}")
+    source = Path(fit) if isinstance(fit, str | Path) else None
+    if source is None:
+        fit.export(path, task=f"zoo without {task}")
     if section is not None:
-        with_paired_calibration(path, section, path)
+        with_paired_calibration(source or path, section, path)
     print(f"  wrote {path}", flush=True)
+
+
+def rescore(args, zoo: dict, held: str, extra: dict) -> dict:
+    """The paired rule of `--models DIR`'s model that never saw `held`, calibrated afresh."""
+    from keras_lode.model import load_model
+
+    path = Path(args.models) / f"{held}.npz"
+    if not path.exists():
+        raise SystemExit(f"--models: {path} is missing (a --save-dir of an earlier run)")
+    row = {"held_out": held, "features": "relative", "model": str(path),
+           "paired": score_paired(load_model(path), zoo, held, extra, args.prior)}  # fmt: skip
+    save_model_of(args.save_dir, held, path, row["paired"].pop("section", None))
+    print(f"  {held:12s} paired rule: {json.dumps(row['paired'])}", flush=True)
+    return row
 
 
 def heldout_row(task: str, payload: dict) -> dict:
@@ -359,7 +388,9 @@ def main(argv=None) -> int:
         print("extra branch groups: " + ", ".join(f"{t} ({len(g)})" for t, g in extra.items())
               + f"; held out in turn: {', '.join(heldout)}", flush=True)  # fmt: skip
     results = []
-    for held in heldout:
+    if args.models:
+        results = [rescore(args, zoo, held, extra) for held in heldout]
+    for held in heldout if not args.models else ():
         train = [r for t, rs in zoo.items() if t != held for r in rs]
         for kind in kinds:
             t0 = time.perf_counter()
@@ -375,7 +406,7 @@ def main(argv=None) -> int:
             row = {"held_out": held, "features": kind, "fit_s": round(time.perf_counter() - t0, 1),
                    **score_task(fit.model, zoo.get(held, []))}  # fmt: skip
             if kind == "relative" and len(set(zoo) | set(extra)) >= 3:
-                row["paired"] = score_paired(fit.model, zoo, held, extra)
+                row["paired"] = score_paired(fit.model, zoo, held, extra, args.prior)
                 save_model_of(args.save_dir, held, fit, row["paired"].pop("section", None))
             results.append(row)
             shown = [
@@ -390,7 +421,9 @@ def main(argv=None) -> int:
         "benchmark": "zoo_loto",
         "source": "synthetic" if args.synthetic else str(args.zoo),
         "tasks": {t: len(r) for t, r in zoo.items()},
-        "settings": {k: getattr(args, k) for k in ("horizon", "window", "members", "steps")},
+        "settings": {
+            k: getattr(args, k) for k in ("horizon", "window", "members", "steps", "prior")
+        },
         "command": "python benchmarks/zoo_loto.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "results": results,
