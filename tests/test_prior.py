@@ -142,6 +142,14 @@ def test_a_prior_finds_what_a_blind_model_cannot_and_the_planner_uses_it():
     p = plan(model, window(), position=N, total_points=K, current_plan=current)
     assert p.rule == "paired" and p.switched
     assert np.log(p.lr / LR_NOW).mean() < -1  # an annealing continuation
+    # Its decisions were all at N: further along training the prior does not extrapolate.
+    assert result["prior"]["fractions"] == [(N + 1) / K] * 2
+    late = plan(model, window(), position=N + 3, total_points=K,
+                current_plan=np.full(K - 4 - N, LR_NOW))  # fmt: skip
+    assert not late.switched and "outside" in late.reason and "prior" in late.reason
+    near = plan(model, window(), position=N + 1, total_points=K,
+                current_plan=np.full(K - 2 - N, LR_NOW))  # fmt: skip
+    assert near.switched  # one point of slack
     # The gain the planner reports is the prior's, recomputed from the candidates' shapes.
     phi = continuation_features(window()[:, 1], p.paths, N, K)
     assert p.gain[p.chosen] == pytest.approx(float(phi[p.chosen] @ result["prior"]["weights"]))
@@ -169,6 +177,7 @@ def test_a_model_file_refuses_a_malformed_prior(tmp_path):
         ({**good, "features": ["next"]}, "planner.paired.prior.features"),
         ({**good, "alpha": "x"}, "planner.paired.prior.alpha"),
         ({"features": list(FEATURES), "alpha": 0.0}, "planner.paired.prior"),
+        ({**good, "fractions": [0.6, 0.2]}, "planner.paired.prior.fractions"),
     ):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             _check_paired(config(bad), Checker("m.npz"))

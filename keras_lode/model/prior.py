@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-__all__ = ["FEATURES", "FLOOR", "continuation_features", "fit_prior", "prior_gain"]
+__all__ = ["FEATURES", "FLOOR", "applies", "continuation_features", "fit_prior", "prior_gain"]
 
 #: The prior's inputs, in the order of its weights (model files name them).
 FEATURES = (
@@ -118,3 +118,12 @@ def prior_gain(model_gain, features, prior: dict) -> np.ndarray:
     return float(prior["alpha"]) * np.asarray(model_gain, dtype=np.float64) + np.asarray(
         features, dtype=np.float64
     ) @ np.asarray(prior["weights"], dtype=np.float64)
+
+
+def applies(prior: dict, position: int, total_points: int) -> bool:
+    """Whether `prior` speaks at point `position` of `total_points`: within the fractions
+    of training (`(n + 1) / K`) of the decisions it was fitted on, one point of slack either
+    side. Elsewhere it does not extrapolate (a prior without `fractions` applies anywhere)."""
+    lo, hi = prior.get("fractions", (0.0, 1.0))
+    fraction, slack = (position + 1) / total_points, 1.0 / total_points
+    return lo - slack <= fraction <= hi + slack

@@ -261,6 +261,12 @@ def _check_prior(prior, ck):
             ck.fail("planner.paired.prior", f"the key {key!r}", f"keys {sorted(prior)}")
     ck.number(prior, "planner.paired.prior", "alpha")
     ck.vector(prior, "planner.paired.prior", "weights", len(FEATURES))
+    if "fractions" in prior:
+        ck.vector(prior, "planner.paired.prior", "fractions", 2)
+        lo, hi = prior["fractions"]
+        if not 0 <= lo <= hi <= 1:
+            ck.fail("planner.paired.prior.fractions", "[lo, hi] with 0 <= lo <= hi <= 1",
+                    repr(prior["fractions"]))  # fmt: skip
 
 
 def _check_json(value, key, ck):

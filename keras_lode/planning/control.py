@@ -41,7 +41,7 @@ import numpy as np
 from keras_lode._checks import check_number, config_with_options
 from keras_lode.model.controlled import predict_paths
 from keras_lode.model.defaults import CONTROL_DEFAULTS
-from keras_lode.model.prior import continuation_features, prior_gain
+from keras_lode.model.prior import applies, continuation_features, prior_gain
 from keras_lode.model.trust_region import TrustRegion
 from keras_lode.planning import candidates as lib
 from keras_lode.planning import common
@@ -152,12 +152,12 @@ def plan_control(
     pred = _predict(model, window, cands, n, K, scale)
     t2 = time.perf_counter()
 
-    shape = None
-    if paired is not None and paired.get("prior") is not None:
-        shape = continuation_features(window[:, 1], cands.lr, n, K)
+    shape, outside = _prior_inputs(paired, window, cands.lr, n, K)
     mean, sd, bound, gain, gain_sd, (chosen, fallback, reason) = _choose(
         model, cands.names, pred, kappa, margin, paired, shape
     )
+    if outside:
+        chosen, fallback, reason = 0, False, outside
     t3 = time.perf_counter()
     return ControlPlan(
         lr=cands.lr[chosen].copy(),
@@ -184,6 +184,24 @@ def plan_control(
         rule="absolute" if paired is None else "paired",
         gain=gain,
         gain_sd=gain_sd,
+    )
+
+
+def _prior_inputs(paired, window, paths, n: int, K: int) -> tuple[np.ndarray | None, str | None]:
+    """`(shape, outside)`: the candidates' `continuation_features` when the paired
+    calibration has a continuation prior and this point lies within the fractions of
+    training its decisions were fitted on (one point of slack); else None, and `outside`
+    says why the planner keeps the default (the prior does not extrapolate)."""
+    prior = (paired or {}).get("prior")
+    if prior is None:
+        return None, None
+    if applies(prior, n, K):
+        return continuation_features(window[:, 1], paths, n, K), None
+    lo, hi = prior["fractions"]
+    fraction = (n + 1) / K
+    return None, (
+        f"at {fraction:.0%} of training, outside the {lo:.0%}-{hi:.0%} its continuation prior "
+        "was fitted on: following the default"
     )
 
 
@@ -299,8 +317,8 @@ def _score_paired(pred: np.ndarray, paired: dict, kappa: float, sign: float = 1.
     lower bound; the default's are 0."""
     final = pred[:, :, -1, 1]  # (M, C)
     gain, sd = paired_spread(sign * (final - final[:, :1]), paired)
-    if paired.get("prior") is not None:
-        gain = prior_gain(gain, shape, paired["prior"])
+    if paired.get("prior") is not None:  # without `shape` (outside its fractions): no gain
+        gain = prior_gain(gain, shape, paired["prior"]) if shape is not None else 0.0 * gain
     gain[0], sd[0] = 0.0, 0.0
     bound = gain - kappa * sd
     return gain, sd, np.where(np.isfinite(bound), bound, -np.inf)

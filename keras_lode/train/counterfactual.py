@@ -34,7 +34,13 @@ import math
 import numpy as np
 
 from keras_lode.model.features import is_task_free
-from keras_lode.model.prior import FEATURES, continuation_features, fit_prior, prior_gain
+from keras_lode.model.prior import (
+    FEATURES,
+    applies,
+    continuation_features,
+    fit_prior,
+    prior_gain,
+)
 from keras_lode.train.branches import BranchGroup, branch_groups
 from keras_lode.train.decision import calibrated_sd, fit_spread_calibration, spearman
 
@@ -72,9 +78,10 @@ def member_gains(model, group: BranchGroup) -> np.ndarray:
     return _model_inputs(model, group)[0]
 
 
-def _model_inputs(model, group: BranchGroup) -> tuple[np.ndarray, np.ndarray]:
-    """`(member_gains, continuation_features)` of a group, both read where the planner
-    reads them (a task-free model: on its own grid, in relative LRs)."""
+def _model_inputs(model, group: BranchGroup) -> tuple[np.ndarray, np.ndarray, float]:
+    """`(member_gains, continuation_features, (n, K))` of a group, read where the planner
+    reads them (a task-free model: on its own grid, in relative LRs; `n`, `K`: the branch
+    point and the number of points there)."""
     from keras_lode.model.controlled import predict_paths
 
     if is_task_free(model):
@@ -93,13 +100,14 @@ def _model_inputs(model, group: BranchGroup) -> tuple[np.ndarray, np.ndarray]:
         finals = predict_paths(model, g.window, g.paths, g.position, 1.0)[:, :, -1, 1]
         total = len(g.model_fractions)
         phi = continuation_features(g.window[:, 1], g.paths, g.position, total)
-        return finals - finals[:, :1], phi
+        return finals - finals[:, :1], phi, (g.position, total)
     horizon = getattr(model, "horizon", None)
     scale = 1.0 if horizon is None else horizon / group.total_points
     window = group.window[-int(model.window) :]
     finals = predict_paths(model, window, group.paths, group.position, scale)[:, :, -1, 1]
-    phi = continuation_features(group.window[:, 1], group.paths, group.position, group.total_points)
-    return finals - finals[:, :1], phi
+    n, total = group.position, group.total_points
+    phi = continuation_features(group.window[:, 1], group.paths, n, total)
+    return finals - finals[:, :1], phi, (n, total)
 
 
 def _cases(model, groups):
@@ -114,7 +122,7 @@ def _cases(model, groups):
     out = []
     for g in groups:
         try:
-            gains, phi = _model_inputs(model, g)
+            gains, phi, point = _model_inputs(model, g)
         except ValueError as e:  # e.g. a branch point too early for a task-free model's window
             logger.info("branch group (seed %s, point %d) left out: %s", g.seed, g.position, e)
             continue
@@ -128,7 +136,7 @@ def _cases(model, groups):
         ok = np.isfinite(d).all(axis=0) & np.isfinite(actual)
         out.append({"seed": g.seed, "task": g.task, "start": start_kind(g),
                     "mean": d.mean(axis=0)[ok], "sd": sd[ok], "actual": actual[ok],
-                    "phi": phi[1:][ok]})  # fmt: skip
+                    "phi": phi[1:][ok], "point": point})  # fmt: skip
     return out
 
 
@@ -144,20 +152,27 @@ def _fit_prior(cases, kind: str | None) -> dict | None:
             f"from (in every fold's training groups); these have {n}. Record more branch "
             "runs (`keras-lode sweep --branches N`), or calibrate without a prior"
         )
-    return fit_prior(
+    prior = fit_prior(
         np.concatenate([c["mean"] for c in cases]),
         np.concatenate([c["phi"] for c in cases]),
         np.concatenate([c["actual"] for c in cases]),
         ridge=PRIOR_RIDGE,
         with_model=kind == "model_and_shape",
     )
+    # Where in training its decisions were made: the planner does not extrapolate past it.
+    fractions = [(c["point"][0] + 1) / c["point"][1] for c in cases if c["mean"].size]
+    prior["fractions"] = [float(min(fractions)), float(max(fractions))]
+    return prior
 
 
 def _with_prior(cases, prior: dict | None):
-    """The cases with each candidate's gain corrected by `prior` (as they are if None)."""
+    """The cases with each candidate's gain corrected by `prior` (as they are if None); a
+    case outside the fractions of training the prior was fitted on gets no gain (the planner
+    keeps the default there)."""
     if prior is None:
         return cases
-    return [{**c, "mean": prior_gain(c["mean"], c["phi"], prior)} for c in cases]
+    return [{**c, "mean": prior_gain(c["mean"], c["phi"], prior)
+             if applies(prior, *c["point"]) else 0.0 * c["mean"]} for c in cases]  # fmt: skip
 
 
 def start_kind(group: BranchGroup) -> str:
