@@ -249,6 +249,36 @@ def test_fit_follows_a_task_free_plan(backend):
     np.testing.assert_allclose(cb.plan_table, _doubling_table(), rtol=1e-9)
 
 
+class DoublingWithPrior(DoublingRelative):
+    """The task-free doubling model with a paired calibration whose continuation prior adds
+    nothing (alpha 1, zero weights): what the callback does with a prior is all that differs."""
+
+    def __init__(self):
+        from keras_lode.model.prior import FEATURES
+
+        super().__init__()
+        prior = {"features": list(FEATURES), "alpha": 1.0, "weights": [0.0] * len(FEATURES),
+                 "fractions": [0.0, 1.0]}  # fmt: skip
+        self.planner_defaults["paired"] = {
+            "sd_scale": 1.0, "sd_floor": 0.0, "kappa": 0.0, "margin": 0.0, "trusted": True,
+            "level": 0.85, "coverage": 0.9, "prior": prior,
+        }  # fmt: skip
+
+
+def test_a_continuation_prior_decides_once(backend):
+    # The prior was fitted on decisions from runs on their own schedule: after the first
+    # switch the fit keeps that plan; later plans are made and logged, and say why.
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
+    cb = _callback(DoublingWithPrior(), points_per_epoch=P)
+    _fit(model, cb)
+    assert sorted(cb.plans) == [2, 4, 6]
+    assert cb.plans[2].switched and cb.plans[2].chosen_name == "constant 2x"
+    assert not cb.plans[4].switched and not cb.plans[6].switched
+    assert "continuation prior decided at log point 2" in cb.plans[6].reason
+    np.testing.assert_allclose(cb.plan_table, _doubling_table(replans=(2,)), rtol=1e-9)
+
+
 class OtherTaskDoubling(DoublingControlled):
     """The doubling model, trained (by its metadata) on another task."""
 

@@ -100,6 +100,26 @@ def _anchored(callback, n: int, result, lrs):
     return result, default
 
 
+def _committed(callback, n: int, result, lrs):
+    """`(plan, lrs)`: as planned, or, for a model whose paired calibration carries a
+    continuation prior once this fit has switched, the plan in effect: the prior was fitted
+    on decisions from runs that followed their own schedule, and decides once (a fit that
+    has switched is in a state none of its groups was in). Plans are still made and logged."""
+    paired = (getattr(callback.lode, "planner_defaults", None) or {}).get("paired") or {}
+    table, warmup = callback.tables.table, callback.tables.warmup_table
+    changed = np.flatnonzero(table != warmup)  # a kept default leaves the table as it was
+    if paired.get("prior") is None or changed.size == 0 or not result.switched:
+        return result, lrs
+    default = np.asarray(table[n + 1 :], dtype=np.float64)
+    reason = (
+        f"the continuation prior decided at log point {int(changed[0]) - 1}; the plan made "
+        f"there holds (the planner chose {result.chosen_name!r})"
+    )
+    result = dataclasses.replace(result, lr=default.copy(), chosen=0, switched=False,
+                                 reason=reason)  # fmt: skip
+    return result, default
+
+
 def _read_rows(callback, history, n: int):
     """The rows a task-free model reads: those up to its reference and its window's."""
     from keras_lode.callbacks.lode_options import run_window
@@ -146,7 +166,7 @@ def replan(callback, n: int):
             if not np.all(np.isfinite(lrs) & (lrs > 0)):
                 raise ValueError("plan returned a non-finite or non-positive LR")
             _check_prediction_once(callback, n, window, result)
-            return _anchored(callback, n, result, lrs)
+            return _anchored(callback, n, *_committed(callback, n, result, lrs))
         except Exception as e:  # planning must never kill the user's fit
             cause = f"planning raised {type(e).__name__}: {e}"
     warn(
