@@ -98,3 +98,28 @@ def test_closed_loop_table_from_a_scenarios_file(tmp_path):
     assert out["average_vs_cosine"] == pytest.approx(4.0)
     with pytest.raises(SystemExit, match="TASK=FILE"):
         zoo_loto.closed_loop([str(path)])
+
+
+def test_calibrate_writes_the_model_for_every_task(tmp_path):
+    import json
+
+    from keras_lode.model import load_model
+
+    for task in ("a", "b", "c"):
+        (tmp_path / "zoo" / task).mkdir(parents=True)
+        for r in _task_runs():
+            r.meta["task"] = task
+            r.save(tmp_path / "zoo" / task / f"{r.run_id}.run.csv")
+    model = random_controlled(0, members=3, window=4, horizon=20, features="relative")
+    model.save(tmp_path / "zoo.npz")
+    out, summary = tmp_path / "zoo_paired.npz", tmp_path / "zoo_model.json"
+    zoo_loto.main(["--zoo", str(tmp_path / "zoo"), "--calibrate", str(tmp_path / "zoo.npz"),
+                   str(out), "--out", str(summary)])  # fmt: skip
+    result = json.loads(summary.read_text())
+    assert result["tasks"] == {"a": 2, "b": 2, "c": 2}  # two switch groups per task
+    assert [f["task"] for f in result["paired"]["folds"]] == ["a", "b", "c"]
+    paired = load_model(out).planner_defaults["paired"]
+    assert paired["by"] == "task" and paired["groups"] == 6
+    assert paired["kappa"] == result["paired"]["rule"]["kappa"]
+    with pytest.raises(SystemExit, match="--calibrate needs --zoo"):
+        zoo_loto.main(["--synthetic", "--calibrate", "m.npz", "o.npz", "--out", "x.json"])
