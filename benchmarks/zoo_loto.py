@@ -465,13 +465,14 @@ def main(argv=None) -> int:
             print(f"  {held:12s} {kind:8s} " + ", ".join(shown), flush=True)
             if "paired" in row:
                 print(f"  {'':12s} paired rule: {json.dumps(row['paired'])}", flush=True)
+    settings = {k: getattr(args, k) for k in ("horizon", "window", "members", "steps", "prior")}
+    if args.models:  # the saved models' own settings hold (each model file has them)
+        settings = {"models": args.models, "prior": args.prior}
     out = {
         "benchmark": "zoo_loto",
         "source": "synthetic" if args.synthetic else str(args.zoo),
         "tasks": {t: len(r) for t, r in zoo.items()},
-        "settings": {
-            k: getattr(args, k) for k in ("horizon", "window", "members", "steps", "prior")
-        },
+        "settings": settings,
         "command": "python benchmarks/zoo_loto.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "results": results,
