@@ -20,6 +20,10 @@ fit on the other seeds' groups; for a task-free model over a zoo, by task):
   keeping the default (0) and the oracle (the best continuation of each group, in hindsight).
   A calibration whose rule realized no gain held out is written with `switch: false`.
 
+With `prior=True` each candidate's predicted gain is first corrected by a continuation prior
+(`keras_lode.model.prior`: what its LR shape gained on the training groups), fitted inside
+each fold like the rest.
+
 The calibration fitted on all groups becomes the model file's `planner.paired` section
 (`with_paired_calibration`); it is `trusted` only if its cross-fitted coverage reached the
 target (less a tolerance for the finite number of groups), and an untrusted one never
@@ -308,7 +312,9 @@ def fit_paired(
         by_start}` (points, cross-fitted; `by_start`: the same rule's realized gain and the
         oracle's on the groups of each kind of start, `start_kind`), `calibration`
         `{sd_scale, sd_floor}` and `rule` `{kappa, margin, switch}` fitted on all groups,
-        `trusted`, `by` and `folds` (per held-out seed or task: its rule and realized gain).
+        `trusted`, `by` and `folds` (per held-out seed or task: its rule and realized gain),
+        `prior` (the continuation prior fitted on all groups, or None) and `prior_choice`
+        (with a prior: each kind's cross-fitted realized gain, points).
 
     Raises:
         ValueError: fewer than 2 seeds or tasks (nothing to hold out), or an unknown `by`.
