@@ -279,6 +279,25 @@ def _cross_fit_prior(cases, by, folds, level, kappas, margins, prior: bool):
     return kind, fits[kind], choice
 
 
+def _realized_summary(realized, cases, by_start: dict, by: str) -> dict:
+    """`fit_paired`'s `realized`: the cross-fitted rule's gain, overall and per kind of start."""
+    return {
+        "rule": 100 * float(np.sum(realized) / len(cases)),
+        "default": 0.0,
+        "oracle": 100 * _oracle(cases),
+        "by_start": {
+            k: {
+                "groups": len(v),
+                "rule": 100 * float(np.mean([g for g, _ in v])),
+                "oracle": 100 * _oracle([c for _, c in v]),
+            }
+            for k, v in sorted(by_start.items())
+        },
+        "units": "points: 100 x the gain in the metric (for a task-free model of a "
+        f"minimized metric, 100 x -ln(candidate / default)); cross-fitted by {by}",
+    }
+
+
 def fit_paired(
     model,
     groups: list[BranchGroup],
@@ -358,21 +377,7 @@ def fit_paired(
             "calibrated": coverage,
             "level": level,
         },  # fmt: skip
-        "realized": {
-            "rule": 100 * float(np.sum(realized) / len(cases)),
-            "default": 0.0,
-            "oracle": 100 * _oracle(cases),
-            "by_start": {
-                k: {
-                    "groups": len(v),
-                    "rule": 100 * float(np.mean([g for g, _ in v])),
-                    "oracle": 100 * _oracle([c for _, c in v]),
-                }
-                for k, v in sorted(by_start.items())
-            },  # fmt: skip
-            "units": "points: 100 x the gain in the metric (for a task-free model of a "
-            f"minimized metric, 100 x -ln(candidate / default)); cross-fitted by {by}",
-        },
+        "realized": _realized_summary(realized, cases, by_start, by),
         "calibration": {k: float(v) for k, v in cal.items()},
         "rule": {"kappa": float(kappa), "margin": float(margin), "switch": bool(switch)},
         "trusted": bool(coverage >= level - COVERAGE_TOLERANCE),
