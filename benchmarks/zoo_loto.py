@@ -375,7 +375,7 @@ def heldout_row(task: str, payload: dict) -> dict:
     LODE from the optimizer's default LR against the default, the default with
     `ReduceLROnPlateau` and cosine decay from it (paired, test accuracy at the end,
     points), and the share of the gap to the sweep's best it captured."""
-    from scenarios import summarize
+    from scenarios import gain_units, summarize
 
     summary = summarize(payload)
     rows = {(r["method"], r["reference"]): r for r in summary["scenarios"]
@@ -384,7 +384,7 @@ def heldout_row(task: str, payload: dict) -> dict:
     cap = [c for c in summary["capture"] if (c["scenario"], c["start"], c["key"]) == want]
     out = {"task": task, "n": cap[0]["n"] if cap else 0,
            "capture": cap[0]["capture"] if cap else None,
-           "gap": cap[0]["gap"] if cap else None}  # fmt: skip
+           "gap": cap[0]["gap"] if cap else None, "units": gain_units(payload)}  # fmt: skip
     for key, ref in (("vs_default", "default:constant"), ("vs_plateau", "default:plateau"),
                      ("vs_cosine", "default:cosine")):  # fmt: skip
         r = rows.get(("default:lode", ref))
@@ -400,9 +400,15 @@ def closed_loop(specs) -> dict:
         if not path:
             raise SystemExit(f"--closed-loop takes TASK=FILE. Received: {spec!r}")
         rows.append(heldout_row(task, json.loads(Path(path).read_text())))
-    cos = [r["vs_cosine"]["mean"] for r in rows if r["vs_cosine"]]
-    return {"heldout": rows, "average_vs_cosine": float(np.mean(cos)) if cos else None,
-            "units": "points of test accuracy at the end; capture = share of the gap to the "
+    # The average is over the tasks measured in accuracy points (a minimized metric's rows are
+    # in its own units, not to be averaged with them).
+    points = [r for r in rows if r["vs_cosine"] and r["units"] == "points"]
+    return {"heldout": rows,
+            "average_vs_cosine": float(np.mean([r["vs_cosine"]["mean"] for r in points]))
+            if points else None,
+            "average_over": [r["task"] for r in points],
+            "units": "points of test accuracy at the end (a minimized metric: its "
+                     "decrease, each row's units); capture = share of the gap to the "
                      "task's sweep best"}  # fmt: skip
 
 

@@ -96,6 +96,19 @@ def test_closed_loop_table_from_a_scenarios_file(tmp_path):
     assert row["vs_plateau"]["mean"] == pytest.approx(1.0)
     assert row["vs_cosine"]["mean"] == pytest.approx(4.0)
     assert out["average_vs_cosine"] == pytest.approx(4.0)
+    # A minimized metric's row is in its own units and stays out of the points average.
+    low = {m: 2.0 - v for m, v in finals.items()}  # bits/char: the LODE lowest but one
+    results = [{"method": f"rescue/{m}", "seed": s, "test_at_end": v, "test_at_best_val": v,
+                "lode": None} for m, v in low.items() for s in range(4)]  # fmt: skip
+    path2 = tmp_path / "m.json"
+    path2.write_text(json.dumps({**payload, "results": results, "mode": "min"}))
+    both = zoo_loto.closed_loop([f"toy={path}", f"lm={path2}"])
+    lm = both["heldout"][1]
+    assert lm["units"].startswith("metric decrease") and lm["vs_default"]["mean"] == pytest.approx(
+        0.02
+    )
+    assert lm["capture"] == pytest.approx(0.5)
+    assert both["average_over"] == ["toy"] and both["average_vs_cosine"] == pytest.approx(4.0)
     with pytest.raises(SystemExit, match="TASK=FILE"):
         zoo_loto.closed_loop([str(path)])
 
