@@ -272,7 +272,8 @@ def test_a_user_lr_range_is_in_the_runs_own_lrs(model):
 
 
 def test_a_fit_takes_its_own_log_points_and_first_replan_from_a_task_free_model(model):
-    from keras_lode.callbacks.lode_options import resolve_options, run_window
+    from keras_lode.callbacks.lode_options import resolve_options
+    from keras_lode.model.features import run_window
 
     # The model's P is its grid's (horizon points over the run), never a fit's default.
     wide = random_controlled(0, window=5, horizon=20, points_per_epoch=20, features="relative")

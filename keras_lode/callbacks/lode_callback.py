@@ -33,6 +33,7 @@ from keras_lode.callbacks import lode_options
 from keras_lode.callbacks.callback_state import resume, write_state
 from keras_lode.callbacks.lr_tables import PlanTables, plan_schedule
 from keras_lode.callbacks.observer import LogPointObserver, current_learning_rate
+from keras_lode.model.features import run_window
 
 __all__ = ["LODECallback"]
 
@@ -127,7 +128,7 @@ class LODECallback(LogPointObserver):
         self.schedule = plan_schedule(optimizer)
         self.mode = "schedule" if self.schedule is not None else "variable"
         self.first_replan, self.replan_every = resolve_cadence(
-            self.total_points, lode_options.run_window(self.lode, self.window, self.total_points),
+            self.total_points, run_window(self.lode, self.window, self.total_points),
             self.options.first_replan, self.options.replan_every,
         )  # fmt: skip
         if self.options.planning and self.first_replan >= self.total_points - 1:

@@ -65,14 +65,6 @@ class CallbackOptions:
     anchor_strangers: bool = True
 
 
-def run_window(model, window: int, total_points: int) -> int:
-    """The run's log points a model's window spans: `window` itself, or for a task-free model
-    (whose window is on its own grid of `horizon` points) `ceil(window * K / horizon)`."""
-    if not is_task_free(model):
-        return window
-    return max(2, math.ceil(window * total_points / int(model.horizon) - 1e-9))
-
-
 def resolve_model(model):
     """The LODE itself: loaded from a path, checked to have its kind's interface."""
     if isinstance(model, str | os.PathLike):

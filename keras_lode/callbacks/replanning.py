@@ -122,7 +122,7 @@ def _committed(callback, n: int, result, lrs):
 
 def _read_rows(callback, history, n: int):
     """The rows a task-free model reads: those up to its reference and its window's."""
-    from keras_lode.callbacks.lode_options import run_window
+    from keras_lode.model.features import run_window
 
     K, H = callback.total_points, int(callback.lode.horizon)
     start = history[: int(np.ceil(K / H)) + 1]

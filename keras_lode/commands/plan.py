@@ -179,7 +179,7 @@ def _window_size(args, model, controlled: bool, recorded: int, K: int) -> int:
     else:
         W = int(model.window) if controlled else int(defaults.get("window", 30))
         if controlled:  # a task-free model's window is on its own grid: in the run's points
-            from keras_lode.callbacks.lode_options import run_window
+            from keras_lode.model.features import run_window
 
             W = run_window(model, W, K)
     n = args.at

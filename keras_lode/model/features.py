@@ -40,6 +40,7 @@ __all__ = [
     "model_grid",
     "relative_run",
     "resample_rows",
+    "run_window",
 ]
 
 #: How a model reads a run: `"absolute"` (raw channels of its own task, the default of
@@ -298,3 +299,11 @@ def model_grid(model, history, *, position: int, total_points: int, paths, mode=
     on_grid = np.stack([np.interp(model_frac[g + 1 :], run_frac, row) for row in ln])
     return ModelGrid(ref, g, ref.to_features(window), np.exp(on_grid - ref.log_lr),
                      run_frac, model_frac)  # fmt: skip
+
+
+def run_window(model, window: int, total_points: int) -> int:
+    """The run's log points a model's window spans: `window` itself, or for a task-free model
+    (whose window is on its own grid of `horizon` points) `ceil(window * K / horizon)`."""
+    if not is_task_free(model):
+        return window
+    return max(2, math.ceil(window * total_points / int(model.horizon) - 1e-9))
