@@ -254,11 +254,11 @@ class DoublingWithPrior(DoublingRelative):
     nothing (alpha 1, zero weights): what the callback does with a prior is all that differs."""
 
     def __init__(self):
-        from keras_lode.model.prior import FEATURES
+        from keras_lode.model.prior import SHAPE_FEATURES
 
         super().__init__()
-        prior = {"features": list(FEATURES), "alpha": 1.0, "weights": [0.0] * len(FEATURES),
-                 "fractions": [0.0, 1.0]}  # fmt: skip
+        prior = {"features": list(SHAPE_FEATURES), "alpha": 1.0,
+                 "weights": [0.0] * len(SHAPE_FEATURES), "fractions": [0.0, 1.0]}  # fmt: skip
         self.planner_defaults["paired"] = {
             "sd_scale": 1.0, "sd_floor": 0.0, "kappa": 0.0, "margin": 0.0, "trusted": True,
             "level": 0.85, "coverage": 0.9, "prior": prior,

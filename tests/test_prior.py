@@ -12,7 +12,13 @@ import math
 import numpy as np
 import pytest
 
-from keras_lode.model.prior import FEATURES, FLOOR, continuation_features, fit_prior, prior_gain
+from keras_lode.model.prior import (
+    FLOOR,
+    SHAPE_FEATURES,
+    continuation_features,
+    fit_prior,
+    prior_gain,
+)
 from keras_lode.planning import candidate_library, plan
 from keras_lode.train.counterfactual import BranchGroup, fit_paired, paired_section
 
@@ -34,28 +40,28 @@ def test_features_by_value():
         np.zeros(L),
     ])  # fmt: skip
     phi = continuation_features(history, paths, position=6, total_points=12)
-    assert phi.shape == (4, len(FEATURES))
+    assert phi.shape == (4, len(SHAPE_FEATURES))
     assert np.all(phi[0] == 0)  # the default's own features are subtracted
-    f = dict(zip(FEATURES, phi[1], strict=True))
+    f = dict(zip(SHAPE_FEATURES, phi[1], strict=True))
     ln2 = math.log(2)
     assert f["next"] == pytest.approx(ln2) and f["mean"] == pytest.approx(ln2)
     assert f["end"] == pytest.approx(ln2) and f["mean_squared"] == pytest.approx(ln2**2)
     assert f["mean_x_decayed"] == 0  # never decayed
     assert f["mean_x_fraction"] == pytest.approx(ln2 * 7 / 12)
-    g = dict(zip(FEATURES, phi[2], strict=True))
+    g = dict(zip(SHAPE_FEATURES, phi[2], strict=True))
     assert g["next"] == pytest.approx(-0.5) and g["end"] == pytest.approx(-2.0)
     assert g["mean"] == pytest.approx(-1.25)
-    zero = dict(zip(FEATURES, phi[3], strict=True))
+    zero = dict(zip(SHAPE_FEATURES, phi[3], strict=True))
     assert zero["next"] == zero["end"] == zero["mean"] == FLOOR  # floored, not -inf
     # A run that has already decayed (by ln 4 from the top of its last fifth: 6 of 30
     # points) reads it; one whose decay lies before its last fifth does not.
     decayed = np.log([lr0 * 4, lr0 * 4, lr0 * 2, lr0 * 2, lr0, lr0, lr0])
     phi_d = continuation_features(decayed, paths, position=6, total_points=30)
-    assert dict(zip(FEATURES, phi_d[1], strict=True))["mean_x_decayed"] == pytest.approx(
+    assert dict(zip(SHAPE_FEATURES, phi_d[1], strict=True))["mean_x_decayed"] == pytest.approx(
         ln2 * -math.log(4)
     )
     phi_e = continuation_features(decayed, paths, position=6, total_points=12)
-    assert dict(zip(FEATURES, phi_e[1], strict=True))["mean_x_decayed"] == 0
+    assert dict(zip(SHAPE_FEATURES, phi_e[1], strict=True))["mean_x_decayed"] == 0
     with pytest.raises(ValueError, match="continuation_features"):
         continuation_features(history, paths[0], position=6, total_points=12)
 
@@ -63,14 +69,14 @@ def test_features_by_value():
 def test_fit_prior_recovers_known_coefficients():
     rng = np.random.default_rng(0)
     n = 400
-    phi = rng.standard_normal((n, len(FEATURES)))
-    w = np.linspace(-0.02, 0.03, len(FEATURES))
+    phi = rng.standard_normal((n, len(SHAPE_FEATURES)))
+    w = np.linspace(-0.02, 0.03, len(SHAPE_FEATURES))
     g = 0.01 * rng.standard_normal(n)
     y = 0.7 * g + phi @ w + 1e-5 * rng.standard_normal(n)
     prior = fit_prior(g, phi, y, ridge=1e-6)
     assert prior["alpha"] == pytest.approx(0.7, abs=1e-2)
     np.testing.assert_allclose(prior["weights"], w, atol=1e-4)
-    assert prior["features"] == list(FEATURES) and prior["candidates"] == n
+    assert prior["features"] == list(SHAPE_FEATURES) and prior["candidates"] == n
     np.testing.assert_allclose(prior_gain(g, phi, prior), y, atol=1e-3)
     shape = fit_prior(g, phi, y, ridge=1e-6, with_model=False)
     assert shape["alpha"] == 0.0
@@ -170,13 +176,13 @@ def test_a_model_file_refuses_a_malformed_prior(tmp_path):
 
     from keras_lode.model.validation import Checker, _check_paired
 
-    good = {"features": list(FEATURES), "alpha": 0.0, "weights": [0.0] * len(FEATURES)}
+    good = {"features": list(SHAPE_FEATURES), "alpha": 0.0, "weights": [0.0] * len(SHAPE_FEATURES)}
     _check_paired(config(good), Checker("m.npz"))
     for bad, key in (
         ({**good, "weights": [0.0] * 3}, "planner.paired.prior.weights"),
         ({**good, "features": ["next"]}, "planner.paired.prior.features"),
         ({**good, "alpha": "x"}, "planner.paired.prior.alpha"),
-        ({"features": list(FEATURES), "alpha": 0.0}, "planner.paired.prior"),
+        ({"features": list(SHAPE_FEATURES), "alpha": 0.0}, "planner.paired.prior"),
         ({**good, "fractions": [0.6, 0.2]}, "planner.paired.prior.fractions"),
     ):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):

@@ -7,7 +7,7 @@ its *shape* of LR continuation realized on the groups of other runs:
     gain = alpha * model_gain + (phi(candidate) - phi(default)) . weights
 
 `phi` reads a continuation relative to the run's current LR, so it means the same at any LR
-scale and run length (`FEATURES`): the ln ratio of the next LR, of the mean and of the last
+scale and run length (`SHAPE_FEATURES`): the ln ratio of the next LR, of the mean and of the last
 LR of the rest of the run to the current one (floored at `FLOOR`), and those interacted
 with how far the run has already decayed (its current ln LR below the highest of the last
 fifth of training) and with the fraction of training done. The default's own features are
@@ -23,10 +23,10 @@ import math
 
 import numpy as np
 
-__all__ = ["FEATURES", "FLOOR", "applies", "continuation_features", "fit_prior", "prior_gain"]
+__all__ = ["SHAPE_FEATURES", "FLOOR", "applies", "continuation_features", "fit_prior", "prior_gain"]
 
 #: The prior's inputs, in the order of its weights (model files name them).
-FEATURES = (
+SHAPE_FEATURES = (
     "next",
     "mean",
     "end",
@@ -41,7 +41,7 @@ FLOOR = -8.0
 
 
 def continuation_features(log_lr, paths, position: int, total_points: int) -> np.ndarray:
-    """`(C, len(FEATURES))`: each continuation's features minus the default's (row 0's).
+    """`(C, len(SHAPE_FEATURES))`: each continuation's features minus the default's (row 0's).
 
     Args:
         log_lr: the run's ln LR at its log points up to `position` (at least the last; the
@@ -79,7 +79,7 @@ def fit_prior(model_gain, features, actual, ridge: float = 10.0, with_model: boo
 
     Args:
         model_gain: `(N,)` the ensemble's predicted gain of N non-default candidates.
-        features: `(N, len(FEATURES))` their `continuation_features`.
+        features: `(N, len(SHAPE_FEATURES))` their `continuation_features`.
         actual: `(N,)` their actual gains.
         ridge: the penalty on the shape weights (their inputs are O(1) ln ratios); `alpha`
             is not penalized.
@@ -92,10 +92,11 @@ def fit_prior(model_gain, features, actual, ridge: float = 10.0, with_model: boo
     g = np.asarray(model_gain, dtype=np.float64).reshape(-1)
     phi = np.asarray(features, dtype=np.float64)
     y = np.asarray(actual, dtype=np.float64).reshape(-1)
-    if phi.shape != (g.size, len(FEATURES)) or y.size != g.size or g.size < len(FEATURES) + 1:
+    F = len(SHAPE_FEATURES)
+    if phi.shape != (g.size, F) or y.size != g.size or g.size < F + 1:
         raise ValueError(
-            f"fit_prior needs N > {len(FEATURES)} candidates with N gains, N actual gains and "
-            f"(N, {len(FEATURES)}) features. Received {g.size}, {y.size} and {phi.shape}"
+            f"fit_prior needs N > {F} candidates with N gains, N actual gains and (N, {F}) "
+            f"features. Received {g.size}, {y.size} and {phi.shape}"
         )
     design = np.column_stack([g, phi]) if with_model else phi
     penalty = ridge * np.eye(design.shape[1])
@@ -105,7 +106,7 @@ def fit_prior(model_gain, features, actual, ridge: float = 10.0, with_model: boo
     if not with_model:
         coef = np.concatenate([[0.0], coef])
     return {
-        "features": list(FEATURES),
+        "features": list(SHAPE_FEATURES),
         "alpha": float(coef[0]),
         "weights": [float(w) for w in coef[1:]],
         "ridge": float(ridge),

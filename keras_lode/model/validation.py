@@ -249,18 +249,18 @@ def _check_paired(paired, ck):
 
 def _check_prior(prior, ck):
     """`planner.paired.prior`: a continuation prior (`keras_lode.model.prior`)."""
-    from keras_lode.model.prior import FEATURES
+    from keras_lode.model.prior import SHAPE_FEATURES
 
     if not isinstance(prior, dict):
         ck.fail("planner.paired.prior", "a JSON object", type(prior).__name__)
-    if prior.get("features") != list(FEATURES):
-        ck.fail("planner.paired.prior.features", f"the list {list(FEATURES)}",
+    if prior.get("features") != list(SHAPE_FEATURES):
+        ck.fail("planner.paired.prior.features", f"the list {list(SHAPE_FEATURES)}",
                 repr(prior.get("features")))  # fmt: skip
     for key in ("alpha", "weights"):
         if key not in prior:
             ck.fail("planner.paired.prior", f"the key {key!r}", f"keys {sorted(prior)}")
     ck.number(prior, "planner.paired.prior", "alpha")
-    ck.vector(prior, "planner.paired.prior", "weights", len(FEATURES))
+    ck.vector(prior, "planner.paired.prior", "weights", len(SHAPE_FEATURES))
     if "fractions" in prior:
         ck.vector(prior, "planner.paired.prior", "fractions", 2)
         lo, hi = prior["fractions"]

@@ -39,7 +39,7 @@ import numpy as np
 
 from keras_lode.model.features import is_task_free
 from keras_lode.model.prior import (
-    FEATURES,
+    SHAPE_FEATURES,
     applies,
     continuation_features,
     fit_prior,
@@ -150,9 +150,9 @@ def _fit_prior(cases, kind: str | None) -> dict | None:
     if kind is None:
         return None
     n = sum(c["mean"].size for c in cases)
-    if n <= len(FEATURES):
+    if n <= len(SHAPE_FEATURES):
         raise ValueError(
-            f"A continuation prior needs more than {len(FEATURES)} continuations to learn "
+            f"A continuation prior needs more than {len(SHAPE_FEATURES)} continuations to learn "
             f"from (in every fold's training groups); these have {n}. Record more branch "
             "runs (`keras-lode sweep --branches N`), or calibrate without a prior"
         )
