@@ -56,7 +56,9 @@ class LODECallback(LogPointObserver):
 
     Args:
         model: path of a LODE model file, or a loaded model: a `LatentODE` (generative,
-            with `encode`/`decode`) or a `ControlledODE` (`kind == "controlled"`).
+            with `encode`/`decode`) or a `ControlledODE` (`kind == "controlled"`). None
+            (the default): the pretrained zoo model (`keras_lode.pretrained`), for a run
+            without a sweep of its own.
         validation_data: `(x, y)` arrays; the metric is measured on a fixed subset.
         warmup: LR followed until the first plan: a float, a Keras
             `LearningRateSchedule` or a callable `step -> lr`; default the optimizer's
@@ -84,7 +86,7 @@ class LODECallback(LogPointObserver):
 
     def __init__(
         self,
-        model,
+        model=None,
         *,
         validation_data,
         warmup=None,

@@ -8,6 +8,7 @@ keyword arguments; `resolve_options` checks them all and fills in the model's de
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from keras_lode._checks import check_int
 from keras_lode.model.features import is_task_free
 
 __all__ = ["CallbackOptions", "resolve_model", "resolve_options", "check_warmup", "check_seed"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -66,7 +69,13 @@ class CallbackOptions:
 
 
 def resolve_model(model):
-    """The LODE itself: loaded from a path, checked to have its kind's interface."""
+    """The LODE itself: loaded from a path (None: the pretrained zoo model,
+    `keras_lode.pretrained`), checked to have its kind's interface."""
+    if model is None:
+        from keras_lode.pretrained import zoo_model_path
+
+        model = zoo_model_path()
+        logger.info("LODECallback: no model given; the pretrained zoo model %s plans", model)
     if isinstance(model, str | os.PathLike):
         from keras_lode.model import load_model
 
