@@ -535,7 +535,7 @@ def markdown(payload) -> str:
          cell("unseen", "default:lode", "default:constant"), cap("unseen", "default"), "-"),
     ]  # fmt: skip
     lines = [
-        f"Test accuracy at the end (points), paired by seed: {payload['task']} at "
+        f"Test metric at the end ({gain_units(payload)}), paired by seed: {payload['task']} at "
         f"{payload['scale']} scale, {payload['backend']}; sweep best {best_arm}, best "
         f"constant constant@{c['constant']:g}.",
         "",
