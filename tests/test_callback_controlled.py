@@ -279,6 +279,27 @@ def test_a_continuation_prior_decides_once(backend):
     np.testing.assert_allclose(cb.plan_table, _doubling_table(replans=(2,)), rtol=1e-9)
 
 
+def test_a_resumed_fit_remembers_that_the_prior_decided(tmp_path, backend):
+    # With a float LR the optimizer's restored LR is the planned one, so the resumed warm-up
+    # looks like the plan: only the state file's record of the switch keeps the rule.
+    def fresh():
+        keras.utils.set_random_seed(0)
+        return probe_model("sgd", 0.1, 1.0)
+
+    state, backup = tmp_path / "state.json", tmp_path / "backup"
+    cb = _callback(DoublingWithPrior(), points_per_epoch=P, state_path=state)
+    with pytest.raises(RuntimeError, match="killed"):  # after point 4's replan
+        _fit(fresh(), cb, extra=[KillAt(12)],
+             backup=keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))  # fmt: skip
+    assert json.loads(state.read_text())["switches"] == [2]
+    cb_res = _callback(DoublingWithPrior(), points_per_epoch=P, state_path=state)
+    _fit(fresh(), cb_res,
+         backup=keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch"))  # fmt: skip
+    assert cb_res.switches == {2}
+    assert not any(p.switched for n, p in cb_res.plans.items() if n > 2)
+    np.testing.assert_allclose(cb_res.plan_table, _doubling_table(replans=(2,)), rtol=1e-6)
+
+
 class OtherTaskDoubling(DoublingControlled):
     """The doubling model, trained (by its metadata) on another task."""
 

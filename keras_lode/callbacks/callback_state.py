@@ -33,7 +33,9 @@ def _from_json_floats(values, shape=None) -> np.ndarray:
     return arr.reshape(shape) if shape is not None else arr
 
 
-def write_state(path, run: dict, warmup, history, replans: dict, finished: bool) -> None:
+def write_state(
+    path, run: dict, warmup, history, replans: dict, finished: bool, switches=()
+) -> None:
     """Writes the state; a failure is logged, never raised into the fit.
 
     Args:
@@ -44,6 +46,8 @@ def write_state(path, run: dict, warmup, history, replans: dict, finished: bool)
         history: (K, 3) observed `[loss, ln lr, metric]` (NaN: not yet).
         replans: `{log point: LRs applied after it}`.
         finished: whether the fit ended.
+        switches: the log points whose replan left the plan in effect (a kept default is
+            a replan too; a resumed fit must know which were switches).
     """
     state = {
         "format": STATE_FORMAT,
@@ -52,6 +56,7 @@ def write_state(path, run: dict, warmup, history, replans: dict, finished: bool)
         "warmup": _json_floats(warmup),
         "history": _json_floats(history),
         "replans": {str(n): _json_floats(v) for n, v in sorted(replans.items())},
+        "switches": sorted(int(n) for n in switches),
         "finished": finished,
     }
     try:
@@ -61,8 +66,11 @@ def write_state(path, run: dict, warmup, history, replans: dict, finished: bool)
         logger.warning("LODECallback could not write its state to %s: %s", path, e)
 
 
-def read_state(path, expect: dict) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Reads the history and the replans of a state written for the run `expect` names.
+def read_state(
+    path, expect: dict
+) -> tuple[np.ndarray, dict[int, np.ndarray], list[int], np.ndarray]:
+    """Reads the history, the replans, the switches and the warm-up of a state written for
+    the run `expect` names (a state of an older version has no switches: an empty list).
 
     Raises:
         OSError, ValueError, KeyError, TypeError: an unreadable file, another format, or
@@ -76,10 +84,11 @@ def read_state(path, expect: dict) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         raise ValueError(f"state is for another run: {found}, expected {expect}")
     history = _from_json_floats(state["history"], (expect["total_points"], 3))
     replans = {int(k): _from_json_floats(v) for k, v in state["replans"].items()}
-    return history, replans
+    warmup = _from_json_floats(state["warmup"])
+    return history, replans, [int(n) for n in state.get("switches", [])], warmup
 
 
-def resume(path, identity: dict, cut: int, history: np.ndarray, tables) -> dict | None:
+def resume(path, identity: dict, cut: int, history: np.ndarray, tables) -> tuple | None:
     """Restores a fit's history and plans before log point `cut` from its state file.
 
     Args:
@@ -90,8 +99,9 @@ def resume(path, identity: dict, cut: int, history: np.ndarray, tables) -> dict 
         tables: the fit's `PlanTables`, set back to the warm-up and the saved plans.
 
     Returns:
-        `{log point: LRs}` of the replans restored, or None (after a `LODEWarning`) when
-        there is no usable state: the fit then follows the warm-up.
+        `({log point: LRs}, switches)`: the replans restored and the log points among them
+        that switched, or None (after a `LODEWarning`) when there is no usable state: the
+        fit then follows the warm-up.
     """
     if not path.exists():
         warn(
@@ -100,7 +110,7 @@ def resume(path, identity: dict, cut: int, history: np.ndarray, tables) -> dict 
         )
         return None
     try:
-        saved_history, replans = read_state(path, identity)
+        saved_history, replans, switches, warmup = read_state(path, identity)
     except (OSError, ValueError, KeyError, TypeError) as e:
         warn(
             f"LODECallback: could not resume from {str(path)!r} ({e}); starting a new "
@@ -108,6 +118,10 @@ def resume(path, identity: dict, cut: int, history: np.ndarray, tables) -> dict 
         )
         return None
     history[:cut] = saved_history[:cut]
+    if not tables.per_step and warmup.shape == tables.warmup_table.shape:
+        # A float LR's warm-up was read from the optimizer, which a restore set to the
+        # plan's LR: the fit's own warm-up is the one it saved.
+        tables.warmup_table = warmup
     tables.restart()
     kept = {}
     for n in sorted(replans):
@@ -115,4 +129,4 @@ def resume(path, identity: dict, cut: int, history: np.ndarray, tables) -> dict 
             kept[n] = replans[n]
             tables.replace(n + 1, replans[n])  # replayed as the fit applied it
     logger.info("LODECallback resumed from %s at log point %d.", path, cut)
-    return kept
+    return kept, [n for n in switches if n in kept]

@@ -119,6 +119,7 @@ class LODECallback(LogPointObserver):
         self.plot_dir = opts.plot_dir
         self.verbose = int(verbose)
         self.plans: dict[int, object] = {}  # log point -> plan of this fit
+        self.switches: set[int] = set()  # log points whose plan left the one in effect
         self.last_plan = None
         self.plan_seconds = 0.0
 
@@ -170,9 +171,11 @@ class LODECallback(LogPointObserver):
         first, self._first_epoch = self._first_epoch, False
         if first and epoch > 0 and self.state_path is not None:
             cut = epoch * self.points_per_epoch  # Keras restarts the epoch from its start
-            replans = resume(self.state_path, self._run_identity(), cut, self._history, self.tables)
-            if replans is not None:
-                self._replans.update(replans)
+            restored = resume(self.state_path, self._run_identity(), cut, self._history,
+                              self.tables)  # fmt: skip
+            if restored is not None:
+                self._replans.update(restored[0])
+                self.switches.update(restored[1])
                 self.tables.apply(self.model, cut)
 
     def _save_state(self, finished: bool = False) -> None:
@@ -185,6 +188,7 @@ class LODECallback(LogPointObserver):
                 self._history,
                 self._replans,
                 finished,
+                self.switches,
             )
 
     # ------------------------------------------------------------------ log points
@@ -229,6 +233,8 @@ class LODECallback(LogPointObserver):
             return
         self.tables.replace(n + 1, lrs, first_step=self.dispatched)
         self._replans[n] = lrs.copy()
+        if getattr(result, "switched", False):
+            self.switches.add(n)
         self.plans[n] = result
         self.last_plan = result
         if self.verbose:

@@ -104,16 +104,17 @@ def _committed(callback, n: int, result, lrs):
     """`(plan, lrs)`: as planned, or, for a model whose paired calibration carries a
     continuation prior once this fit has switched, the plan in effect: the prior was fitted
     on decisions from runs that followed their own schedule, and decides once (a fit that
-    has switched is in a state none of its groups was in). Plans are still made and logged."""
+    has switched is in a state none of its groups was in). Plans are still made and logged.
+    The switches are the callback's own record (kept in its state file across a resume)."""
     paired = (getattr(callback.lode, "planner_defaults", None) or {}).get("paired") or {}
-    table, warmup = callback.tables.table, callback.tables.warmup_table
-    changed = np.flatnonzero(table != warmup)  # a kept default leaves the table as it was
-    if paired.get("prior") is None or changed.size == 0 or not result.switched:
+    earlier = sorted(m for m in getattr(callback, "switches", ()) if m < n)
+    deciding = paired.get("prior") is not None and getattr(result, "rule", None) == "paired"
+    if not deciding or not earlier or not result.switched:
         return result, lrs
-    default = np.asarray(table[n + 1 :], dtype=np.float64)
+    default = np.asarray(callback.tables.table[n + 1 :], dtype=np.float64)
     reason = (
-        f"the continuation prior decided at log point {int(changed[0]) - 1}; the plan made "
-        f"there holds (the planner chose {result.chosen_name!r})"
+        f"the continuation prior decided at log point {earlier[0]}; the plan made there "
+        f"holds (the planner chose {result.chosen_name!r})"
     )
     result = dataclasses.replace(result, lr=default.copy(), chosen=0, switched=False,
                                  reason=reason)  # fmt: skip
