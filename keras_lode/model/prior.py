@@ -44,9 +44,11 @@ def continuation_features(log_lr, paths, position: int, total_points: int) -> np
     """`(C, len(SHAPE_FEATURES))`: each continuation's features minus the default's (row 0's).
 
     Args:
-        log_lr: the run's ln LR at its log points up to `position` (at least the last; the
-            last fifth of training, when given, tells how far it has decayed). Any constant
-            offset (a task-free model's ln LR relative to the run's reference) is fine.
+        log_lr: the run's ln LR at its log points up to `position` (at least the last).
+            How far the run has decayed is read over its last `ceil(K / 5)` points, or all
+            of them if fewer are given (the planner gives its window; the trainer the same
+            window). Any constant offset (a task-free model's ln LR relative to the run's
+            reference) is fine.
         paths: `(C, L)` LRs of the continuations after `position`, the default first, on
             the same scale as `exp(log_lr)`.
         position: the current log point `n` (the last of `log_lr`).

@@ -156,8 +156,8 @@ def plan_control(
     mean, sd, bound, gain, gain_sd, (chosen, fallback, reason) = _choose(
         model, cands.names, pred, kappa, margin, paired, shape
     )
-    if outside:
-        chosen, fallback, reason = 0, False, outside
+    if outside and paired.get("trusted", True) and paired.get("switch", True):
+        chosen, fallback, reason = 0, False, outside  # (untrusted or never-switch: says so)
     t3 = time.perf_counter()
     return ControlPlan(
         lr=cands.lr[chosen].copy(),

@@ -82,7 +82,7 @@ def member_gains(model, group: BranchGroup) -> np.ndarray:
     return _model_inputs(model, group)[0]
 
 
-def _model_inputs(model, group: BranchGroup) -> tuple[np.ndarray, np.ndarray, float]:
+def _model_inputs(model, group: BranchGroup) -> tuple[np.ndarray, np.ndarray, tuple]:
     """`(member_gains, continuation_features, (n, K))` of a group, read where the planner
     reads them (a task-free model: on its own grid, in relative LRs; `n`, `K`: the branch
     point and the number of points there)."""
@@ -110,7 +110,7 @@ def _model_inputs(model, group: BranchGroup) -> tuple[np.ndarray, np.ndarray, fl
     window = group.window[-int(model.window) :]
     finals = predict_paths(model, window, group.paths, group.position, scale)[:, :, -1, 1]
     n, total = group.position, group.total_points
-    phi = continuation_features(group.window[:, 1], group.paths, n, total)
+    phi = continuation_features(window[:, 1], group.paths, n, total)  # the planner's window
     return finals - finals[:, :1], phi, (n, total)
 
 
@@ -137,7 +137,7 @@ def _cases(model, groups):
                 actual = -np.log(g.actual[1:] / g.actual[0])
         else:
             actual = (1.0 if free else sign) * (g.actual[1:] - g.actual[0])
-        ok = np.isfinite(d).all(axis=0) & np.isfinite(actual)
+        ok = np.isfinite(d).all(axis=0) & np.isfinite(actual) & np.isfinite(phi[1:]).all(axis=1)
         out.append({"seed": g.seed, "task": g.task, "start": start_kind(g),
                     "mean": d.mean(axis=0)[ok], "sd": sd[ok], "actual": actual[ok],
                     "phi": phi[1:][ok], "point": point})  # fmt: skip
