@@ -95,3 +95,20 @@ def test_the_zoo_models_card_quotes_its_results():
         assert f"| {fold['task']} | {fold['realized']:+.2f} | {fold['oracle']:+.2f} |" in card
     for section in ("## Training", "## Leave one task out", "## Reproduce"):
         assert section in card
+
+
+def test_planning_with_the_zoo_model_from_the_cli_imports_no_keras():
+    code = f"""
+        import sys
+        from keras_lode import cli
+        from keras_lode.pretrained import zoo_model_path
+        rc = cli.main(["plan", str(zoo_model_path()),
+                       {str(ROOT / "models" / "text_gpt.sample.run.csv")!r}, "--at", "5"])
+        heavy = sorted(m for m in ("keras", "tensorflow", "torch", "jax") if m in sys.modules)
+        print("RC", rc, "HEAVY", heavy)
+    """
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RC 0 HEAVY []" in result.stdout, result.stdout[-2000:]
