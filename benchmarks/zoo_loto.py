@@ -301,7 +301,24 @@ def score_paired(model, zoo: dict, held: str, extra=None, prior: bool = False) -
         },  # fmt: skip
         **({"prior": section["prior"]} if section.get("prior") else {}),
         **evaluate_rule(model, test, section),
+        **below_best_peak(model, zoo.get(held, []), test, section),
     }
+
+
+def below_best_peak(model, runs, groups, section) -> dict:
+    """`{below_best_peak: ...}`: the rule on the groups whose LR at the branch point is below
+    half the peak LR of the task's best grid config (the rescue scenario's situation: an LR
+    too low), with that peak; empty without the task's grid runs."""
+    from keras_lode.experiments.best import best_per_family
+    from keras_lode.train.counterfactual import evaluate_rule
+
+    rows = best_per_family([r for r in runs if r.kind == "grid"])
+    if not rows:
+        return {}
+    peak = float(rows[0]["peak_lr"])
+    low = [g for g in groups if g.history is not None and np.exp(g.history[-1, 1]) < peak / 2]
+    summary = evaluate_rule(model, low, section) if low else {"groups": 0}
+    return {"below_best_peak": {"best_peak_lr": peak, **summary}}
 
 
 def save_model_of(save_dir, task: str, fit, section) -> None:
