@@ -72,6 +72,15 @@ def test_paired_rule_is_calibrated_on_the_other_tasks_only():
     assert row["realized_among_training_tasks"]["oracle"] == pytest.approx(100 * np.mean(other))
     assert row["realized"]["rule"] <= row["realized"]["oracle"] + 1e-9
     assert set(row["calibration"]) >= {"sd_scale", "kappa", "margin", "trusted"}
+    # The groups start at LR 0.01, the held-out task's best grid config peaks at 0.01: none
+    # is below half of it; with a best peak of 0.03 both are.
+    assert row["below_best_peak"] == {"best_peak_lr": 0.01, "groups": 0}
+    for r in held:
+        if r.kind == "grid" and r.meta.get("schedule") == "cosine":
+            r.meta["peak_lr"] = 0.03
+    groups = zoo_loto.as_branch_groups(held, "a")
+    low = zoo_loto.below_best_peak(model, held, groups, row["section"])["below_best_peak"]
+    assert low["best_peak_lr"] == 0.03 and low["groups"] == 2
     # With one other task there is nothing to hold out while calibrating.
     assert "error" in zoo_loto.score_paired(model, {"a": runs, "b": runs}, "a")
 
