@@ -88,6 +88,15 @@ def parse_args(argv=None):
         action="store_true",
         help="fit a continuation prior with the paired calibration (keras_lode.model.prior)",
     )
+    p.add_argument(
+        "--starts",
+        default=None,
+        help="comma-separated: the planner library's starting LR multipliers in "
+        "every model file written (default: the planner's)",
+    )
+    p.add_argument(
+        "--no-trust", action="store_true", help="write model files without their trust region"
+    )
     p.add_argument("--features", default="absolute,relative", help="input kinds to compare")
     p.add_argument("--horizon", type=int, default=40, help="task-free model's grid points")
     p.add_argument("--window", type=int, default=8)
@@ -321,7 +330,33 @@ def below_best_peak(model, runs, groups, section) -> dict:
     return {"below_best_peak": {"best_peak_lr": peak, **summary}}
 
 
-def save_model_of(save_dir, task: str, fit, section) -> None:
+def library_of(args) -> dict:
+    """The planner settings `--starts` / `--no-trust` ask every written model file to carry."""
+    out = {}
+    if args.starts:
+        out["starts"] = [float(v) for v in args.starts.split(",") if v.strip()]
+    if args.no_trust:
+        out["trust"] = None
+    return out
+
+
+def with_library(path, library: dict) -> None:
+    """Rewrites the model file at `path` with `library` in its planner section (`trust:
+    None` removes the trust region)."""
+    if not library:
+        return
+    from keras_lode.model.io import read_model_file, save_model
+
+    config, weights = read_model_file(path)
+    for key, value in library.items():
+        if value is None:
+            config["planner"].pop(key, None)
+        else:
+            config["planner"][key] = value
+    save_model(path, config, weights)
+
+
+def save_model_of(save_dir, task: str, fit, section, library=None) -> None:
     """`<save_dir>/<task>.npz`: the model that never saw `task`, with the paired calibration
     fitted on the other tasks (none when there was too little to calibrate on). `fit` is a
     fit to export or the path of a model file already exported."""
@@ -336,6 +371,7 @@ def save_model_of(save_dir, task: str, fit, section) -> None:
         fit.export(path, task=f"zoo without {task}")
     if section is not None:
         with_paired_calibration(source or path, section, path)
+        with_library(path, library or {})
     print(f"  wrote {path}", flush=True)
 
 
@@ -348,7 +384,7 @@ def rescore(args, zoo: dict, held: str, extra: dict) -> dict:
         raise SystemExit(f"--models: {path} is missing (a --save-dir of an earlier run)")
     row = {"held_out": held, "features": "relative", "model": str(path),
            "paired": score_paired(load_model(path), zoo, held, extra, args.prior)}  # fmt: skip
-    save_model_of(args.save_dir, held, path, row["paired"].pop("section", None))
+    save_model_of(args.save_dir, held, path, row["paired"].pop("section", None), library_of(args))
     print(f"  {held:12s} paired rule: {json.dumps(row['paired'])}", flush=True)
     return row
 
@@ -374,6 +410,7 @@ def calibrate_all(args, argv) -> int:
     result = fit_paired(load_model(model_path), groups, by="task", prior=args.prior)
     section = paired_section(result)
     with_paired_calibration(model_path, section, out_path)
+    with_library(out_path, library_of(args))
     tasks = sorted({g.task for g in groups})
     command = "python benchmarks/zoo_loto.py " + " ".join(sys.argv[1:] if argv is None else argv)
     summary = {"benchmark": "zoo_model", "model": str(model_path), "wrote": str(out_path),
@@ -478,7 +515,8 @@ def main(argv=None) -> int:
                    **score_task(fit.model, zoo.get(held, []))}  # fmt: skip
             if kind == "relative" and len(set(zoo) | set(extra)) >= 3:
                 row["paired"] = score_paired(fit.model, zoo, held, extra, args.prior)
-                save_model_of(args.save_dir, held, fit, row["paired"].pop("section", None))
+                section = row["paired"].pop("section", None)
+                save_model_of(args.save_dir, held, fit, section, library_of(args))
             results.append(row)
             shown = [
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"

@@ -143,5 +143,13 @@ def test_calibrate_writes_the_model_for_every_task(tmp_path):
     paired = load_model(out).planner_defaults["paired"]
     assert paired["by"] == "task" and paired["groups"] == 6
     assert paired["kappa"] == result["paired"]["rule"]["kappa"]
+    # --starts / --no-trust: the library every written model file carries.
+    wide = tmp_path / "zoo_wide.npz"
+    zoo_loto.main(["--zoo", str(tmp_path / "zoo"), "--calibrate", str(tmp_path / "zoo.npz"),
+                   str(wide), "--out", str(summary), "--starts", "0.5,1,2,4,8",
+                   "--no-trust"])  # fmt: skip
+    defaults = load_model(wide).planner_defaults
+    assert defaults["starts"] == [0.5, 1.0, 2.0, 4.0, 8.0] and "trust" not in defaults
+    assert "starts" not in load_model(out).planner_defaults
     with pytest.raises(SystemExit, match="--calibrate needs --zoo"):
         zoo_loto.main(["--synthetic", "--calibrate", "m.npz", "o.npz", "--out", "x.json"])
