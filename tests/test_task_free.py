@@ -321,3 +321,34 @@ def test_task_free_paired_calibration_holds_out_tasks_in_improvement_units(model
         fit_paired(model, groups[:1], by="task")
     with pytest.raises(ValueError, match="`by` must be"):
         fit_paired(model, groups, by="run")
+
+
+def test_the_calibration_and_the_planner_read_a_prior_alike(tmp_path):
+    # A candidate's gain with a continuation prior is one number on both sides: the
+    # calibration's (train side, on the model's grid) and the planner's.
+    from keras_lode.model.prior import SHAPE_FEATURES
+    from keras_lode.train.counterfactual import (
+        BranchGroup,
+        _cases,
+        _with_prior,
+        with_paired_calibration,
+    )
+
+    K, n = 20, 8  # the model's horizon: its grid is the run's points
+    history = _history(K, n)
+    prior = {"features": list(SHAPE_FEATURES), "alpha": 0.7, "fractions": [0.0, 1.0],
+             "weights": list(np.linspace(-0.01, 0.02, len(SHAPE_FEATURES)))}  # fmt: skip
+    paired = {"sd_scale": 1.0, "sd_floor": 0.0, "kappa": 0.0, "margin": -1.0,
+              "trusted": True, "level": 0.85, "coverage": 0.9, "prior": prior}  # fmt: skip
+    random_controlled(3, members=3, window=5, horizon=20, features="relative",
+                      lr_range=(1e-3, 10.0), field_scale=3.0).save(tmp_path / "m.npz")  # fmt: skip
+    with_paired_calibration(tmp_path / "m.npz", paired, tmp_path / "p.npz")
+    model = keras_lode.load_model(tmp_path / "p.npz")
+    p = keras_lode.plan(model, history, position=n, total_points=K,
+                        current_plan=np.full(K - 1 - n, 1e-3))  # fmt: skip
+    group = BranchGroup(0, n, K, history[-5:], list(p.names), p.paths,
+                        np.zeros(len(p.names)), history=history, task="t")  # fmt: skip
+    [case] = _with_prior(_cases(model, [group]), prior)
+    assert p.rule == "paired" and len(case["mean"]) == len(p.names) - 1
+    np.testing.assert_allclose(case["mean"], p.gain[1:], atol=1e-9)
+    assert np.ptp(case["mean"]) > 1e-3  # the candidates differ: the check has teeth
