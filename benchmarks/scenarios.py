@@ -71,9 +71,9 @@ def gain_scale(mode: str | None) -> float:
     return -1.0 if mode == "min" else 100.0
 
 
-def _shown(value: float) -> str:
-    """A final metric as printed: accuracy in percent, anything above 1 as it is."""
-    return f"{value:.4f}" if value > 1 else f"{100 * value:.2f}"
+def _shown(value: float, mode: str | None = None) -> str:
+    """A final metric as printed: accuracy in percent, a minimized metric as it is."""
+    return f"{value:.4f}" if mode == "min" else f"{100 * value:.2f}"
 
 
 def gain_units(payload: dict) -> str:
@@ -377,8 +377,8 @@ def run_headroom(args, task, data, configs, model_path, payload, out, seeds):
             payload["results"].append(r)
             done[(method.label, seed)] = r
             write_json(out, payload)
-            print(f"  {method.label:<40} seed {seed}: test@end {_shown(r['test_at_end'])}",
-                  flush=True)  # fmt: skip
+            shown = _shown(r["test_at_end"], task.mode)
+            print(f"  {method.label:<40} seed {seed}: test@end {shown}", flush=True)
         return done[(method.label, seed)]
 
     # 1. The default (the warm-up itself) on every seed: its window at n. The set-up of an
@@ -634,8 +634,8 @@ def main(argv=None) -> int:
             payload["summary"] = summarize(payload)
             write_json(out, payload)
             switched = (r["lode"] or {}).get("switches")
-            print(f"  {m.label:<30} seed {seed}: test@best-val {_shown(r['test_at_best_val'])}"
-                  f"  test@end {_shown(r['test_at_end'])}"
+            at_best, at_end = (_shown(r[k], task.mode) for k in ("test_at_best_val", "test_at_end"))
+            print(f"  {m.label:<30} seed {seed}: test@best-val {at_best}  test@end {at_end}"
                   f"{'  switched' if switched else ''}  ({time.perf_counter() - t0:.0f} s)",
                   flush=True)  # fmt: skip
     payload["summary"] = summarize(payload)

@@ -369,6 +369,9 @@ def save_model_of(save_dir, task: str, fit, section, library=None) -> None:
     source = Path(fit) if isinstance(fit, str | Path) else None
     if source is None:
         fit.export(path, task=f"zoo without {task}")
+    if section is None and source is not None:
+        print(f"  {task}: no calibration to write (too few other tasks' groups)", flush=True)
+        return
     if section is not None:
         with_paired_calibration(source or path, section, path)
         with_library(path, library or {})

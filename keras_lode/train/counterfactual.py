@@ -322,8 +322,9 @@ def fit_paired(
         prior: also fit a continuation prior (`keras_lode.model.prior`): each candidate's
             gain becomes `alpha * model_gain + shape . weights`, fitted (like everything
             else) on the folds not held out; the shape alone (`alpha = 0`) or with the
-            ensemble's gain, whichever realized more cross-fitted (`prior_choice`); the
-            one fitted on all groups is `prior`.
+            ensemble's gain, whichever realized more cross-fitted (`prior_choice`; the
+            kind is chosen on the same folds it is scored on, so `realized` is a little
+            optimistic for it); the one fitted on all groups is `prior`.
 
     Returns:
         A JSON-ready dict: `groups`, `seeds`, `candidates`, `spearman`, `rmse` (points),
