@@ -76,6 +76,15 @@ def _check_prediction_once(callback, n: int, window, result) -> None:
         logger.warning("LODECallback could not check the model's prediction: %s", e)
 
 
+def _kept(callback, n: int, result, reason: str):
+    """`(plan, lrs)` keeping the plan in effect: `result` marked as not switched, with
+    `reason`."""
+    default = np.asarray(callback.tables.table[n + 1 :], dtype=np.float64)
+    result = dataclasses.replace(result, lr=default.copy(), chosen=0, switched=False,
+                                 reason=reason)  # fmt: skip
+    return result, default
+
+
 def _anchored(callback, n: int, result, lrs):
     """`(plan, lrs)`: as planned, or, when the fit is a stranger to a controlled model and
     `anchor_strangers` is on, the default (the plan in effect), with the plan's `reason`
@@ -88,8 +97,7 @@ def _anchored(callback, n: int, result, lrs):
         reason = (
             f"default-anchored (unlike the model's runs); the planner chose {result.chosen_name!r}"
         )
-        result = dataclasses.replace(result, lr=default.copy(), chosen=0, switched=False,
-                                     reason=reason)  # fmt: skip
+        result, default = _kept(callback, n, result, reason)
     if not getattr(callback, "anchor_warned", False):
         callback.anchor_warned = True
         warn(
@@ -111,14 +119,11 @@ def _committed(callback, n: int, result, lrs):
     deciding = paired.get("prior") is not None and getattr(result, "rule", None) == "paired"
     if not deciding or not earlier or not result.switched:
         return result, lrs
-    default = np.asarray(callback.tables.table[n + 1 :], dtype=np.float64)
     reason = (
         f"the continuation prior decided at log point {earlier[0]}; the plan made there "
         f"holds (the planner chose {result.chosen_name!r})"
     )
-    result = dataclasses.replace(result, lr=default.copy(), chosen=0, switched=False,
-                                 reason=reason)  # fmt: skip
-    return result, default
+    return _kept(callback, n, result, reason)
 
 
 def _read_rows(callback, history, n: int):
