@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from test_counterfactual import LR_NOW, LR_RANGE, K, Members, N, window
 
 from keras_lode.model.prior import (
     FLOOR,
@@ -21,10 +22,6 @@ from keras_lode.model.prior import (
 )
 from keras_lode.planning import candidate_library, plan
 from keras_lode.train.counterfactual import BranchGroup, fit_paired, paired_section
-
-K, N, W = 30, 8, 4
-LR_RANGE = (1e-5, 5e-2)
-LR_NOW = 3e-3
 
 
 def test_features_by_value():
@@ -85,35 +82,11 @@ def test_fit_prior_recovers_known_coefficients():
         fit_prior(g[:3], phi[:3], y[:3])
 
 
-class Blind:
-    """A controlled model that predicts every continuation alike (no skill)."""
-
-    kind = "controlled"
-    window = W
-    horizon = K
-    points_per_epoch = 5
-
-    def __init__(self):
-        self.lr_range = LR_RANGE
-        self.planner_defaults = {"lr_range": list(LR_RANGE)}
-
-    def predict(self, t_window, window, t, log_lr):
-        lr = np.exp(log_lr[:, 1:])
-        jitter = np.sin(np.arange(5)[:, None] * 7.0 + lr.sum(axis=1)[None] * 1e3)
-        out = np.zeros((5, lr.shape[0], log_lr.shape[1], 2))
-        out[..., 0] = 1.0
-        out[:, :, -1, 1] = 0.8 + 0.002 * jitter
-        return out
-
-    def spread(self, values):
-        v = np.asarray(values)
-        return v.mean(axis=0), v.std(axis=0, ddof=1)
-
-
-def window():
-    rows = np.zeros((W, 3))
-    rows[:, 0], rows[:, 1], rows[:, 2] = 0.5, math.log(LR_NOW), 0.8
-    return rows
+def blind_model():
+    """A controlled model without any skill: every member predicts every continuation
+    alike, up to a deterministic per-path jitter (the counterfactual tests' members, their
+    effect and levels zero)."""
+    return Members(effect=lambda lr: np.zeros(lr.shape[0]), levels=(0.0,) * 5, noise=0.002)
 
 
 def groups(seeds=range(6)):
@@ -133,7 +106,7 @@ def groups(seeds=range(6)):
 
 
 def test_a_prior_finds_what_a_blind_model_cannot_and_the_planner_uses_it():
-    model = Blind()
+    model = blind_model()
     blind = fit_paired(model, groups())
     assert blind["prior"] is None and blind["prior_choice"] is None
     assert blind["realized"]["rule"] < 0.2 * blind["realized"]["oracle"]
