@@ -158,3 +158,15 @@ def test_a_model_file_refuses_a_malformed_prior():
     ):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             _check_paired(config(bad), Checker("m.npz"))
+
+
+def test_a_group_whose_shape_cannot_be_read_is_left_out_of_the_prior():
+    from keras_lode.train.counterfactual import _cases
+
+    [good] = groups(seeds=[0])
+    rows = window()
+    rows[-1, 1] = np.nan  # the current ln LR unknown: no continuation's shape is readable
+    bad = BranchGroup(1, N, K, rows, good.names, good.paths, good.actual)
+    cases = _cases(blind_model(), [good, bad])
+    assert cases[0]["mean"].size == len(good.names) - 1 and cases[1]["mean"].size == 0
+    assert np.isfinite(np.concatenate([c["phi"] for c in cases])).all()

@@ -112,3 +112,11 @@ def test_planning_with_the_zoo_model_from_the_cli_imports_no_keras():
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RC 0 HEAVY []" in result.stdout, result.stdout[-2000:]
+
+
+def test_a_missing_zoo_model_is_named(monkeypatch, tmp_path):
+    import keras_lode.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "ZOO_MODEL", tmp_path / "zoo.npz")
+    with pytest.raises(FileNotFoundError, match="pretrained zoo model .* is missing"):
+        pretrained.zoo_model_path()
