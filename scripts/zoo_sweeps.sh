@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The zoo's sweeps, for one LODE over many tasks: every task's grid (6 families x 5 peak LRs x
 # seeds 0-2) with 22 switched runs, then 48 on-policy branch runs per task (12 groups of 4).
-# Each sweep resumes where it stopped, so rerun this script after an interruption.
+# Each sweep resumes where it stopped, so rerun this script after an interruption; it first
+# unpacks the runs already in models/zoo_runs/TASK.tar.xz (scripts/zoo_pack.sh writes them),
+# never over a run file ZOO_DIR already has.
 #
 #   bash scripts/zoo_sweeps.sh ZOO_DIR [TASK ...]     # default: every zoo task, cheapest first
 #
@@ -13,6 +15,12 @@ shift
 tasks=("$@")
 [ ${#tasks[@]} -gt 0 ] || tasks=(digits_mlp fmnist_mlp fmnist_cnn charlm text_gpt fmnist_resnet)
 export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL=3
+mkdir -p "$zoo"
+for t in "${tasks[@]}"; do
+    archive="models/zoo_runs/$t.tar.xz"
+    [ -f "$archive" ] && tar -C "$zoo" --skip-old-files -xJf "$archive" \
+        && echo "=== $t: $(tar -tJf "$archive" | wc -l) runs unpacked from $archive"
+done
 status=0
 for stage in grid branches; do
     for t in "${tasks[@]}"; do
