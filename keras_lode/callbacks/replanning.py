@@ -49,6 +49,24 @@ def _check_once(callback, n: int) -> None:
         logger.warning("LODECallback could not check the run: %s", e)
 
 
+def _ceiling_options(callback) -> dict:
+    """`{"optimizer": name}`, the fit's optimizer class name, for a controlled model's LR
+    ceiling (`keras_lode.model.lr_ceiling`), unless the call set `max_lr` or `optimizer`.
+    What the ceiling is (or that there is none to raise under) is logged once per fit."""
+    if callback.kind != "controlled" or {"max_lr", "optimizer"} & set(callback.planner_overrides):
+        return {}
+    optimizer = getattr(callback.model, "optimizer", None)
+    # A LossScaleOptimizer (mixed precision) wraps the one whose LR scale counts.
+    name = type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
+    if not getattr(callback, "ceiling_logged", False):
+        callback.ceiling_logged = True
+        from keras_lode.model.lr_ceiling import ceiling_for
+
+        section = (getattr(callback.lode, "planner_defaults", None) or {}).get("lr_ceiling")
+        logger.info("LODECallback: %s", ceiling_for(section, name)[1])
+    return {"optimizer": name}
+
+
 def _check_prediction_once(callback, n: int, window, result) -> None:
     """Once per fit, at the first plan of a controlled model: does its reconstruction of the
     current metric land near the observed one? (A warning if not; never stops the fit.)"""
@@ -163,6 +181,7 @@ def replan(callback, n: int):
                 seed=derive_seed(callback.seed, n),
                 points_per_epoch=callback.points_per_epoch,
                 **({"mode": callback.options.mode} if relative else {}),
+                **_ceiling_options(callback),
                 **callback.planner_overrides,
             )
             lrs = np.asarray(result.lr, dtype=np.float64)

@@ -230,7 +230,9 @@ def _planner_options(args, controlled: bool, rec, K: int):
         raise _Usage(f"{', '.join(given)} apply to a generative model; this one is controlled")
     # The default candidate: what the run actually did from here.
     current = rec.lr[args.at + 1 :] if len(rec) == K else None
-    return {"kappa": args.kappa, "margin": args.margin}, current
+    # The run's optimizer picks the model's LR ceiling (keras_lode.model.lr_ceiling).
+    optimizer = rec.meta.get("optimizer")
+    return {"kappa": args.kappa, "margin": args.margin, "optimizer": optimizer}, current
 
 
 def _print_warnings(model, channels, rec, caught) -> None:

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from keras_lode.model.features import FEATURES
+from keras_lode.model.lr_ceiling import check_ceiling
 from keras_lode.model.schema import (
     ARCH_FIXED,
     ARCH_KEYS,
@@ -222,6 +223,10 @@ def _check_controlled_sections(config, ck):
             ck.fail("planner.trust", "a trust region (see docs/model-format.md)", str(e))
     if planner.get("paired") is not None:
         _check_paired(planner["paired"], ck)
+    if "lr_ceiling" in planner:
+        problem = check_ceiling(planner["lr_ceiling"])
+        if problem is not None:
+            ck.fail("planner.lr_ceiling", *problem)
 
 
 def _check_paired(paired, ck):

@@ -10,7 +10,9 @@ schedules for the rest of the run. `candidate_library` builds that set from the 
 
 Start levels are multiples of the current LR (`starts`, default 0.5x, 1x, 2x); end levels are
 fractions of the start (`ends`, default 1/10 and 1/100) and the bottom of the training runs' LR
-range. Every candidate stays inside `lr_range`, and every step of it (the first one from the
+range. Every candidate stays inside `lr_range` and below `max(max_lr, current LR)` (the
+model's LR ceiling, `keras_lode.model.lr_ceiling`: it may hold or anneal above it, never
+rise), and every step of it (the first one from the
 current LR, then each from the LR it reached) must lie inside the `TrustRegion`: the LR
 changes the training runs made from a similar state (the same stretch of training, a similar
 LR). Candidates that leave either are dropped, not clipped, and the planner reports why.
@@ -83,6 +85,7 @@ def candidate_library(
     shapes=SHAPES,
     trust: TrustRegion | None = None,
     fraction: float = 0.0,
+    max_lr: float | None = None,
 ) -> Candidates:
     """The library of continuations from the current LR, filtered by range and trust region.
 
@@ -100,6 +103,8 @@ def candidate_library(
         trust: the allowed LR changes, checked at every step of a candidate; None allows
             any path inside `lr_range`.
         fraction: the current point as a fraction of the run (for the trust region).
+        max_lr: the LR ceiling: a candidate may not rise above `max(max_lr, lr_now)`;
+            None: no ceiling.
 
     Returns:
         `Candidates`, the default first.
@@ -115,6 +120,7 @@ def candidate_library(
             f"Argument `default` must have {R} LRs (one per remaining point). "
             f"Received shape {default.shape}"
         )
+    ceiling = math.inf if max_lr is None else max(float(max_lr), lr_now)
     names, paths, rejected = ["default"], [default], {}
     # Point n + i is at fraction + i / K of the run, and 1 / K = (1 - fraction) / (R + 1).
     step = (1.0 - fraction) / (R + 1)
@@ -125,6 +131,12 @@ def candidate_library(
         # A relative tolerance: levels computed at the range's edges may round past it.
         if path.min() < lo * (1 - 1e-9) or path.max() > hi * (1 + 1e-9):
             rejected[name] = f"leaves the training runs' LR range [{lo:.3g}, {hi:.3g}]"
+            return
+        if path.max() > ceiling * (1 + 1e-9):
+            rejected[name] = (
+                f"rises to {path.max():.3g}, above the LR ceiling {ceiling:.3g} (no training "
+                "task was best above it)"
+            )
             return
         left = trust.path_violation(lr_now, path, fraction, step) if trust is not None else None
         if left is not None:

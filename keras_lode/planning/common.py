@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from keras_lode._checks import check_int, check_position
+from keras_lode._checks import check_int, check_number, check_position
 from keras_lode._warnings import warn as _warn
 from keras_lode.constants import CHANNELS
 from keras_lode.planning.plans import Plan
@@ -26,6 +26,7 @@ __all__ = [
     "option_names",
     "pick",
     "resolve_current_plan",
+    "resolve_ceiling",
     "resolve_lr_range",
     "time_scale",
 ]
@@ -84,6 +85,17 @@ def resolve_lr_range(lr_range, defaults: dict, model) -> tuple[float, float]:
             f"`{source}` must satisfy 0 < low <= high (finite). Received: ({lo}, {hi})"
         )
     return lo, hi
+
+
+def resolve_ceiling(max_lr, optimizer, defaults: dict) -> float | None:
+    """The LR ceiling of a plan (the run's LRs): the call's `max_lr`, else the model's
+    `planner.lr_ceiling` for the run's optimizer (`keras_lode.model.lr_ceiling.ceiling_for`:
+    0, no raises, for an optimizer it does not know), else None (no ceiling)."""
+    from keras_lode.model.lr_ceiling import ceiling_for
+
+    if max_lr is not None:
+        return check_number("max_lr", max_lr, minimum=0.0)
+    return ceiling_for(defaults.get("lr_ceiling"), optimizer)[0]
 
 
 def check_window(window, n: int) -> np.ndarray:

@@ -74,6 +74,11 @@ class ControlOptions:
         rule: `"paired"` or `"absolute"` (module docstring); None: paired when the model
             file has a paired calibration. `kappa` and `margin` default to the rule's own
             (the paired calibration stores those chosen on held-out branch groups).
+        max_lr: the LR ceiling: no candidate rises above `max(max_lr, current LR)`; None:
+            the model's `planner.lr_ceiling` for `optimizer`, if it has one
+            (`keras_lode.model.lr_ceiling`).
+        optimizer: the run's optimizer class name (`"AdamW"`, `"SGD"`), which picks the
+            model's LR ceiling; `LODECallback` passes the fit's.
     """
 
     kappa: float | None = None
@@ -84,6 +89,8 @@ class ControlOptions:
     lr_range: tuple | None = None
     trust: bool = True
     rule: str | None = None
+    max_lr: float | None = None
+    optimizer: str | None = None
 
 
 def plan_control(
@@ -147,7 +154,8 @@ def plan_control(
     region = None
     if opts.trust and defaults.get("trust") is not None:
         region = TrustRegion.from_json(defaults["trust"])
-    cands, allowed = _candidates(window, n, K, (lo, hi), held, region, library)
+    ceiling = common.resolve_ceiling(opts.max_lr, opts.optimizer, defaults)
+    cands, allowed = _candidates(window, n, K, (lo, hi), held, region, library, ceiling)
     t1 = time.perf_counter()
     pred = _predict(model, window, cands, n, K, scale)
     t2 = time.perf_counter()
@@ -258,7 +266,7 @@ def _resolve_rules(opts: ControlOptions, defaults: dict, paired) -> tuple[float,
     return kappa, margin, {"starts": starts, "ends": ends, "shapes": shapes}
 
 
-def _candidates(window, n: int, K: int, lr_range, held, region, library: dict):
+def _candidates(window, n: int, K: int, lr_range, held, region, library: dict, max_lr=None):
     """`(library, allowed)`: the candidate continuations and the trust region's ln-LR jumps."""
     lr_now = float(np.exp(window[-1, 1]))
     fraction = n / K
@@ -269,6 +277,7 @@ def _candidates(window, n: int, K: int, lr_range, held, region, library: dict):
         default=held,
         trust=region,
         fraction=fraction,
+        max_lr=max_lr,
         **library,
     )
     allowed = region.allowed(lr_now, fraction) if region is not None else (-np.inf, np.inf)

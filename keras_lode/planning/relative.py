@@ -54,8 +54,9 @@ def plan_relative(
         current_plan: LRs the run follows from here (length `K - 1 - n`, or `K`); None
             holds the current LR.
         mode: the run's metric direction, `"max"` or `"min"`.
-        **options: options of `plan_control` (`ControlOptions` fields); an `lr_range` is
-            in the run's LRs (the model's own is relative to the first LR).
+        **options: options of `plan_control` (`ControlOptions` fields); an `lr_range` and
+            a `max_lr` are in the run's LRs (the model's own range is relative to the first
+            LR; its `planner.lr_ceiling` in LRs, by `optimizer`).
 
     Returns:
         A `ControlPlan` in the run's units (LRs, predicted metric, the absolute rule's
@@ -81,6 +82,12 @@ def plan_relative(
         options["lr_range"] = tuple(float(v) / lr0 for v in options["lr_range"])
     elif "lr_range" in defaults:
         options["lr_range"] = tuple(defaults["lr_range"])  # relative, like the candidates
+    # The LR ceiling is in the run's LRs (the call's, or the model's for the optimizer).
+    ceiling = common.resolve_ceiling(
+        options.pop("max_lr", None), options.pop("optimizer", None), defaults
+    )
+    if ceiling is not None:
+        options["max_lr"] = ceiling / lr0
     p = plan_control(
         model,
         features,

@@ -275,6 +275,7 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     from keras_lode.model import ControlledODE
     from keras_lode.model.trust_region import TrustRegion
     from keras_lode.train import decision
+    from keras_lode.train.lr_ceiling import fit_lr_ceiling
     from keras_lode.train.member import ensemble_config, ensemble_weights
 
     cfg = resolve_options(ControlledFitConfig, config, options, "keras_lode.train.fit_controlled")
@@ -313,9 +314,11 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     train_runs = [rs[i] for i in train]
     cal = decision.calibrate(raw, held_runs, level=cfg.coverage_level)
     skill = decision.decision_skill(raw, held_runs, train_runs, calibration=cal)
+    # A task-free model's LR ceiling per optimizer kind (keras_lode.model.lr_ceiling).
+    ceiling = fit_lr_ceiling(task_runs) if cfg.features == "relative" else ({}, None)
     training = {
         "kind": "controlled",
-        **(_tasks_summary(task_runs) if cfg.features == "relative" else {}),
+        **(_tasks_summary(task_runs, ceiling) if cfg.features == "relative" else {}),
         **_data_summary(len(runs), data, train, held, lr_range),
         "hyperparameters": {
             **_hyperparameters(cfg),
@@ -333,13 +336,14 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     # The LR changes the training runs made from each kind of state: the control planner
     # proposes only those (keras_lode.planning.candidates).
     trust = TrustRegion.from_runs(train_runs)
+    planner = {"trust": trust.to_json(), **({"lr_ceiling": ceiling[0]} if ceiling[0] else {})}
     config = ensemble_config(
         trained,
         window=cfg.window,
         lr_range=lr_range,
         points_per_epoch=data.points_per_epoch,
         calibration={"sd_scale": cal["sd_scale"], "sd_floor": cal["sd_floor"]},
-        planner={"trust": trust.to_json()},
+        planner=planner,
         training=training,
         mode=mode,
         features=cfg.features,
@@ -364,9 +368,11 @@ def relative_runs(runs, horizon: int) -> tuple[list, int]:
     return out, skipped
 
 
-def _tasks_summary(runs) -> dict:
-    """`{"runs_per_task": {task: runs}}` of a task-free model's training runs (its model card)."""
-    return {"runs_per_task": dict(sorted(Counter(str(r.meta.get("task")) for r in runs).items()))}
+def _tasks_summary(runs, ceiling) -> dict:
+    """`{"runs_per_task": {task: runs}, "lr_ceiling": record}` of a task-free model's
+    training runs (its model card) and where its LR ceiling came from."""
+    counts = dict(sorted(Counter(str(r.meta.get("task")) for r in runs).items()))
+    return {"runs_per_task": counts, "lr_ceiling": ceiling[1]}
 
 
 def _member_payloads(cfg, y, train, seeds, mean, std) -> list[dict]:
