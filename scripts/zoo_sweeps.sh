@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The zoo's sweeps, for one LODE over many tasks: every task's grid (6 families x 5 peak LRs x
 # seeds 0-2) with 22 switched runs, then 48 on-policy branch runs per task (12 groups of 4).
+# The byte GPT's and the CNN's own grids have 3 peak LRs; here they get 5 (one below, one
+# above), so that every task's sweep shows where its best peak LR lies (the LR ceiling).
 # Each sweep resumes where it stopped, so rerun this script after an interruption; it first
 # unpacks the runs already in models/zoo_runs/TASK.tar.xz (scripts/zoo_pack.sh writes them),
 # never over a run file ZOO_DIR already has.
@@ -26,6 +28,7 @@ for stage in grid branches; do
     for t in "${tasks[@]}"; do
         extra=()
         [ "$stage" = branches ] && extra=(--branches 48)
+        case "$t" in text_gpt | fmnist_cnn) extra+=(--lrs 3e-4,1e-3,3e-3,1e-2,3e-2) ;; esac
         echo "=== $t ($stage) $(date -u +%H:%M:%S)"
         keras-lode sweep --task "$t" --scale cpu --seeds 0,1,2 --switched 22 "${extra[@]}" \
             --out "$zoo/$t" -q || { echo "FAILED: $t ($stage)"; status=1; }
