@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Leave-one-task-out validation of a zoo design, end to end and resumable (every step skips
+# what its output already holds): held-out models, the closed loop from each task's Keras
+# default LR (`rescue`) and from its sweep-best schedule (`best`), and the Done-when table.
+#
+#   bash scripts/zoo_validate.sh ZOO_DIR WORK_DIR [TASK ...]
+#
+# ZOO_DIR: the zoo's sweeps (scripts/zoo_sweeps.sh); WORK_DIR: models and results of this
+# design (both relative to the repository root). Environment: SEEDS (default 100-109;
+# validation seeds are 200-204), STARTS (the library's starting multiples, default
+# 0.5,1,2,4,8), TRUST=1 to keep the trust region.
+# The arms that do not depend on the zoo or the model (the default constant, with
+# ReduceLROnPlateau, cosine from it) are copied from the committed files of the same seeds
+# when those exist (FROM, default benchmarks/results/zoo_loto_prior), so that only the
+# sweep-best and LODE arms run. CPU: about 10 min (MLPs) to 30 min (char LM) per task and
+# scenario on 2 cores, plus ~25 min for the held-out models.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+zoo="${1:?usage: bash scripts/zoo_validate.sh ZOO_DIR WORK_DIR [TASK ...]}"
+work="${2:?usage: bash scripts/zoo_validate.sh ZOO_DIR WORK_DIR [TASK ...]}"
+shift 2
+tasks=("$@")
+[ ${#tasks[@]} -gt 0 ] || tasks=(digits_mlp fmnist_mlp fmnist_cnn text_gpt charlm)
+seeds="${SEEDS:-100-109}"
+from="${FROM:-benchmarks/results/zoo_loto_prior}"
+export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL=3
+mkdir -p "$work/models"
+library=(--starts "${STARTS:-0.5,1,2,4,8}")
+[ "${TRUST:-0}" = 1 ] || library+=(--no-trust)
+heldout=$(IFS=,; echo "${tasks[*]}")
+
+echo "=== held-out models $(date -u +%H:%M:%S)"
+missing=0
+for t in "${tasks[@]}"; do [ -f "$work/models/$t.npz" ] || missing=1; done
+if [ $missing = 1 ]; then
+    python benchmarks/zoo_loto.py --zoo "$zoo" --features relative --horizon 50 --window 10 \
+        --members 3 --workers 2 --prior --heldout "$heldout" "${library[@]}" \
+        --extra-groups fmnist_cnn=benchmarks/results/branches_fmnist_cnn_cpu.json \
+        text_gpt=benchmarks/results/branches_text_gpt_cpu.json \
+        --save-dir "$work/models" --out "$work/loto.json" || exit 1
+fi
+
+# Copies the zoo-independent arms of FROM's file for this scenario and task, once.
+seed_arms() {
+    python - "$1" "$2" <<'EOF'
+import json, sys
+from pathlib import Path
+old, new = Path(sys.argv[1]), Path(sys.argv[2])
+if new.exists() or not old.exists():
+    sys.exit(0)
+keep = {"rescue/default:constant", "rescue/default:plateau", "rescue/default:cosine"}
+payload = json.loads(old.read_text())
+rows = [r for r in payload["results"] if r["method"] in keep]
+out = {"results": rows, "commands": [], "backend": payload.get("backend"),
+       "arms_from": {"file": old.name, "methods": sorted({r["method"] for r in rows})}}
+new.write_text(json.dumps(out))
+print(f"  {len(rows)} runs of {sorted(keep)} copied from {old}")
+EOF
+}
+
+summary=()
+for t in "${tasks[@]}"; do
+    model="$work/models/$t.npz"
+    runs=(--runs "$zoo/$t")
+    [ -d "$zoo/$t" ] || runs=()
+    echo "=== $t: rescue $(date -u +%H:%M:%S)"
+    seed_arms "${from}_rescue_${t}_cpu.json" "$work/rescue_$t.json"
+    python benchmarks/scenarios.py --task "$t" "${runs[@]}" --model "$model" --scenario rescue \
+        --seeds "$seeds" --out "$work/rescue_$t.json" \
+        --methods default:constant,default:plateau,default:cosine,sweep_best,default:lode \
+        || { echo "FAILED: $t rescue"; exit 1; }
+    summary+=("$t=$work/rescue_$t.json")
+    echo "=== $t: best $(date -u +%H:%M:%S)"
+    python benchmarks/scenarios.py --task "$t" "${runs[@]}" --model "$model" --scenario best \
+        --seeds "$seeds" --out "$work/best_$t.json" || { echo "FAILED: $t best"; exit 1; }
+done
+python benchmarks/zoo_loto.py --closed-loop "${summary[@]}" --out "$work/zoo_loto.json"
+for t in "${tasks[@]}"; do python benchmarks/scenarios.py --task "$t" --report --out "$work/best_$t.json"; done
