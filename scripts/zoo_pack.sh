@@ -4,11 +4,13 @@
 # scripts/zoo_sweeps.sh unpacks them before it resumes, so a new machine starts from them.
 #
 #   bash scripts/zoo_pack.sh ZOO_DIR [TASK ...]     # default: every task directory in ZOO_DIR
+#
+# ZOO_RUNS (default models/zoo_runs, relative to the repository root) is where they go.
 set -euo pipefail
 zoo="$(cd "${1:?usage: bash scripts/zoo_pack.sh ZOO_DIR [TASK ...]}" && pwd)"
 shift
 cd "$(dirname "$0")/.."
-out="models/zoo_runs"
+out="${ZOO_RUNS:-models/zoo_runs}"
 mkdir -p "$out"
 tasks=("$@")
 if [ ${#tasks[@]} -eq 0 ]; then

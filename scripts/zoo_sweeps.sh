@@ -4,8 +4,8 @@
 # The byte GPT's and the CNN's own grids have 3 peak LRs; here they get 5 (one below, one
 # above), so that every task's sweep shows where its best peak LR lies (the LR ceiling).
 # Each sweep resumes where it stopped, so rerun this script after an interruption; it first
-# unpacks the runs already in models/zoo_runs/TASK.tar.xz (scripts/zoo_pack.sh writes them),
-# never over a run file ZOO_DIR already has.
+# unpacks the runs already in models/zoo_runs/TASK.tar.xz (scripts/zoo_pack.sh writes them;
+# ZOO_RUNS names another folder), never over a run file ZOO_DIR already has.
 #
 #   bash scripts/zoo_sweeps.sh ZOO_DIR [TASK ...]     # default: every zoo task, cheapest first
 #
@@ -19,7 +19,7 @@ tasks=("$@")
 export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL=3
 mkdir -p "$zoo"
 for t in "${tasks[@]}"; do
-    archive="models/zoo_runs/$t.tar.xz"
+    archive="${ZOO_RUNS:-models/zoo_runs}/$t.tar.xz"
     [ -f "$archive" ] && tar -C "$zoo" --skip-old-files -xJf "$archive" \
         && echo "=== $t: $(tar -tJf "$archive" | wc -l) runs unpacked from $archive"
 done
