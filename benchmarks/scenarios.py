@@ -333,9 +333,9 @@ def candidate_arm(task, data, family, lr, n, path, model_path, label):
 
 
 def predicted_gains(model, history, n, K, P, default_rest, scale=100.0):
-    """`(names, paths, gain)`: the library at n (trust off) around the warm-up's own
-    continuation `default_rest`, and the ensemble's predicted paired gain (candidate minus
-    default, final metric, times `scale`: see `gain_scale`) per candidate."""
+    """`(names, paths, gain)`: the library at n (trust region and LR ceiling off) around the
+    warm-up's own continuation `default_rest`, and the ensemble's predicted paired gain
+    (candidate minus default, final metric, times `scale`: see `gain_scale`) per candidate."""
     import numpy as np
 
     from keras_lode import plan
@@ -345,7 +345,7 @@ def predicted_gains(model, history, n, K, P, default_rest, scale=100.0):
     relative = is_task_free(model)
     window = history[: n + 1] if relative else history[n - model.window + 1 : n + 1]
     p = plan(model, window, position=n, total_points=K, current_plan=default_rest,
-             points_per_epoch=P, trust=False, margin=1e9)  # fmt: skip
+             points_per_epoch=P, trust=False, margin=1e9, max_lr=float("inf"))  # fmt: skip
     return p.names, p.paths, scale * (p.mean - p.mean[0])
 
 

@@ -14,15 +14,17 @@ out="${ZOO_RUNS:-models/zoo_runs}"
 mkdir -p "$out"
 tasks=("$@")
 if [ ${#tasks[@]} -eq 0 ]; then
-    for d in "$zoo"/*/; do tasks+=("$(basename "$d")"); done
+    for d in "$zoo"/*/; do [ -d "$d" ] && tasks+=("$(basename "$d")"); done
+    [ ${#tasks[@]} -gt 0 ] || { echo "no task directories in $zoo" >&2; exit 1; }
 fi
+trap 'rm -f "$out"/*.tar.xz.tmp' EXIT
 for t in "${tasks[@]}"; do
     [ -d "$zoo/$t" ] || { echo "no such task directory: $zoo/$t" >&2; exit 1; }
     # A run still being written ("running") is left out: the sweep reruns it.
     mapfile -t files < <(cd "$zoo" && grep -L '"status": "running"' "$t"/*.run.csv | sort)
     [ ${#files[@]} -gt 0 ] || { echo "no finished run files in $zoo/$t" >&2; exit 1; }
     tar -C "$zoo" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-        -cf - "${files[@]}" | xz -9 -T1 > "$out/$t.tar.xz.tmp"
+        --mode=a+rX,u+w,go-w -cf - "${files[@]}" | xz -9 -T1 > "$out/$t.tar.xz.tmp"
     mv "$out/$t.tar.xz.tmp" "$out/$t.tar.xz"
     echo "$out/$t.tar.xz: ${#files[@]} runs, $(du -k "$out/$t.tar.xz" | cut -f1) KB"
 done

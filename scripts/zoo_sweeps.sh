@@ -20,8 +20,10 @@ export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL=3
 mkdir -p "$zoo"
 for t in "${tasks[@]}"; do
     archive="${ZOO_RUNS:-models/zoo_runs}/$t.tar.xz"
-    [ -f "$archive" ] && tar -C "$zoo" --skip-old-files -xJf "$archive" \
-        && echo "=== $t: $(tar -tJf "$archive" | wc -l) runs unpacked from $archive"
+    [ -f "$archive" ] || continue
+    before=$(ls "$zoo/$t" 2>/dev/null | wc -l)
+    tar -C "$zoo" --skip-old-files -xJf "$archive" || { echo "cannot unpack $archive" >&2; exit 1; }
+    echo "=== $t: $(($(ls "$zoo/$t" | wc -l) - before)) runs unpacked from $archive"
 done
 status=0
 for stage in grid branches; do

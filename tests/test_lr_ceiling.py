@@ -10,6 +10,7 @@ section (validated, written by training), and the optimizer name the callback pa
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from keras_lode.model.lr_ceiling import ceiling_for, optimizer_kind
 from keras_lode.planning.candidates import candidate_library
 from keras_lode.runs.run import Run
 from keras_lode.train.lr_ceiling import fit_lr_ceiling
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_optimizer_kinds_and_what_a_model_without_a_ceiling_gives():
@@ -42,8 +45,9 @@ def test_the_ceiling_drops_raises_above_it_and_keeps_anneals_from_above_it():
     assert "constant 4x" not in lib.names and "cosine 4x->0.4x" not in lib.names
     assert "above the LR ceiling 0.0025" in lib.rejected["constant 4x"]
     assert lib.lr[1:].max() <= 2.5e-3 * (1 + 1e-9)
-    # Above the ceiling already: it may hold or anneal, never rise further.
-    high = candidate_library(1e-2, 10, lr_range=(1e-5, 1.0), max_lr=2.5e-3)
+    # Above the ceiling already: the planner's cap is the current LR (it may hold or anneal,
+    # never rise further).
+    high = candidate_library(1e-2, 10, lr_range=(1e-5, 1.0), max_lr=1e-2)
     assert "constant 1x" in high.names and "cosine 0.5x->0.05x" in high.names
     assert "constant 2x" not in high.names and "above the LR ceiling 0.01" in high.rejected[
         "constant 2x"]  # fmt: skip
@@ -65,7 +69,7 @@ def model():
     # candidate but the default starts at 2x or 4x the current LR.
     return random_controlled(3, members=3, window=5, horizon=20, features="relative",
                              lr_range=(1e-3, 10.0), field_scale=3.0,
-                             planner={"lr_ceiling": {"adam": 2.5e-3}})  # fmt: skip
+                             planner={"lr_ceiling": {"adam": 2.5e-3, "sgd": 0.05}})  # fmt: skip
 
 
 def _plan(model, lr, **options):
@@ -85,9 +89,37 @@ def test_the_planner_keeps_a_task_free_plan_under_the_optimizers_ceiling(model):
     for optimizer in ("RMSprop", None):
         p = _plan(model, 1e-3, optimizer=optimizer)
         assert not p.switched and p.lr.max() == pytest.approx(1e-3)
-    # The call's max_lr (in the run's LRs) overrides the model's.
-    own = _plan(model, 1e-3, optimizer="AdamW", max_lr=2.1e-3)
-    assert own.lr.max() <= 2.1e-3 * (1 + 1e-9)
+    # The call's max_lr (in the run's LRs) overrides the model's: below the 2x start, no
+    # raise is left; inf lifts the model's ceiling.
+    own = _plan(model, 1e-3, optimizer="AdamW", max_lr=1.5e-3)
+    assert not own.switched and own.lr.max() == pytest.approx(1e-3)
+    lifted = _plan(model, 1e-3, optimizer="AdamW", max_lr=float("inf"))
+    np.testing.assert_allclose(lifted.lr, free.lr)
+    # An optimizer object is read by its class (a LossScaleOptimizer by the one it wraps).
+    wrapped = types.SimpleNamespace(inner_optimizer=types.SimpleNamespace())
+    assert optimizer_kind(wrapped) is None and optimizer_kind("adamw") == "adam"
+
+
+def test_the_ceiling_holds_against_the_runs_own_lr_not_the_grids():
+    # The grid's last point lies up to K / horizon run points back: after a step down from
+    # 1e-2 to 1e-3 it still reads 1e-2, and a "hold 1x" there would be a 10x raise of the
+    # run's LR. The cap is the ceiling floored at the run's current LR, in run LRs.
+    model = random_controlled(3, members=3, window=3, horizon=10, features="relative",
+                              lr_range=(1e-3, 10.0), field_scale=3.0,
+                              planner={"lr_ceiling": {"adam": 2.5e-3}})  # fmt: skip
+    K, n = 40, 16
+    rows = _history(K, n, 1e-2)
+    rows[16:, 1] = np.log(1e-3)  # stepped down at point 16; the grid's last point is 15
+    free = keras_lode.plan(model, rows, position=n, total_points=K, kappa=0.0, margin=-1.0,
+                           starts=(1.0, 2.0), max_lr=float("inf"))  # fmt: skip
+    assert free.switched and free.lr.max() > 2.5e-3  # without the ceiling: back up
+    for optimizer, cap in (("AdamW", 2.5e-3), ("RMSprop", 1e-3)):
+        p = keras_lode.plan(model, rows, position=n, total_points=K, kappa=0.0, margin=-1.0,
+                            starts=(0.1, 1.0, 2.0), optimizer=optimizer)  # fmt: skip
+        assert p.lr.max() <= cap * (1 + 1e-9), optimizer
+        assert len(p.names) > 1 and p.paths[1:].max() <= cap * (1 + 1e-9), optimizer
+        # Judged against the run's LR: holding the grid's 1e-2 is no candidate at all.
+        assert "LR ceiling" in p.rejected["constant 1x"], optimizer
 
 
 def test_fit_lr_ceiling_takes_the_lowest_best_peak_per_optimizer_kind():
@@ -117,11 +149,32 @@ def test_fit_lr_ceiling_takes_the_lowest_best_peak_per_optimizer_kind():
     assert record["tasks"]["a"]["best"] == "cosine@0.003"
     assert set(record["left_out"]) == {"d"}
     assert fit_lr_ceiling(runs("d", "RMSprop", {0.5: 0.9}))[0] == {}
+    # Runs that would make a ceiling nobody's, or cannot give one, are left out, never raise:
+    # no task named (a mixture of an accuracy and a loss task), a peak that is no LR.
+    nameless = runs("x", "AdamW", {1e-3: 0.8}) + runs("y", "AdamW", {1e-2: 2.0}, mode="min")
+    for r in nameless:
+        r.meta.pop("task")
+    broken = runs("z", "AdamW", {1e-3: 0.8})
+    for r in broken:
+        r.meta["peak_lr"] = "fast"
+    section, record = fit_lr_ceiling(nameless + broken + runs("c", "SGD", {0.05: 0.9}))
+    assert section == {"sgd": pytest.approx(0.05)}
+    assert set(record["left_out"]) == {"(no task)", "z"}
+    mixed = runs("m", "AdamW", {1e-3: 0.8}) + runs("m", "AdamW", {1e-2: 2.0}, mode="min")
+    section, record = fit_lr_ceiling(mixed)
+    assert section == {} and "mix" in record["left_out"]["m"]
 
 
 @pytest.mark.parametrize(
     "section, found",
-    [({"adam": -1e-3}, "-0.001"), ({"lion": 1e-4}, "'lion'"), ({}, "{}"), ({"sgd": True}, "True")],
+    [
+        ({"adam": -1e-3}, "-0.001"),
+        ({"lion": 1e-4}, "'lion'"),
+        ({}, "{}"),
+        ({"sgd": True}, "True"),
+        ({"sgd": float("nan")}, "nan"),
+        ({"sgd": "0.1"}, "'0.1'"),
+    ],  # fmt: skip
 )
 def test_a_malformed_ceiling_in_a_model_file_is_refused_naming_it(tmp_path, section, found):
     from keras_lode.model.io import read_model_file, save_model
@@ -183,3 +236,18 @@ def test_the_callback_passes_the_fits_optimizer_and_logs_its_ceiling_once(model,
     wrapped = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
     assert _ceiling_options(callback(wrapped)) == {"optimizer": "SGD"}
     assert _ceiling_options(callback(keras.optimizers.SGD(), {"max_lr": 0.1})) == {}
+    # An option left at None is no choice: the fit's optimizer still picks the ceiling.
+    assert _ceiling_options(callback(keras.optimizers.SGD(), {"max_lr": None})) == {
+        "optimizer": "SGD"}  # fmt: skip
+    # An optimizer the ceiling does not know: no raises, and the user is told.
+    with pytest.warns(keras_lode.LODEWarning, match="RMSprop.*does not raise"):
+        assert _ceiling_options(callback(keras.optimizers.RMSprop())) == {"optimizer": "RMSprop"}
+
+
+def test_a_fit_tells_its_ceiling_once_per_fit():
+    from keras_lode.callbacks.lode_callback import LODECallback
+
+    source = Path(LODECallback.__module__.replace(".", "/") + ".py")
+    text = (ROOT / source).read_text()
+    # Reset with the other once-per-fit flags at train begin.
+    assert "self.ceiling_logged = False" in text

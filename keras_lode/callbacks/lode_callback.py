@@ -155,6 +155,7 @@ class LODECallback(LogPointObserver):
         self.plans, self.last_plan, self.plan_seconds = {}, None, 0.0
         self._first_epoch, self.checked_run, self.checked_prediction = True, False, False
         self.stranger, self.anchor_warned = None, False  # why the fit is unlike the model's runs
+        self.ceiling_logged = False  # the LR ceiling is told once per fit
         self._last_lr = None
         self.tables.apply(self.model, 0)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from keras_lode.callbacks.observer import LogPointObserver
+from keras_lode.model.lr_ceiling import optimizer_name
 from keras_lode.runs.run import Run
 
 
@@ -131,7 +132,8 @@ class RunRecorder(LogPointObserver):
         losses = np.asarray(cols[3], dtype=np.float64)
         diverged = bool(len(losses)) and not np.all(np.isfinite(losses))
         meta = {
-            "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+            # A LossScaleOptimizer is named by the one it wraps, whose LR scale counts.
+            "optimizer": optimizer_name(optimizer) if optimizer is not None else None,
             "peak_lr": float(np.nanmax(lrs)) if np.any(np.isfinite(lrs)) else None,
             "metric_name": self.metric_name,
         }

@@ -52,18 +52,25 @@ def _check_once(callback, n: int) -> None:
 def _ceiling_options(callback) -> dict:
     """`{"optimizer": name}`, the fit's optimizer class name, for a controlled model's LR
     ceiling (`keras_lode.model.lr_ceiling`), unless the call set `max_lr` or `optimizer`.
-    What the ceiling is (or that there is none to raise under) is logged once per fit."""
-    if callback.kind != "controlled" or {"max_lr", "optimizer"} & set(callback.planner_overrides):
+    Once per fit: the ceiling is logged, or, for an optimizer the ceiling does not know
+    (the planner will not raise the LR), a `LODEWarning` says so."""
+    from keras_lode.model.lr_ceiling import ceiling_for, optimizer_name
+
+    given = callback.planner_overrides
+    if callback.kind != "controlled" or any(
+        given.get(k) is not None for k in ("max_lr", "optimizer")
+    ):
         return {}
-    optimizer = getattr(callback.model, "optimizer", None)
     # A LossScaleOptimizer (mixed precision) wraps the one whose LR scale counts.
-    name = type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
+    name = optimizer_name(getattr(callback.model, "optimizer", None))
     if not getattr(callback, "ceiling_logged", False):
         callback.ceiling_logged = True
-        from keras_lode.model.lr_ceiling import ceiling_for
-
         section = (getattr(callback.lode, "planner_defaults", None) or {}).get("lr_ceiling")
-        logger.info("LODECallback: %s", ceiling_for(section, name)[1])
+        value, why = ceiling_for(section, name)
+        if value == 0.0:
+            warn(f"LODECallback: {why}; pass max_lr= to set a ceiling yourself.")
+        else:
+            logger.info("LODECallback: %s", why)
     return {"optimizer": name}
 
 

@@ -257,6 +257,11 @@ def _print_plan(args, model, rec, p, controlled: bool) -> None:
     print(f"model: {args.model} (horizon {model.horizon} log points, P={model.points_per_epoch})")
     print(f"run:   {rec.run_id} ({len(rec)} of {K} log points recorded, P={P}, {rec.status})")
     print(p.summary())
+    ceiling = (getattr(model, "planner_defaults", None) or {}).get("lr_ceiling")
+    if controlled and ceiling:
+        from keras_lode.model.lr_ceiling import ceiling_for
+
+        print(f"LR ceiling: {ceiling_for(ceiling, rec.meta.get('optimizer'))[1]}")
     if controlled:
         paired = p.gain is not None
         extra = f" {'gain':>8} {'gain sd':>8}" if paired else ""
@@ -269,7 +274,7 @@ def _print_plan(args, model, rec, p, controlled: bool) -> None:
                 f"{row['bound']:8.4f}{mark}"
             )
         if p.rejected:
-            print(f"{len(p.rejected)} candidates left out (LR range or trust region)")
+            print(f"{len(p.rejected)} candidates left out (LR range, trust region or LR ceiling)")
     every = args.every or (P if P else max(1, (K - n - 1) // 20))
     print(f"{'point':>6} {'epoch':>7} {'planned lr':>11} {'recorded lr':>12}")
     points = p.points

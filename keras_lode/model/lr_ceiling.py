@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["OPTIMIZER_KINDS", "ceiling_for", "check_ceiling", "optimizer_kind"]
+__all__ = ["OPTIMIZER_KINDS", "ceiling_for", "check_ceiling", "optimizer_kind", "optimizer_name"]
 
 #: Optimizer kind -> the lower-cased Keras class names of that kind (one LR scale each).
 OPTIMIZER_KINDS = {
@@ -30,9 +30,12 @@ OPTIMIZER_KINDS = {
 
 
 def optimizer_kind(name) -> str | None:
-    """The kind of an optimizer class name (`"AdamW"` -> `"adam"`), None if unknown."""
-    if not isinstance(name, str):
+    """The kind of an optimizer class name (`"AdamW"` -> `"adam"`) or of an optimizer (a
+    mixed-precision `LossScaleOptimizer` is read by the one it wraps); None if unknown."""
+    if name is None:
         return None
+    if not isinstance(name, str):
+        name = optimizer_name(name)
     low = name.strip().lower()
     for kind, names in OPTIMIZER_KINDS.items():
         if low in names:
@@ -40,12 +43,18 @@ def optimizer_kind(name) -> str | None:
     return None
 
 
+def optimizer_name(optimizer) -> str:
+    """The class name whose LR scale counts: a `LossScaleOptimizer`'s inner optimizer's."""
+    return type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
+
+
 def ceiling_for(section, optimizer) -> tuple[float | None, str]:
     """`(ceiling, why)` for a run with optimizer class name `optimizer`.
 
     Args:
         section: the model file's `planner.lr_ceiling` (None: the model has none).
-        optimizer: the optimizer's class name (e.g. `"AdamW"`), or None if unknown.
+        optimizer: the optimizer's class name (e.g. `"AdamW"`) or the optimizer, or None
+            if unknown.
 
     Returns:
         `(None, why)` when the model has no ceiling (no limit beyond its LR range);
@@ -55,6 +64,8 @@ def ceiling_for(section, optimizer) -> tuple[float | None, str]:
     if not section:
         return None, "the model has no LR ceiling"
     kind = optimizer_kind(optimizer)
+    if optimizer is not None and not isinstance(optimizer, str):
+        optimizer = optimizer_name(optimizer)
     if kind is None or kind not in section:
         known = ", ".join(sorted(section))
         return 0.0, (

@@ -10,9 +10,9 @@ schedules for the rest of the run. `candidate_library` builds that set from the 
 
 Start levels are multiples of the current LR (`starts`, default 0.5x, 1x, 2x); end levels are
 fractions of the start (`ends`, default 1/10 and 1/100) and the bottom of the training runs' LR
-range. Every candidate stays inside `lr_range` and below `max(max_lr, current LR)` (the
-model's LR ceiling, `keras_lode.model.lr_ceiling`: it may hold or anneal above it, never
-rise), and every step of it (the first one from the
+range. Every candidate stays inside `lr_range` and at or below `max_lr` (the planner's cap:
+the model's LR ceiling, `keras_lode.model.lr_ceiling`, or the current LR if that is higher),
+and every step of it (the first one from the
 current LR, then each from the LR it reached) must lie inside the `TrustRegion`: the LR
 changes the training runs made from a similar state (the same stretch of training, a similar
 LR). Candidates that leave either are dropped, not clipped, and the planner reports why.
@@ -103,8 +103,8 @@ def candidate_library(
         trust: the allowed LR changes, checked at every step of a candidate; None allows
             any path inside `lr_range`.
         fraction: the current point as a fraction of the run (for the trust region).
-        max_lr: the LR ceiling: a candidate may not rise above `max(max_lr, lr_now)`;
-            None: no ceiling.
+        max_lr: the cap no candidate may rise above (the caller floors a ceiling at the
+            run's current LR); None: no cap.
 
     Returns:
         `Candidates`, the default first.
@@ -120,7 +120,7 @@ def candidate_library(
             f"Argument `default` must have {R} LRs (one per remaining point). "
             f"Received shape {default.shape}"
         )
-    ceiling = math.inf if max_lr is None else max(float(max_lr), lr_now)
+    ceiling = math.inf if max_lr is None else float(max_lr)
     names, paths, rejected = ["default"], [default], {}
     # Point n + i is at fraction + i / K of the run, and 1 / K = (1 - fraction) / (R + 1).
     step = (1.0 - fraction) / (R + 1)

@@ -90,10 +90,13 @@ def resolve_lr_range(lr_range, defaults: dict, model) -> tuple[float, float]:
 def resolve_ceiling(max_lr, optimizer, defaults: dict) -> float | None:
     """The LR ceiling of a plan (the run's LRs): the call's `max_lr`, else the model's
     `planner.lr_ceiling` for the run's optimizer (`keras_lode.model.lr_ceiling.ceiling_for`:
-    0, no raises, for an optimizer it does not know), else None (no ceiling)."""
+    0, no raises, for an optimizer it does not know), else None (no ceiling, as for
+    `max_lr=inf`)."""
     from keras_lode.model.lr_ceiling import ceiling_for
 
     if max_lr is not None:
+        if isinstance(max_lr, int | float) and max_lr == math.inf:
+            return None  # no ceiling, whatever the model's
         return check_number("max_lr", max_lr, minimum=0.0)
     return ceiling_for(defaults.get("lr_ceiling"), optimizer)[0]
 

@@ -74,11 +74,14 @@ class ControlOptions:
         rule: `"paired"` or `"absolute"` (module docstring); None: paired when the model
             file has a paired calibration. `kappa` and `margin` default to the rule's own
             (the paired calibration stores those chosen on held-out branch groups).
-        max_lr: the LR ceiling: no candidate rises above `max(max_lr, current LR)`; None:
-            the model's `planner.lr_ceiling` for `optimizer`, if it has one
-            (`keras_lode.model.lr_ceiling`).
-        optimizer: the run's optimizer class name (`"AdamW"`, `"SGD"`), which picks the
-            model's LR ceiling; `LODECallback` passes the fit's.
+        max_lr: the LR ceiling: no candidate rises above `max(max_lr, current LR)` (the
+            default, the schedule in effect, is exempt); None: the model's
+            `planner.lr_ceiling` for `optimizer`, if it has one
+            (`keras_lode.model.lr_ceiling`), and `inf` none.
+        optimizer: the run's optimizer class name (`"AdamW"`, `"SGD"`) or the optimizer,
+            which picks the model's LR ceiling; `LODECallback` passes the fit's. A model
+            with a ceiling and a run whose optimizer it does not know (or None) gets no
+            raise at all.
     """
 
     kappa: float | None = None
@@ -102,6 +105,7 @@ def plan_control(
     current_plan=None,
     points_per_epoch: int | None = None,
     config: ControlOptions | None = None,
+    current_lr: float | None = None,
     **options,
 ) -> ControlPlan:
     """Plan the rest of a run by scoring candidate schedules with a controlled LODE.
@@ -115,9 +119,7 @@ def plan_control(
     model = keras_lode.load_model("my_controlled.npz")          # kind "controlled"
     p = keras_lode.plan(model, run.channels()[n - 9 : n + 1], position=n, total_points=50,
                         current_plan=schedule_lrs[n + 1 :])
-    print(p.summary())
-    for row in p.table(top=5):
-        print(row)
+    print(p.summary(), *p.table(top=5), sep="\n")
     ```
 
     Args:
@@ -131,15 +133,17 @@ def plan_control(
             the whole run): the default candidate. None holds the current LR.
         points_per_epoch: the run's P, for the horizon-mapping warning.
         config: a `ControlOptions`; None for one with every option at its default.
+        current_lr: the run's current LR, below which the LR ceiling never cuts; None:
+            the window's last (the task-free planner passes the run's own, on this scale).
         **options: fields of `ControlOptions` (`kappa`, `margin`, `starts`, `ends`,
-            `shapes`, `lr_range`, `trust`), overriding `config`'s.
+            `shapes`, `lr_range`, `trust`, `rule`, `max_lr`, `optimizer`), overriding
+            `config`'s.
 
     Returns:
         A `ControlPlan`.
 
     Raises:
-        ValueError / TypeError: bad arguments, an unknown option or a window of the wrong
-            shape.
+        ValueError / TypeError: bad arguments, an unknown option or a bad window shape.
     """
     t0 = time.perf_counter()
     opts = config_with_options(ControlOptions, config, options, "plan_control")
@@ -151,11 +155,10 @@ def plan_control(
     lo, hi = common.resolve_lr_range(opts.lr_range, defaults, model)
     held = common.resolve_current_plan(current_plan, n, K)
     scale = common.time_scale(model, K, points_per_epoch)
-    region = None
-    if opts.trust and defaults.get("trust") is not None:
-        region = TrustRegion.from_json(defaults["trust"])
-    ceiling = common.resolve_ceiling(opts.max_lr, opts.optimizer, defaults)
-    cands, allowed = _candidates(window, n, K, (lo, hi), held, region, library, ceiling)
+    use = opts.trust and defaults.get("trust") is not None
+    region = TrustRegion.from_json(defaults["trust"]) if use else None
+    cap = _cap(opts, defaults, np.exp(window[-1, 1]) if current_lr is None else current_lr)
+    cands, allowed = _candidates(window, n, K, (lo, hi), held, region, library, cap)
     t1 = time.perf_counter()
     pred = _predict(model, window, cands, n, K, scale)
     t2 = time.perf_counter()
@@ -264,6 +267,13 @@ def _resolve_rules(opts: ControlOptions, defaults: dict, paired) -> tuple[float,
     if unknown:
         raise ValueError(f"Unknown candidate shape(s) {unknown}; expected some of {lib.SHAPES}")
     return kappa, margin, {"starts": starts, "ends": ends, "shapes": shapes}
+
+
+def _cap(opts: ControlOptions, defaults: dict, current_lr: float) -> float | None:
+    """The LR no candidate may rise above: the LR ceiling (the call's, or the model's for
+    the run's optimizer) floored at the run's current LR; None: no ceiling."""
+    ceiling = common.resolve_ceiling(opts.max_lr, opts.optimizer, defaults)
+    return None if ceiling is None else max(ceiling, float(current_lr))
 
 
 def _candidates(window, n: int, K: int, lr_range, held, region, library: dict, max_lr=None):

@@ -172,7 +172,7 @@ class ControlPlan:
             f"{len(self.names)} candidates"
         )
         if self.rejected:
-            head += f" ({len(self.rejected)} outside range/trust region)"
+            head += f" ({len(self.rejected)} outside range, trust region or ceiling)"
         d = f"default {self.mean[0]:.4g} +/- {self.sd[0]:.2g}"
         if self.gain is not None and self.switched:
             d += f", gain {self.gain[self.chosen]:+.3g} +/- {self.gain_sd[self.chosen]:.2g}"

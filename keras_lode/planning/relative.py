@@ -82,12 +82,17 @@ def plan_relative(
         options["lr_range"] = tuple(float(v) / lr0 for v in options["lr_range"])
     elif "lr_range" in defaults:
         options["lr_range"] = tuple(defaults["lr_range"])  # relative, like the candidates
-    # The LR ceiling is in the run's LRs (the call's, or the model's for the optimizer).
+    # The LR ceiling is in the run's LRs (the call's, or the model's for the optimizer), and
+    # is floored at the run's own current LR (the grid's last point may lie before it).
     ceiling = common.resolve_ceiling(
         options.pop("max_lr", None), options.pop("optimizer", None), defaults
     )
-    if ceiling is not None:
-        options["max_lr"] = ceiling / lr0
+    current = float(np.exp(rows[n, 1]))
+    cap = None if ceiling is None else max(ceiling, current)
+    # (None: no ceiling, which plan_control must not look up again without the optimizer.)
+    options["max_lr"] = float("inf") if cap is None else ceiling / lr0
+    if cap is not None:
+        options["current_lr"] = current / lr0
     p = plan_control(
         model,
         features,
@@ -96,11 +101,13 @@ def plan_relative(
         current_plan=held_model,
         **options,
     )
-    return _to_run(p, ref, lr0, rows, held, n, K, g, run_frac, model_frac)
+    return _to_run(p, ref, lr0, rows, held, n, K, g, run_frac, model_frac, cap)
 
 
-def _to_run(p: ControlPlan, ref, lr0, rows, held, n, K, g, run_frac, model_frac) -> ControlPlan:
-    """The plan `p` (on the model's grid, relative units) in the run's points and units."""
+def _to_run(p: ControlPlan, ref, lr0, rows, held, n, K, g, run_frac, model_frac, cap=None):
+    """The plan `p` (on the model's grid, relative units) in the run's points and units;
+    the candidates clipped at `cap` (run LRs), which the interpolation from the grid's last
+    point could otherwise pass on the run's first points."""
     src = model_frac[g:]  # the plan's points g .. H-1 (g: the window's last)
     dst = run_frac[n + 1 :]
 
@@ -109,6 +116,8 @@ def _to_run(p: ControlPlan, ref, lr0, rows, held, n, K, g, run_frac, model_frac)
         return np.exp(np.stack([np.interp(dst, src, row) for row in ln]) + ref.log_lr)
 
     paths = ln_paths(np.asarray(p.paths, dtype=np.float64))
+    if cap is not None:
+        paths = np.minimum(paths, cap)
     # The default is the plan in effect, exactly (or the current LR held).
     paths[0] = held if held is not None else np.exp(rows[n, 1])
     lr = paths[p.chosen].copy()

@@ -280,6 +280,8 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
 
     cfg = resolve_options(ControlledFitConfig, config, options, "keras_lode.train.fit_controlled")
     task_runs = runs
+    # A task-free model's LR ceiling per optimizer kind (keras_lode.model.lr_ceiling).
+    ceiling = fit_lr_ceiling(task_runs) if cfg.features == "relative" else ({}, None)
     if cfg.features == "relative":
         runs, unusable = relative_runs(runs, cfg.horizon)
         if unusable and cfg.verbose:
@@ -314,8 +316,6 @@ def fit_controlled(runs, config: ControlledFitConfig | None = None, **options) -
     train_runs = [rs[i] for i in train]
     cal = decision.calibrate(raw, held_runs, level=cfg.coverage_level)
     skill = decision.decision_skill(raw, held_runs, train_runs, calibration=cal)
-    # A task-free model's LR ceiling per optimizer kind (keras_lode.model.lr_ceiling).
-    ceiling = fit_lr_ceiling(task_runs) if cfg.features == "relative" else ({}, None)
     training = {
         "kind": "controlled",
         **(_tasks_summary(task_runs, ceiling) if cfg.features == "relative" else {}),
