@@ -23,6 +23,7 @@ from lr_probe import (
     served_with_replans,
 )
 
+from keras_lode import LODEWarning
 from keras_lode.callbacks import LODECallback
 from keras_lode.planning import ControlPlan
 from keras_lode.schedules import LODESchedule
@@ -247,6 +248,27 @@ def test_fit_follows_a_task_free_plan(backend):
     assert sorted(cb.plans) == [2, 4, 6]
     assert all(p.chosen_name == "constant 2x" for p in cb.plans.values())
     np.testing.assert_allclose(cb.plan_table, _doubling_table(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("ceiling", [{"sgd": 0.3}, {"adam": 0.3}])
+def test_a_fit_never_raises_the_lr_above_the_models_ceiling(ceiling, backend):
+    # The doubling model would double the LR at every replan; its ceiling for the fit's
+    # optimizer (SGD) lets it double once, from 0.1 to 0.2 (0.4 would pass 0.3), and a
+    # ceiling that knows no SGD lets it raise nothing (with one warning).
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
+    lode = DoublingRelative()
+    lode.planner_defaults["lr_ceiling"] = ceiling
+    cb = _callback(lode, points_per_epoch=P)
+    if "sgd" in ceiling:
+        _fit(model, cb)
+        np.testing.assert_allclose(cb.plan_table, _doubling_table(replans=(2,)), rtol=1e-9)
+        assert any("LR ceiling" in why for why in cb.plans[4].rejected.values())
+    else:
+        with pytest.warns(LODEWarning, match="'SGD' is of no kind"):
+            _fit(model, cb)
+        np.testing.assert_allclose(cb.plan_table, np.full(K, 0.1), rtol=1e-9)
+    assert cb.plan_table.max() <= 0.3
 
 
 class DoublingWithPrior(DoublingRelative):
