@@ -10,8 +10,8 @@
 # validation seeds are 200-204), STARTS (the library's starting multiples, default
 # 0.5,1,2,4,8), TRUST=1 to keep the trust region.
 # The arms that do not depend on the zoo or the model (the default constant, with
-# ReduceLROnPlateau, cosine from it) are copied from the committed files of the same seeds
-# when those exist (FROM, default benchmarks/results/zoo_loto_prior), so that only the
+# ReduceLROnPlateau, cosine from it) are copied from the committed files where those hold
+# these seeds (FROM, default benchmarks/results/zoo_loto_prior), so that only the
 # sweep-best and LODE arms run. CPU: about 10 min (MLPs) to 30 min (char LM) per task and
 # scenario on 2 cores, plus ~25 min for the held-out models.
 set -uo pipefail
@@ -42,15 +42,20 @@ fi
 
 # Copies the zoo-independent arms of FROM's file for this scenario and task, once.
 seed_arms() {
-    python - "$1" "$2" <<'EOF'
+    python - "$1" "$2" "$seeds" <<'EOF'
 import json, sys
 from pathlib import Path
+sys.path.insert(0, "benchmarks")
+from scenarios import parse_seeds
 old, new = Path(sys.argv[1]), Path(sys.argv[2])
 if new.exists() or not old.exists():
     sys.exit(0)
 keep = {"rescue/default:constant", "rescue/default:plateau", "rescue/default:cosine"}
+seeds = set(parse_seeds(sys.argv[3]))
 payload = json.loads(old.read_text())
-rows = [r for r in payload["results"] if r["method"] in keep]
+rows = [r for r in payload["results"] if r["method"] in keep and r["seed"] in seeds]
+if not rows:
+    sys.exit(0)
 out = {"results": rows, "commands": [], "backend": payload.get("backend"),
        "arms_from": {"file": old.name, "methods": sorted({r["method"] for r in rows})}}
 new.write_text(json.dumps(out))
