@@ -21,7 +21,7 @@ trap 'rm -f "$out"/*.tar.xz.tmp' EXIT
 for t in "${tasks[@]}"; do
     [ -d "$zoo/$t" ] || { echo "no such task directory: $zoo/$t" >&2; exit 1; }
     # A run still being written ("running") is left out: the sweep reruns it.
-    mapfile -t files < <(cd "$zoo" && grep -L '"status": "running"' "$t"/*.run.csv | sort)
+    mapfile -t files < <(cd "$zoo" && grep -L '"status": "running"' "$t"/*.run.csv | LC_ALL=C sort)
     [ ${#files[@]} -gt 0 ] || { echo "no finished run files in $zoo/$t" >&2; exit 1; }
     tar -C "$zoo" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
         --mode=a+rX,u+w,go-w -cf - "${files[@]}" | xz -9 -T1 > "$out/$t.tar.xz.tmp"

@@ -95,6 +95,8 @@ def test_the_planner_keeps_a_task_free_plan_under_the_optimizers_ceiling(model):
     assert not own.switched and own.lr.max() == pytest.approx(1e-3)
     lifted = _plan(model, 1e-3, optimizer="AdamW", max_lr=float("inf"))
     np.testing.assert_allclose(lifted.lr, free.lr)
+    lifted32 = _plan(model, 1e-3, optimizer="AdamW", max_lr=np.float32("inf"))
+    np.testing.assert_allclose(lifted32.lr, free.lr)
     # An optimizer object is read by its class (a LossScaleOptimizer by the one it wraps).
     wrapped = types.SimpleNamespace(inner_optimizer=types.SimpleNamespace())
     assert optimizer_kind(wrapped) is None and optimizer_kind("adamw") == "adam"
@@ -239,6 +241,14 @@ def test_the_callback_passes_the_fits_optimizer_and_logs_its_ceiling_once(model,
     # An option left at None is no choice: the fit's optimizer still picks the ceiling.
     assert _ceiling_options(callback(keras.optimizers.SGD(), {"max_lr": None})) == {
         "optimizer": "SGD"}  # fmt: skip
+    # ... and the options the planner gets name it once (no duplicate keyword for plan()).
+    from keras_lode.callbacks.replanning import _with_ceiling
+
+    given = {"optimizer": None, "max_lr": None, "kappa": 0.5}
+    assert _with_ceiling(callback(keras.optimizers.SGD(), given)) == {
+        "optimizer": "SGD", "max_lr": None, "kappa": 0.5}  # fmt: skip
+    assert _with_ceiling(callback(keras.optimizers.SGD(), {"optimizer": "AdamW"})) == {
+        "optimizer": "AdamW"}  # fmt: skip
     # An optimizer the ceiling does not know: no raises, and the user is told.
     with pytest.warns(keras_lode.LODEWarning, match="RMSprop.*does not raise"):
         assert _ceiling_options(callback(keras.optimizers.RMSprop())) == {"optimizer": "RMSprop"}

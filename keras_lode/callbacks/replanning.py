@@ -74,6 +74,14 @@ def _ceiling_options(callback) -> dict:
     return {"optimizer": name}
 
 
+def _with_ceiling(callback) -> dict:
+    """The planner options of the call, with the fit's optimizer filled in where the call
+    left it unset (`_ceiling_options`)."""
+    ceiling = _ceiling_options(callback)
+    given = {k: v for k, v in callback.planner_overrides.items() if k not in ceiling}
+    return {**ceiling, **given}
+
+
 def _check_prediction_once(callback, n: int, window, result) -> None:
     """Once per fit, at the first plan of a controlled model: does its reconstruction of the
     current metric land near the observed one? (A warning if not; never stops the fit.)"""
@@ -188,8 +196,7 @@ def replan(callback, n: int):
                 seed=derive_seed(callback.seed, n),
                 points_per_epoch=callback.points_per_epoch,
                 **({"mode": callback.options.mode} if relative else {}),
-                **_ceiling_options(callback),
-                **callback.planner_overrides,
+                **_with_ceiling(callback),
             )
             lrs = np.asarray(result.lr, dtype=np.float64)
             if lrs.shape != (K - n - 1,):

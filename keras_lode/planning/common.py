@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def resolve_ceiling(max_lr, optimizer, defaults: dict) -> float | None:
     from keras_lode.model.lr_ceiling import ceiling_for
 
     if max_lr is not None:
-        if isinstance(max_lr, int | float) and max_lr == math.inf:
+        if isinstance(max_lr, numbers.Real) and math.isinf(float(max_lr)) and max_lr > 0:
             return None  # no ceiling, whatever the model's
         return check_number("max_lr", max_lr, minimum=0.0)
     return ceiling_for(defaults.get("lr_ceiling"), optimizer)[0]

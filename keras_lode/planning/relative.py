@@ -68,6 +68,11 @@ def plan_relative(
         ValueError: a history of the wrong shape, an unusable first point, or a point too
             early for the model's window.
     """
+    if "config" in options:
+        raise TypeError(
+            "plan_relative takes the planner's options as keywords (its `lr_range` and "
+            "`max_lr` are in the run's LRs), not a `config`"
+        )
     n, K = common.check_position(position, total_points)
     held = common.resolve_current_plan(current_plan, n, K)
     paths = None if held is None else held[None]
@@ -107,7 +112,8 @@ def plan_relative(
 def _to_run(p: ControlPlan, ref, lr0, rows, held, n, K, g, run_frac, model_frac, cap=None):
     """The plan `p` (on the model's grid, relative units) in the run's points and units;
     the candidates clipped at `cap` (run LRs), which the interpolation from the grid's last
-    point could otherwise pass on the run's first points."""
+    point could otherwise pass on the run's first points (their predictions are those of
+    the unclipped paths on the grid: they differ only there)."""
     src = model_frac[g:]  # the plan's points g .. H-1 (g: the window's last)
     dst = run_frac[n + 1 :]
 
