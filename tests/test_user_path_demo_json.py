@@ -168,3 +168,29 @@ def test_demo_quick_replans_and_claims_no_difference(tmp_path, capsys):
     if switches:
         assert not np.allclose(lr[first + 1 :], base_lr[first + 1 :], rtol=1e-3)
     assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000  # the figure is written
+
+
+@pytest.mark.skipif(not FMNIST.is_file(), reason="dataset-fashion-mnist not installed")
+def test_demo_without_a_sweep_runs_the_zoo_model_against_the_default_and_plateau(tmp_path, capsys):
+    # What a user without a sweep meets: AdamW's default LR held, the same with
+    # ReduceLROnPlateau, the same with LODECallback() (no model file: the zoo model).
+    from keras_lode.cli import main
+    from keras_lode.pretrained import zoo_model_path
+
+    rc = main(["demo", "--quick", "--no-sweep", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    payload = strict_loads((tmp_path / "out" / "demo.json").read_text())
+    assert payload["no_sweep"] is True and payload["model"] == str(zoo_model_path())
+    assert [r["method"] for r in payload["results"]] == ["lode", "constant@1e-03", "plateau@1e-03"]
+    assert payload["lode_plans"][0] > 0 and len(payload["lode_plans"]) == 1
+    lode, constant, _ = payload["results"]
+    # Until its first switch the LODE follows the constant default, exactly (matched arms).
+    switches = lode["lode"]["switches"]
+    lr, held = np.asarray(lode["points"]["lr"]), np.asarray(constant["points"]["lr"])
+    first = min((int(n) for n in switches), default=len(lr) - 1)
+    np.testing.assert_allclose(lr[: first + 1], 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(held, 1e-3, rtol=1e-6)
+    # What the LODE did names its runs only, not the matched constant arm.
+    assert out.count("seed 100:") == 1 + 3  # the per-run progress lines and one LODE line
+    assert main(["demo", "--no-sweep", "--baseline", "cosine@0.01", "--quick"]) == 2

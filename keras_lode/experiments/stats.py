@@ -204,7 +204,9 @@ def format_lode_runs(results: list[dict], warmup: str | None = None) -> str:
     """
     warm = warmup or "its warm-up schedule"
     lines = []
-    for r in sorted((r for r in results if r.get("lode")), key=lambda r: r["seed"]):
+    # Matched arms carry the LODE's mechanism (planning off), not a LODE: left out.
+    ran = (r for r in results if r.get("lode") and "lode" in str(r.get("method", "")))
+    for r in sorted(ran, key=lambda r: r["seed"]):
         s = r["lode"]
         plans, fallbacks = int(s.get("plans") or 0), int(s.get("fallbacks") or 0)
         if plans == 0:
