@@ -97,6 +97,11 @@ def parse_args(argv=None):
     p.add_argument(
         "--no-trust", action="store_true", help="write model files without their trust region"
     )
+    p.add_argument(
+        "--ceiling-tolerance", type=float, default=None,
+        help="write each held-out model's LR ceiling from the other tasks' highest near-best "
+        "peak LRs (within this many seed sd of the best; keras_lode.train.lr_ceiling)",
+    )  # fmt: skip
     p.add_argument("--features", default="absolute,relative", help="input kinds to compare")
     p.add_argument("--horizon", type=int, default=40, help="task-free model's grid points")
     p.add_argument("--window", type=int, default=8)
@@ -340,6 +345,19 @@ def library_of(args) -> dict:
     return out
 
 
+def ceiling_of(args, zoo: dict, held: str) -> dict:
+    """`{"lr_ceiling": section}` fitted on the tasks other than `held` with
+    `--ceiling-tolerance`, for `with_library`; {} without the flag (training's own)."""
+    if args.ceiling_tolerance is None:
+        return {}
+    from keras_lode.train.lr_ceiling import fit_lr_ceiling
+
+    others = [r for t, runs in zoo.items() if t != held for r in runs]
+    section = fit_lr_ceiling(others, tolerance=args.ceiling_tolerance)[0]
+    print(f"  {held}: LR ceiling {section} (tolerance {args.ceiling_tolerance:g})", flush=True)
+    return {"lr_ceiling": section} if section else {}
+
+
 def with_library(path, library: dict) -> None:
     """Rewrites the model file at `path` with `library` in its planner section (`trust:
     None` removes the trust region)."""
@@ -387,7 +405,8 @@ def rescore(args, zoo: dict, held: str, extra: dict) -> dict:
         raise SystemExit(f"--models: {path} is missing (a --save-dir of an earlier run)")
     row = {"held_out": held, "features": "relative", "model": str(path),
            "paired": score_paired(load_model(path), zoo, held, extra, args.prior)}  # fmt: skip
-    save_model_of(args.save_dir, held, path, row["paired"].pop("section", None), library_of(args))
+    library = {**library_of(args), **ceiling_of(args, zoo, held)}
+    save_model_of(args.save_dir, held, path, row["paired"].pop("section", None), library)
     print(f"  {held:12s} paired rule: {json.dumps(row['paired'])}", flush=True)
     return row
 
@@ -519,7 +538,8 @@ def main(argv=None) -> int:
             if kind == "relative" and len(set(zoo) | set(extra)) >= 3:
                 row["paired"] = score_paired(fit.model, zoo, held, extra, args.prior)
                 section = row["paired"].pop("section", None)
-                save_model_of(args.save_dir, held, fit, section, library_of(args))
+                library = {**library_of(args), **ceiling_of(args, zoo, held)}
+                save_model_of(args.save_dir, held, fit, section, library)
             results.append(row)
             shown = [
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"

@@ -8,7 +8,9 @@
 # ZOO_DIR: the zoo's sweeps (scripts/zoo_sweeps.sh); WORK_DIR: models and results of this
 # design (both relative to the repository root). Environment: SEEDS (default 100-109;
 # validation seeds are 200-204), STARTS (the library's starting multiples, default
-# 0.5,1,2,4,8), TRUST=1 to keep the trust region.
+# 0.5,1,2,4,8), TRUST=1 to keep the trust region, CEILING_TOLERANCE (the held-out models'
+# LR ceilings from the other tasks' near-best peaks within that many seed sd; default: the
+# ceiling training writes, from the best peaks).
 # The arms that do not depend on the zoo or the model (the default constant, with
 # ReduceLROnPlateau, cosine from it) are copied from the committed files where those hold
 # these seeds (FROM, default benchmarks/results/zoo_loto_prior), so that only the
@@ -27,6 +29,7 @@ export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}" TF_CPP_MIN_LOG_LEVEL=3
 mkdir -p "$work/models"
 library=(--starts "${STARTS:-0.5,1,2,4,8}")
 [ "${TRUST:-0}" = 1 ] || library+=(--no-trust)
+[ -z "${CEILING_TOLERANCE:-}" ] || library+=(--ceiling-tolerance "$CEILING_TOLERANCE")
 heldout=$(IFS=,; echo "${tasks[*]}")
 
 echo "=== held-out models $(date -u +%H:%M:%S)"

@@ -162,6 +162,14 @@ def test_fit_lr_ceiling_takes_the_lowest_best_peak_per_optimizer_kind():
     section, record = fit_lr_ceiling(nameless + broken + runs("c", "SGD", {0.05: 0.9}))
     assert section == {"sgd": pytest.approx(0.05)}
     assert set(record["left_out"]) == {"(no task)", "z"}
+    # Near-best: a higher peak within `tolerance` seed sd of the best counts (the seeds of
+    # each config differ by 0.001: sd 0.00071; 1e-2 trails 3e-3 by 0.0005, 3e-2 by 0.1).
+    tie = runs("t", "AdamW", {1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.8995, 3e-2: 0.8})
+    assert fit_lr_ceiling(tie)[0] == {"adam": pytest.approx(3e-3)}
+    section, record = fit_lr_ceiling(tie, tolerance=1.0)
+    assert section == {"adam": pytest.approx(1e-2)}
+    assert record["tasks"]["t"]["best_peak_lr"] == pytest.approx(3e-3)
+    assert fit_lr_ceiling(tie, tolerance=0.5)[0] == {"adam": pytest.approx(3e-3)}
     mixed = runs("m", "AdamW", {1e-3: 0.8}) + runs("m", "AdamW", {1e-2: 2.0}, mode="min")
     section, record = fit_lr_ceiling(mixed)
     assert section == {} and "mix" in record["left_out"]["m"]

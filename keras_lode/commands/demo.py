@@ -62,7 +62,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import math
     import os
     import sys
     from pathlib import Path
@@ -79,8 +78,6 @@ def run(args) -> int:
         summarize,
         write_json,
     )
-    from keras_lode.model import load_model
-    from keras_lode.model.features import is_task_free
     from keras_lode.pretrained import zoo_model_path
     from keras_lode.tasks import get_task
 
@@ -92,33 +89,10 @@ def run(args) -> int:
                 "from the repository root or pass --model PATH."
             )
         seeds = parse_seeds(args.seeds)
-        if args.no_sweep and args.baseline != BEST_BASELINE:
-            raise ValueError("--baseline does not apply with --no-sweep (its baselines are fixed)")
-        family, _, peak = args.baseline.partition("@")
-        if args.no_sweep:
-            family, peak, baseline = "constant", f"{NO_SWEEP_LR:g}", f"constant@{NO_SWEEP_LR:g}"
-            baseline += f",plateau@{NO_SWEEP_LR:g}"
-        else:
-            baseline = args.baseline
-        # The LODE warms up on the baseline's own schedule until its first plan, so the
-        # two runs differ only in what the LODE plans.
-        methods = parse_methods(
-            f"lode@{peak or '1e-3'},{baseline}", model, None, lode_warmup=family
+        methods = _methods(args, model, parse_methods)
+        task = get_task(
+            "fmnist_cnn", scale="quick" if args.quick else "cpu", **_overrides(args, model)
         )
-        overrides = {"epochs": args.epochs} if args.epochs else {}
-        if args.quick:
-            # A tiny subset, but the model's whole horizon at its P (5 epochs of 10 log
-            # points for the shipped model), so that the LODE does replan: the plumbing
-            # checked includes planning and following the plan.
-            lode = load_model(model)
-            # (A task-free model reads any run: 5 epochs of 10 points, as the CNN's own.)
-            p = 10 if is_task_free(lode) else int(lode.points_per_epoch or 10)
-            horizon = 50 if is_task_free(lode) else lode.horizon
-            overrides.setdefault("epochs", max(1, math.ceil(horizon / p)))
-            overrides.update(
-                points_per_epoch=p, data_args=dict(n_train=1280, n_val=256, n_test=256)
-            )
-        task = get_task("fmnist_cnn", scale="quick" if args.quick else "cpu", **overrides)
         keras = import_keras("keras-lode demo", quiet=True)
     except (ValueError, OSError, ImportError) as e:
         print(f"keras-lode demo: error: {e}", file=sys.stderr)
@@ -168,6 +142,41 @@ def run(args) -> int:
     )
     print(f"wrote {out / 'demo.json'} and {png}")
     return 0
+
+
+def _methods(args, model: str, parse_methods) -> list:
+    """The LODE, then the baseline(s): the best of the model's sweep, or with `--no-sweep`
+    the constant default and the same with ReduceLROnPlateau. The LODE warms up on the
+    (first) baseline's own schedule until its first plan, so the runs differ only in what
+    the LODE plans."""
+    if args.no_sweep and args.baseline != BEST_BASELINE:
+        raise ValueError("--baseline does not apply with --no-sweep (its baselines are fixed)")
+    family, _, peak = args.baseline.partition("@")
+    baseline = args.baseline
+    if args.no_sweep:
+        family, peak = "constant", f"{NO_SWEEP_LR:g}"
+        baseline = f"constant@{peak},plateau@{peak}"
+    return parse_methods(f"lode@{peak or '1e-3'},{baseline}", model, None, lode_warmup=family)
+
+
+def _overrides(args, model: str) -> dict:
+    """The task's overrides: `--epochs`; with `--quick` a tiny subset, but the model's whole
+    horizon at its P (5 epochs of 10 log points for the shipped model, as for a task-free
+    one, which reads any run), so that the LODE does replan: the plumbing checked includes
+    planning and following the plan."""
+    import math
+
+    from keras_lode.model import load_model
+    from keras_lode.model.features import is_task_free
+
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    if args.quick:
+        lode = load_model(model)
+        free = is_task_free(lode)
+        p = 10 if free else int(lode.points_per_epoch or 10)
+        overrides.setdefault("epochs", max(1, math.ceil((50 if free else lode.horizon) / p)))
+        overrides.update(points_per_epoch=p, data_args=dict(n_train=1280, n_val=256, n_test=256))
+    return overrides
 
 
 def difference_note(results: list[dict], baseline: str, quick: bool) -> str | None:

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["best_per_family", "branch_bases", "final_validation", "format_best"]
+__all__ = ["best_per_family", "branch_bases", "config_scores", "final_validation", "format_best"]
 
 
 def final_validation(run) -> float:
@@ -31,7 +31,7 @@ def best_per_family(runs) -> list[dict]:
         Dicts `{"family", "peak_lr", "val", "n", "label"}` (label as `compare --methods`
         takes it, e.g. `"wsd@0.006"`), best first.
     """
-    sign, scores = _config_scores(runs)
+    sign, scores = config_scores(runs)
     best: dict[str, dict] = {}
     for (family, peak), vals in scores.items():
         row = {"family": family, "peak_lr": peak, "val": float(np.mean(vals)), "n": len(vals)}
@@ -43,7 +43,7 @@ def best_per_family(runs) -> list[dict]:
     return rows
 
 
-def _config_scores(runs) -> tuple[float, dict[tuple[str, float], list[float]]]:
+def config_scores(runs) -> tuple[float, dict[tuple[str, float], list[float]]]:
     """The metric's sign (1: higher is better) and the final validation metrics per config
     of the complete grid runs."""
     from keras_lode.runs import runs_mode
@@ -71,7 +71,7 @@ def branch_bases(runs) -> tuple[list[tuple[str, float]], tuple[float, float]]:
     Returns:
         `(bases, (low, high))`; no bases (and a NaN range) without a complete grid run.
     """
-    sign, scores = _config_scores(runs)
+    sign, scores = config_scores(runs)
     if not scores:
         return [], (math.nan, math.nan)
     ranked = sorted(scores, key=lambda c: -sign * float(np.mean(scores[c])))
