@@ -261,7 +261,7 @@ def _print_plan(args, model, rec, p, controlled: bool) -> None:
     if controlled and ceiling:
         from keras_lode.model.lr_ceiling import ceiling_for
 
-        print(f"LR ceiling: {ceiling_for(ceiling, rec.meta.get('optimizer'))[1]}")
+        print(ceiling_for(ceiling, rec.meta.get("optimizer"))[1])
     if controlled:
         paired = p.gain is not None
         extra = f" {'gain':>8} {'gain sd':>8}" if paired else ""
