@@ -19,9 +19,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-#: Keras' default LR per optimizer kind (AdamW and Adam 1e-3, SGD 1e-2).
-DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-2}
+from scenarios import DEFAULT_LRS  # noqa: E402  (Keras' default LR per example optimizer)
+
+#: The example optimizer whose Keras default LR stands for each optimizer kind.
+KIND_OPTIMIZER = {"adam": "adamw", "sgd": "sgd"}
 
 
 def ceilings(zoo: dict, tolerance: float = 0.0) -> list[dict]:
@@ -38,7 +41,7 @@ def ceilings(zoo: dict, tolerance: float = 0.0) -> list[dict]:
         others = [r for t, runs in zoo.items() if t != task for r in runs]
         section = fit_lr_ceiling(others, tolerance=tolerance)[0]
         kind, best = mine["kind"], mine["peak_lr"]
-        default = DEFAULT_LR[kind]
+        default = DEFAULT_LRS[KIND_OPTIMIZER[kind]]
         ceiling = section.get(kind)
         rows.append({
             "task": task, "optimizer": mine["optimizer"], "kind": kind, "best": mine["best"],
