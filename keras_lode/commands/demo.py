@@ -103,7 +103,7 @@ def run(args) -> int:
         f"{task.data_args.get('n_train') or 'all'} training images, backend "
         f"{keras.backend.backend()}, seeds {seeds}; LODE {model} vs {methods[1].label}"
     )
-    from keras_lode.experiments.stats import format_lode_runs
+    from keras_lode.experiments.stats import format_lode_runs, lode_results
     from keras_lode.tasks.datasets import DatasetUnavailable
 
     try:
@@ -130,7 +130,7 @@ def run(args) -> int:
             "baseline": methods[1].label,
             "no_sweep": bool(args.no_sweep),
             "quick": bool(args.quick),
-            "lode_plans": [r["lode"]["plans"] for r in results if r["method"] == "lode"],
+            "lode_plans": [r["lode"]["plans"] for r in lode_results(results)],
             "difference_reported": note is None,
             "note": note,
             "summary": summarize(results, reference),
@@ -185,8 +185,9 @@ def difference_note(results: list[dict], baseline: str, quick: bool) -> str | No
     A LODE run that never planned followed the baseline's own schedule throughout, so the
     two runs compare nothing; a `--quick` run is a plumbing check on 1,280 images.
     """
-    # (A matched baseline arm carries the LODE's mechanism with planning off: not a LODE.)
-    lode = [r["lode"] for r in results if r.get("lode") and "lode" in str(r.get("method", ""))]
+    from keras_lode.experiments.stats import lode_results
+
+    lode = [r["lode"] for r in lode_results(results)]
     planned = [s["plans"] - s["fallbacks"] for s in lode]
     if not planned or max(planned) == 0:
         s = lode[0] if lode else {"window": "?", "total_points": "?"}

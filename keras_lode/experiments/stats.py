@@ -195,6 +195,12 @@ def format_table(
     return "\n".join(lines)
 
 
+def lode_results(results: list[dict]) -> list[dict]:
+    """The results of LODE runs: a matched baseline arm carries the LODE's LR mechanism
+    with planning off (its `lode` record), but is no LODE."""
+    return [r for r in results if r.get("lode") and "lode" in str(r.get("method", ""))]
+
+
 def format_lode_runs(results: list[dict], warmup: str | None = None) -> str:
     """Per seed, what the LODE did: whether and where it switched, or why it never planned.
 
@@ -204,9 +210,7 @@ def format_lode_runs(results: list[dict], warmup: str | None = None) -> str:
     """
     warm = warmup or "its warm-up schedule"
     lines = []
-    # Matched arms carry the LODE's mechanism (planning off), not a LODE: left out.
-    ran = (r for r in results if r.get("lode") and "lode" in str(r.get("method", "")))
-    for r in sorted(ran, key=lambda r: r["seed"]):
+    for r in sorted(lode_results(results), key=lambda r: r["seed"]):
         s = r["lode"]
         plans, fallbacks = int(s.get("plans") or 0), int(s.get("fallbacks") or 0)
         if plans == 0:
