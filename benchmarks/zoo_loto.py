@@ -335,27 +335,25 @@ def below_best_peak(model, runs, groups, section) -> dict:
     return {"below_best_peak": {"best_peak_lr": peak, **summary}}
 
 
-def library_of(args) -> dict:
-    """The planner settings `--starts` / `--no-trust` ask every written model file to carry."""
+def library_of(args, zoo: dict, held: str | None = None) -> dict:
+    """The planner settings `--starts` / `--no-trust` / `--ceiling-tolerance` ask a written
+    model file to carry; the LR ceiling is fitted on the tasks of `zoo` other than `held`
+    (all of them for the model of every task; without the flag, training's own stays)."""
     out = {}
     if args.starts:
         out["starts"] = [float(v) for v in args.starts.split(",") if v.strip()]
     if args.no_trust:
         out["trust"] = None
+    if args.ceiling_tolerance is not None:
+        from keras_lode.train.lr_ceiling import fit_lr_ceiling
+
+        others = [r for t, runs in zoo.items() if t != held for r in runs]
+        section = fit_lr_ceiling(others, tolerance=args.ceiling_tolerance)[0]
+        print(f"  {held or 'all tasks'}: LR ceiling {section} "
+              f"(tolerance {args.ceiling_tolerance:g})", flush=True)  # fmt: skip
+        if section:
+            out["lr_ceiling"] = section
     return out
-
-
-def ceiling_of(args, zoo: dict, held: str) -> dict:
-    """`{"lr_ceiling": section}` fitted on the tasks other than `held` with
-    `--ceiling-tolerance`, for `with_library`; {} without the flag (training's own)."""
-    if args.ceiling_tolerance is None:
-        return {}
-    from keras_lode.train.lr_ceiling import fit_lr_ceiling
-
-    others = [r for t, runs in zoo.items() if t != held for r in runs]
-    section = fit_lr_ceiling(others, tolerance=args.ceiling_tolerance)[0]
-    print(f"  {held}: LR ceiling {section} (tolerance {args.ceiling_tolerance:g})", flush=True)
-    return {"lr_ceiling": section} if section else {}
 
 
 def with_library(path, library: dict) -> None:
@@ -405,8 +403,8 @@ def rescore(args, zoo: dict, held: str, extra: dict) -> dict:
         raise SystemExit(f"--models: {path} is missing (a --save-dir of an earlier run)")
     row = {"held_out": held, "features": "relative", "model": str(path),
            "paired": score_paired(load_model(path), zoo, held, extra, args.prior)}  # fmt: skip
-    library = {**library_of(args), **ceiling_of(args, zoo, held)}
-    save_model_of(args.save_dir, held, path, row["paired"].pop("section", None), library)
+    save_model_of(args.save_dir, held, path, row["paired"].pop("section", None),
+                  library_of(args, zoo, held))  # fmt: skip
     print(f"  {held:12s} paired rule: {json.dumps(row['paired'])}", flush=True)
     return row
 
@@ -432,7 +430,7 @@ def calibrate_all(args, argv) -> int:
     result = fit_paired(load_model(model_path), groups, by="task", prior=args.prior)
     section = paired_section(result)
     with_paired_calibration(model_path, section, out_path)
-    with_library(out_path, library_of(args))
+    with_library(out_path, library_of(args, zoo))
     tasks = sorted({g.task for g in groups})
     command = "python benchmarks/zoo_loto.py " + " ".join(sys.argv[1:] if argv is None else argv)
     summary = {"benchmark": "zoo_model", "model": str(model_path), "wrote": str(out_path),
@@ -538,8 +536,7 @@ def main(argv=None) -> int:
             if kind == "relative" and len(set(zoo) | set(extra)) >= 3:
                 row["paired"] = score_paired(fit.model, zoo, held, extra, args.prior)
                 section = row["paired"].pop("section", None)
-                library = {**library_of(args), **ceiling_of(args, zoo, held)}
-                save_model_of(args.save_dir, held, fit, section, library)
+                save_model_of(args.save_dir, held, fit, section, library_of(args, zoo, held))
             results.append(row)
             shown = [
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
