@@ -309,6 +309,7 @@ def score_paired(model, zoo: dict, held: str, extra=None, prior: bool = False) -
             t: sum(g.task == t for g in train) for t in sorted({g.task for g in train})
         },
         "realized_among_training_tasks": fitted["realized"],
+        "folds": fitted["folds"],
         "calibration": {
             k: section[k]
             for k in ("sd_scale", "sd_floor", "kappa", "margin", "switch", "trusted", "coverage")

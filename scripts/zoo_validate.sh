@@ -11,10 +11,12 @@
 # 0.5,1,2,4,8), TRUST=1 to keep the trust region, CEILING_TOLERANCE (the held-out models'
 # LR ceilings from the other tasks' near-best peaks within that many seed sd; default: the
 # ceiling training writes, from the best peaks).
-# The arms that do not depend on the zoo or the model (the default constant, with
-# ReduceLROnPlateau, cosine from it) are copied from the committed files where those hold
-# these seeds (FROM, default benchmarks/results/zoo_loto_prior), so that only the
-# sweep-best and LODE arms run. CPU: about 10 min (MLPs) to 30 min (char LM) per task and
+# The arms that do not depend on the model (the default constant, with ReduceLROnPlateau,
+# cosine from it, and the sweep-best schedule when the committed file's best config is this
+# zoo's) are copied from the committed files where those hold these seeds (FROM, default
+# benchmarks/results/zoo_loto_prior: FROM_rescue_TASK_cpu.json), or from ARMS_FROM, an
+# earlier WORK_DIR of the same zoo (its rescue_TASK.json and best_TASK.json), so that
+# mostly the LODE arms run. CPU: about 10 min (MLPs) to 30 min (char LM) per task and
 # scenario on 2 cores, plus ~25 min for the held-out models.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,26 +45,36 @@ if [ $missing = 1 ]; then
         --save-dir "$work/models" --out "$work/loto.json" || exit 1
 fi
 
-# Copies the zoo-independent arms of FROM's file for this scenario and task, once.
+# Copies the model-independent arms of an earlier file ($1) into a new one ($2), once: the
+# default arms always, the sweep-best arm only if the earlier file's best config is the
+# zoo's ($3: the task's sweep directory).
 seed_arms() {
-    python - "$1" "$2" "$seeds" <<'EOF'
+    python - "$1" "$2" "$seeds" "$3" <<'EOF'
 import json, sys
 from pathlib import Path
 sys.path.insert(0, "benchmarks")
-from scenarios import parse_seeds
-old, new = Path(sys.argv[1]), Path(sys.argv[2])
+from scenarios import configs_from_runs, parse_seeds
+old, new, runs = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[4])
 if new.exists() or not old.exists():
     sys.exit(0)
-keep = {"rescue/default:constant", "rescue/default:plateau", "rescue/default:cosine"}
 seeds = set(parse_seeds(sys.argv[3]))
 payload = json.loads(old.read_text())
-rows = [r for r in payload["results"] if r["method"] in keep and r["seed"] in seeds]
+same_best = runs.is_dir() and all(
+    payload.get("configs", {}).get(k) == v for k, v in configs_from_runs(runs).items())
+def keep(method):
+    if "lode" in method:
+        return False
+    return method.startswith("rescue/default:") or same_best
+rows = [r for r in payload["results"] if keep(r["method"]) and r["seed"] in seeds]
 if not rows:
     sys.exit(0)
 out = {"results": rows, "commands": [], "backend": payload.get("backend"),
-       "arms_from": {"file": old.name, "methods": sorted({r["method"] for r in rows})}}
+       "arms_from": {"file": str(old), "methods": sorted({r["method"] for r in rows}),
+                     "note": "runs that do not depend on the model (same task, seeds, "
+                             "backend, mechanism and, for the sweep-best arm, best config) "
+                             "copied from this file"}}
 new.write_text(json.dumps(out))
-print(f"  {len(rows)} runs of {sorted(keep)} copied from {old}")
+print(f"  {len(rows)} runs of {out['arms_from']['methods']} copied from {old}")
 EOF
 }
 
@@ -72,7 +84,12 @@ for t in "${tasks[@]}"; do
     runs=(--runs "$zoo/$t")
     [ -d "$zoo/$t" ] || runs=()
     echo "=== $t: rescue $(date -u +%H:%M:%S)"
-    seed_arms "${from}_rescue_${t}_cpu.json" "$work/rescue_$t.json"
+    if [ -n "${ARMS_FROM:-}" ]; then
+        seed_arms "$ARMS_FROM/rescue_$t.json" "$work/rescue_$t.json" "$zoo/$t"
+        seed_arms "$ARMS_FROM/best_$t.json" "$work/best_$t.json" "$zoo/$t"
+    else
+        seed_arms "${from}_rescue_${t}_cpu.json" "$work/rescue_$t.json" "$zoo/$t"
+    fi
     python benchmarks/scenarios.py --task "$t" "${runs[@]}" --model "$model" --scenario rescue \
         --seeds "$seeds" --out "$work/rescue_$t.json" \
         --methods default:constant,default:plateau,default:cosine,sweep_best,default:lode \

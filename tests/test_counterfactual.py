@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from keras_lode.model.io import read_model_file, save_model
+from keras_lode.model.paired_gate import START_KINDS
 from keras_lode.planning import TrustRegion, candidate_library, plan
 from keras_lode.train.counterfactual import (
     BranchGroup,
@@ -317,6 +318,34 @@ def test_realized_gain_is_reported_per_kind_of_start():
     # The kinds add up to the whole.
     total = (by["constant"]["rule"] + by["schedule"]["rule"]) / 2
     assert r["realized"]["rule"] == pytest.approx(total)
+    # The gate keeps the kind that gained on every held-out seed; behind it, held out (each
+    # fold's gate set on the other seeds), the rule keeps the +2 on the constants' half.
+    assert r["rule"]["starts"] == ["constant"] and r["rule"]["switch"] is True
+    assert all(f["starts"] == ["constant"] for f in r["folds"])
+    assert r["realized"]["gated"] == pytest.approx(by["constant"]["rule"] / 2)
+    # The planner, with this calibration, switches from a constant LR and leaves a decay be.
+    model.planner_defaults = {**model.planner_defaults, "paired": paired_section(r)}
+    flat_plan = plan(model, window(), position=N, total_points=K,
+                     current_plan=np.full(K - 1 - N, LR_NOW))  # fmt: skip
+    assert flat_plan.switched
+    decay_plan = plan(model, window(), position=N, total_points=K, current_plan=decay)
+    assert not decay_plan.switched and np.array_equal(decay_plan.lr, decay)
+    assert "default continuation is a schedule LR" in decay_plan.reason
+    assert "may switch from: constant" in decay_plan.reason
+    # Its decision is the rule's: without the gate the planner would have switched there.
+    ungated = {**paired_section(r), "starts": list(START_KINDS)}
+    model.planner_defaults = {**model.planner_defaults, "paired": ungated}
+    assert plan(model, window(), position=N, total_points=K, current_plan=decay).switched
+
+
+def test_a_gate_set_on_one_fold_alone_never_lets_the_rule_switch():
+    model = Members()
+    # Two seeds only: each fold's gate would be set on a single other seed, which cannot be
+    # held out in turn; the procedure realizes nothing held out and never switches.
+    r = fit_paired(model, groups(model, lambda s, g: g, seeds=range(2)))
+    assert r["realized"]["rule"] > 1.0  # the ungated rule gains on the held-out seed
+    assert r["realized"]["gated"] == 0.0 and all(f["starts"] == [] for f in r["folds"])
+    assert r["rule"]["switch"] is False
 
 
 def test_when_no_rule_gains_on_held_out_groups_the_rule_is_never_to_switch():
@@ -372,8 +401,9 @@ def test_each_fold_declines_when_every_rule_it_may_pick_loses():
     result = fit_paired(model, gs, kappas=(0.0,), margins=(-1.0,))
     assert all(f["switch"] is False for f in result["folds"])
     assert result["realized"]["rule"] == 0.0
+    assert result["rule"]["starts"] == []  # it lost from every kind of start held out
     # A section that would switch, but says not to, does not.
-    section = {**paired_section(result), "switch": False}
+    section = {**paired_section(result), "switch": False, "starts": list(START_KINDS)}
     assert evaluate_rule(model, groups(model, lambda s, g: g), section)["switched"] == 0.0
     assert (
         evaluate_rule(model, groups(model, lambda s, g: g), {**section, "switch": True})["switched"]

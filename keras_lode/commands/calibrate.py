@@ -114,19 +114,7 @@ def run(args) -> int:
             f"  continuation prior: alpha {result['prior']['alpha']:.2f} (0: the shape alone); "
             f"realized by kind: {kinds}"
         )
-    rule = result["rule"]
-    if result["trusted"] and not rule.get("switch", True):
-        print(
-            "  rule: never switch (no rule of the grid gained over keeping the default on "
-            "these groups, or the rule realized no gain on the held-out ones)"
-        )
-    elif result["trusted"]:
-        print(f"  rule: switch when gain - {rule['kappa']:g} sd > {rule['margin']:g}")
-    else:
-        print(
-            "  NOT trusted: the calibrated coverage fell short of its target; the planner "
-            "will keep the default"
-        )
+    _print_rule(result)
     try:
         with_paired_calibration(args.model, paired_section(result), args.output)
     except (OSError, ValueError) as e:
@@ -138,3 +126,34 @@ def run(args) -> int:
 
         write_json(args.report, result)
     return 0
+
+
+def _print_rule(result: dict) -> None:
+    """The calibrated rule and its gate (`keras_lode.model.paired_gate`), in words."""
+    from keras_lode.model.paired_gate import gate_reason
+
+    rule = result["rule"]
+    starts = rule.get("starts")
+    for kind, summary in result["realized"].get("by_start", {}).items():
+        folds = [f["by_start"][kind] for f in result["folds"] if kind in f.get("by_start", {})]
+        worst = f", worst held-out {result['by']} {min(folds):+.3f}" if folds else ""
+        print(f"  from a {kind} start: realized {summary['rule']:+.3f} of oracle "
+              f"{summary['oracle']:+.3f} ({summary['groups']} groups{worst})")  # fmt: skip
+    section = {**rule, "trusted": result["trusted"], "coverage": result["coverage"]["calibrated"],
+               "level": result["coverage"]["level"]}  # fmt: skip
+    if not rule.get("switch", True):
+        print(
+            "  rule: never switch (no rule of the grid gained over keeping the default on "
+            "these groups, or the rule realized no gain on the held-out ones)"
+        )
+    elif gate_reason(section) is not None:
+        print(
+            "  NOT trusted: the calibrated coverage fell short of its target and the rule "
+            "uses the spread; the planner will keep the default"
+        )
+    elif starts is not None and not starts:
+        print("  rule: never switch (it lost on some held-out fold from every kind of start)")
+    else:
+        where = f" (from a {' or '.join(starts)} start only)" if starts is not None else ""
+        trust = "" if result["trusted"] else "; coverage short of target, spread unused"
+        print(f"  rule: switch when gain - {rule['kappa']:g} sd > {rule['margin']:g}{where}{trust}")

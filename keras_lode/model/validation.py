@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_lode.model.features import FEATURES
 from keras_lode.model.lr_ceiling import check_ceiling
+from keras_lode.model.paired_gate import START_KINDS
 from keras_lode.model.schema import (
     ARCH_FIXED,
     ARCH_KEYS,
@@ -248,6 +249,10 @@ def _check_paired(paired, ck):
     for key in ("level", "coverage"):
         if not 0 <= ck.number(paired, "planner.paired", key) <= 1:
             ck.fail(f"planner.paired.{key}", "a number in [0, 1]", repr(paired[key]))
+    starts = paired.get("starts", [])
+    if not isinstance(starts, list) or not all(k in START_KINDS for k in starts):
+        ck.fail("planner.paired.starts", f"a list of kinds of start out of {list(START_KINDS)}",
+                repr(starts))  # fmt: skip
     if paired.get("prior") is not None:
         _check_prior(paired["prior"], ck)
 

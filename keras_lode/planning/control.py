@@ -16,10 +16,11 @@ dynamics, so at log point `n` of a `K`-point run the planner
      *gain* over the default (the members share most of their bias, which cancels in the
      difference); the gain's spread over the members is calibrated on held-out branch
      groups; the planner switches to the candidate with the best lower bound
-     `mean(gain) - kappa * sd_cal(gain)` when that bound exceeds `margin`. A calibration
-     whose held-out coverage fell short of its target (`trusted: false`) never switches,
-     nor does one whose rule should not switch at all (`switch: false`: no rule of the
-     grid gained on the branch groups, or the rule, cross-fitted, realized no gain).
+     `mean(gain) - kappa * sd_cal(gain)` when that bound exceeds `margin` — if the
+     calibration's gate lets it (`keras_lode.model.paired_gate`): never when its rule
+     realized no gain held out (`switch: false`), only from the kinds of start (a
+     constant LR or a changing schedule) on which it gained on every held-out fold
+     (`starts`), and not on a spread that failed its coverage (`trusted: false`).
    - `"absolute"` (older files): each candidate's bound `mean - kappa * sd` of its final
      metric, the spread calibrated on held-out runs (`model.spread`); it switches when
      the best bound beats the default's *mean* by `margin`.
@@ -41,6 +42,7 @@ import numpy as np
 from keras_lode._checks import check_number, config_with_options
 from keras_lode.model.controlled import predict_paths
 from keras_lode.model.defaults import CONTROL_DEFAULTS
+from keras_lode.model.paired_gate import gate_reason, start_kind
 from keras_lode.model.prior import applies, continuation_features, prior_gain
 from keras_lode.model.trust_region import TrustRegion
 from keras_lode.planning import candidates as lib
@@ -165,10 +167,8 @@ def plan_control(
 
     shape, outside = _prior_inputs(paired, window, cands.lr, n, K)
     mean, sd, bound, gain, gain_sd, (chosen, fallback, reason) = _choose(
-        model, cands.names, pred, kappa, margin, paired, shape
+        model, cands.names, pred, kappa, margin, paired, (shape, outside, start_kind(cands.lr[0]))
     )
-    if outside and paired.get("trusted", True) and paired.get("switch", True):
-        chosen, fallback, reason = 0, False, outside  # (untrusted or never-switch: says so)
     t3 = time.perf_counter()
     return ControlPlan(
         lr=cands.lr[chosen].copy(),
@@ -216,10 +216,12 @@ def _prior_inputs(paired, window, paths, n: int, K: int) -> tuple[np.ndarray | N
     )
 
 
-def _choose(model, names, pred, kappa, margin, paired, shape=None):
+def _choose(model, names, pred, kappa, margin, paired, context=(None, None, None)):
     """Score the candidates and pick one by the absolute rule, or the paired one when
-    `paired` holds the model's paired calibration (with `shape`, the candidates'
-    `continuation_features`, when it carries a continuation prior).
+    `paired` holds the model's paired calibration. `context` is `(shape, outside, start)`
+    for the paired rule: the candidates' `continuation_features` (when it carries a
+    continuation prior), why the prior does not apply here (None if it does) and the
+    kind of start (`keras_lode.model.paired_gate.start_kind` of the default).
 
     Returns (mean, sd, bound, gain, gain_sd, (chosen, fallback, reason)); gain and gain_sd
     are None under the absolute rule.
@@ -228,8 +230,11 @@ def _choose(model, names, pred, kappa, margin, paired, shape=None):
     mean, sd, bound = _score(model, pred, kappa, sign)
     if paired is None:
         return mean, sd, bound, None, None, _decide(names, mean, bound, margin, sign)
+    shape, outside, start = context
     gain, gain_sd, bound = _score_paired(pred, paired, kappa, sign, shape)
-    return mean, sd, bound, gain, gain_sd, _decide_paired(names, gain, bound, margin, paired)
+    why_not = gate_reason(paired, start) or outside
+    decision = (0, False, why_not) if why_not else _decide_paired(names, gain, bound, margin)
+    return mean, sd, bound, gain, gain_sd, decision
 
 
 def _paired_calibration(rule, defaults: dict) -> dict | None:
@@ -343,20 +348,9 @@ def _score_paired(pred: np.ndarray, paired: dict, kappa: float, sign: float = 1.
     return gain, sd, np.where(np.isfinite(bound), bound, -np.inf)
 
 
-def _decide_paired(names, gain, bound, margin: float, paired: dict) -> tuple[int, bool, str]:
-    """`(chosen, fallback, reason)`: switch only if the best gain's lower bound > margin."""
-    if not paired.get("trusted", True):
-        return 0, False, (
-            "the paired calibration did not reach its coverage on held-out branch groups "
-            f"({paired.get('coverage', float('nan')):.2f} < {paired.get('level', 0.85):.2f}): "
-            "following the default"
-        )  # fmt: skip
-    if not paired.get("switch", True):
-        return 0, False, (
-            "on the branch groups it was calibrated on, no switching rule gained over keeping "
-            "the default, held out or in sample (planner.paired.switch is false): following "
-            "the default"
-        )  # fmt: skip
+def _decide_paired(names, gain, bound, margin: float) -> tuple[int, bool, str]:
+    """`(chosen, fallback, reason)`: switch only if the best gain's lower bound > margin
+    (the calibration's gate, `keras_lode.model.paired_gate`, already let it switch)."""
     others = np.flatnonzero(np.isfinite(bound[1:])) + 1
     if others.size == 0:
         return 0, not np.isfinite(gain[1:]).any(), "no other usable candidate"

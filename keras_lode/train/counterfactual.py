@@ -19,6 +19,9 @@ fit on the other seeds' groups; for a task-free model over a zoo, by task):
   (when no choice of the grid gains there, the rule is never to switch), against always
   keeping the default (0) and the oracle (the best continuation of each group, in hindsight).
   A calibration whose rule realized no gain held out is written with `switch: false`.
+- the kinds of start the rule may switch from (`starts`, `keras_lode.model.paired_gate`):
+  a constant LR or a changing schedule, each kept only if the cross-fitted rule gained on
+  every held-out fold with groups of that kind.
 
 With `prior=True` each candidate's predicted gain is first corrected by a continuation prior
 (`keras_lode.model.prior`: what its LR shape gained on the training groups), fitted inside
@@ -26,8 +29,9 @@ each fold like the rest.
 
 The calibration fitted on all groups becomes the model file's `planner.paired` section
 (`with_paired_calibration`); it is `trusted` only if its cross-fitted coverage reached the
-target (less a tolerance for the finite number of groups), and an untrusted one never
-switches; neither does one whose rule is `switch: false`. Everything is NumPy.
+target (less a tolerance for the finite number of groups). When it may switch is the gate
+of `keras_lode.model.paired_gate`: never with `switch: false`, only from its `starts`, and,
+untrusted, only with a rule that does not use the spread (`kappa == 0`). Everything is NumPy.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ import math
 import numpy as np
 
 from keras_lode.model.features import is_task_free
+from keras_lode.model.paired_gate import START_KINDS, allowed_starts, gate_reason
+from keras_lode.model.paired_gate import start_kind as path_start_kind
 from keras_lode.model.prior import (
     SHAPE_FEATURES,
     applies,
@@ -181,17 +187,19 @@ def _with_prior(cases, prior: dict | None):
 
 def start_kind(group: BranchGroup) -> str:
     """`"constant"` when the group's default continuation holds its LR (within 1%), else
-    `"schedule"` (the run was following a decaying or otherwise changing schedule)."""
-    d = group.paths[0]
-    return "constant" if float(d.max()) <= 1.01 * float(d.min()) else "schedule"
+    `"schedule"` (the run was following a decaying or otherwise changing schedule); the
+    planner reads its own default the same way (`keras_lode.model.paired_gate`)."""
+    return path_start_kind(group.paths[0])
 
 
-def _choices(cases, cal, kappa, margin, switch: bool = True) -> list[tuple[float, bool]]:
+def _choices(cases, cal, kappa, margin, switch=True) -> list[tuple[float, bool]]:
     """Per group, `(actual gain of the rule's choice, whether it left the default)`: the
-    gain is 0 where it keeps the default (and always when `switch` is False)."""
+    gain is 0 where it keeps the default (always when `switch` is False; with `switch` a
+    set of kinds of start, on the groups of the other kinds)."""
     out = []
     for c in cases:
-        if c["mean"].size == 0 or not switch:
+        allowed = c["start"] in switch if isinstance(switch, set | frozenset) else switch
+        if c["mean"].size == 0 or not allowed:
             out.append((0.0, False))
             continue
         bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
@@ -235,17 +243,24 @@ def _choose_rule(cases, cal, kappas, margins) -> tuple[float, float, bool]:
     return best[1], best[2], best[0] > 1e-12
 
 
-def _cross_fit(cases, by: str, folds, level, kappas, margins, prior: str | None = None):
+def _cross_fit(cases, by: str, folds, level, kappas, margins, prior=None, nested=True):
     """Each fold held out in turn: calibration, rule (and the continuation prior of kind
-    `prior`, `_fit_prior`) fitted on the others, applied to it.
+    `prior`, `_fit_prior`) fitted on the others, applied to it; with `nested`, also the
+    gate of kinds of start (`allowed_starts`), chosen by the same cross-fit on the others.
 
-    Returns `(covered, realized, per_fold, by_start)`: per held-out case whether its
+    Returns `(covered, realized, per_fold, by_start, gated)`: per held-out case whether its
     actual gains fell inside +/- 2 calibrated sd, each fold's summed realized gain, each
-    fold's summary and `(gain, case)` pairs per kind of start.
+    fold's summary, `(gain, case)` pairs per kind of start, and each fold's summed gain
+    of the rule behind its gate (nested; else empty).
     """
-    covered, realized, per_fold, by_start = [], [], [], {}
+    covered, realized, per_fold, by_start, gated = [], [], [], {}, []
     for fold in folds:
         train = [c for c in cases if c[by] != fold]
+        inner = [f for f in folds if f != fold]
+        starts = set()  # the gate as the other folds alone would set it (none from one)
+        if nested and len(inner) >= 2:
+            starts = set(allowed_starts(_cross_fit(train, by, inner, level, kappas, margins,
+                                                   prior, nested=False)[2]))  # fmt: skip
         test = [c for c in cases if c[by] == fold]
         fitted = _fit_prior(train, prior)
         train, test = _with_prior(train, fitted), _with_prior(test, fitted)
@@ -260,10 +275,17 @@ def _cross_fit(cases, by: str, folds, level, kappas, margins, prior: str | None 
         realized.append(r * len(test))
         for c, gain in zip(test, gains, strict=True):
             by_start.setdefault(c["start"], []).append((gain, c))
+        kinds = {k: 100 * float(np.mean([g for g, c in zip(gains, test, strict=True)
+                                         if c["start"] == k]))
+                 for k in START_KINDS if any(c["start"] == k for c in test)}  # fmt: skip
         per_fold.append({by: fold if by == "task" else int(fold), "kappa": kappa,
                          "margin": margin, "switch": switch, "realized": 100 * r,
-                         "groups": len(test), "oracle": 100 * _oracle(test)})  # fmt: skip
-    return covered, realized, per_fold, by_start
+                         "by_start": kinds, "groups": len(test),
+                         "oracle": 100 * _oracle(test)})  # fmt: skip
+        if nested:
+            gated.append(sum(g for g, c in zip(gains, test, strict=True) if c["start"] in starts))
+            per_fold[-1].update(starts=sorted(starts), gated=100 * gated[-1] / len(test))
+    return covered, realized, per_fold, by_start, gated
 
 
 def _cross_fit_prior(cases, by, folds, level, kappas, margins, prior: bool):
@@ -279,10 +301,12 @@ def _cross_fit_prior(cases, by, folds, level, kappas, margins, prior: bool):
     return kind, fits[kind], choice
 
 
-def _realized_summary(realized, cases, by_start: dict, by: str) -> dict:
-    """`fit_paired`'s `realized`: the cross-fitted rule's gain, overall and per kind of start."""
+def _realized_summary(realized, cases, by_start: dict, by: str, gated) -> dict:
+    """`fit_paired`'s `realized`: the cross-fitted rule's gain, overall and per kind of
+    start, and behind its gate (nested: each fold's gate set on the others)."""
     return {
         "rule": 100 * float(np.sum(realized) / len(cases)),
+        "gated": 100 * float(np.sum(gated) / len(cases)),
         "default": 0.0,
         "oracle": 100 * _oracle(cases),
         "by_start": {
@@ -328,11 +352,14 @@ def fit_paired(
 
     Returns:
         A JSON-ready dict: `groups`, `seeds`, `candidates`, `spearman`, `rmse` (points),
-        `coverage` `{raw, calibrated, level}`, `realized` `{rule, default, oracle,
-        by_start}` (points, cross-fitted; `by_start`: the same rule's realized gain and the
-        oracle's on the groups of each kind of start, `start_kind`), `calibration`
-        `{sd_scale, sd_floor}` and `rule` `{kappa, margin, switch}` fitted on all groups,
-        `trusted`, `by` and `folds` (per held-out seed or task: its rule and realized gain),
+        `coverage` `{raw, calibrated, level}`, `realized` `{rule, gated, default, oracle,
+        by_start}` (points, cross-fitted; `gated`: the rule behind its gate of kinds of
+        start, the gate itself chosen on the other folds; `by_start`: the ungated rule's
+        realized gain and the oracle's on the groups of each kind of start, `start_kind`),
+        `calibration`
+        `{sd_scale, sd_floor}` and `rule` `{kappa, margin, switch, starts}` fitted on all
+        groups (`starts`: `allowed_starts` of the folds), `trusted`, `by` and `folds` (per
+        held-out seed or task: its rule, realized gain, and that gain per kind of start),
         `prior` (the continuation prior fitted on all groups, or None) and `prior_choice`
         (with a prior: each kind's cross-fitted realized gain, points).
 
@@ -356,7 +383,7 @@ def fit_paired(
             + ("; with one task's sweep, hold out seeds (by='seed')" if by == "task" else "")
         )
     kind, crossed, choice = _cross_fit_prior(cases, by, folds, level, kappas, margins, prior)
-    covered, realized, per_fold, by_start = crossed
+    covered, realized, per_fold, by_start, gated = crossed
     fitted = _fit_prior(cases, kind)
     cases = _with_prior(cases, fitted)
     res = np.concatenate([c["actual"] - c["mean"] for c in cases])
@@ -364,8 +391,10 @@ def fit_paired(
     cal = fit_spread_calibration(res, sd, level)
     kappa, margin, switch = _choose_rule(cases, cal, kappas, margins)
     # The rule is fitted on every group; whether to switch at all is judged held out: a
-    # procedure that realized no gain on the groups it did not see never switches.
-    switch = switch and float(np.sum(realized)) > 1e-12
+    # procedure (rule and gate) that realized no gain on the groups it did not see never
+    # switches, and it switches only from the kinds of start it gained on in every fold.
+    switch = switch and float(np.sum(gated)) > 1e-12
+    starts = allowed_starts(per_fold)
     coverage = float(np.mean(np.concatenate(covered)))
     return {
         "groups": len(cases),
@@ -378,9 +407,14 @@ def fit_paired(
             "calibrated": coverage,
             "level": level,
         },  # fmt: skip
-        "realized": _realized_summary(realized, cases, by_start, by),
+        "realized": _realized_summary(realized, cases, by_start, by, gated),
         "calibration": {k: float(v) for k, v in cal.items()},
-        "rule": {"kappa": float(kappa), "margin": float(margin), "switch": bool(switch)},
+        "rule": {
+            "kappa": float(kappa),
+            "margin": float(margin),
+            "switch": bool(switch),
+            "starts": starts,
+        },  # fmt: skip
         "trusted": bool(coverage >= level - COVERAGE_TOLERANCE),
         "by": by,
         "folds": per_fold,
@@ -395,8 +429,9 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
 
     Returns:
         `{groups, spearman, rmse, coverage, realized: {rule, oracle}, switched}` (points;
-        `switched`: the share of groups where the rule left the default). An untrusted
-        calibration never switches, nor does one with `switch: false`.
+        `switched`: the share of groups where the rule left the default). The
+        calibration's gate applies (`keras_lode.model.paired_gate`): no switch where the
+        planner would not switch, by the group's kind of start.
     """
     missing = sorted({"sd_scale", "sd_floor", "kappa", "margin"} - set(section))
     if missing:
@@ -409,8 +444,8 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
         return {"groups": 0}
     cal = {"sd_scale": section["sd_scale"], "sd_floor": section["sd_floor"]}
     kappa, margin = section["kappa"], section["margin"]
-    trusted = section.get("trusted", True) and section.get("switch", True)
-    choices = _choices(cases, cal, kappa, margin, switch=trusted)
+    allowed = {k for k in START_KINDS if gate_reason(section, k) is None}
+    choices = _choices(cases, cal, kappa, margin, switch=allowed)
     gains = [gain for gain, _ in choices]
     switched = sum(took for _, took in choices)
     res = np.concatenate([c["actual"] - c["mean"] for c in cases])
@@ -433,6 +468,7 @@ def paired_section(result: dict) -> dict:
         "kappa": result["rule"]["kappa"],
         "margin": result["rule"]["margin"],
         "switch": result["rule"].get("switch", True),
+        **({"starts": list(result["rule"]["starts"])} if "starts" in result["rule"] else {}),
         "trusted": result["trusted"],
         "level": result["coverage"]["level"],
         "coverage": result["coverage"]["calibrated"],
