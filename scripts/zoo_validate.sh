@@ -14,7 +14,7 @@
 # The arms that do not depend on the model (the default constant, with ReduceLROnPlateau,
 # cosine from it, and the sweep-best schedule when the committed file's best config is this
 # zoo's) are copied from the committed files where those hold these seeds (FROM, default
-# benchmarks/results/zoo_loto_prior: FROM_rescue_TASK_cpu.json), or from ARMS_FROM, an
+# benchmarks/results/zoo_loto_prior: FROM_{rescue,best}_TASK_cpu.json), or from ARMS_FROM, an
 # earlier WORK_DIR of the same zoo (its rescue_TASK.json and best_TASK.json), so that
 # mostly the LODE arms run. CPU: about 10 min (MLPs) to 30 min (char LM) per task and
 # scenario on 2 cores, plus ~25 min for the held-out models.
@@ -89,6 +89,7 @@ for t in "${tasks[@]}"; do
         seed_arms "$ARMS_FROM/best_$t.json" "$work/best_$t.json" "$zoo/$t"
     else
         seed_arms "${from}_rescue_${t}_cpu.json" "$work/rescue_$t.json" "$zoo/$t"
+        seed_arms "${from}_best_${t}_cpu.json" "$work/best_$t.json" "$zoo/$t"
     fi
     python benchmarks/scenarios.py --task "$t" "${runs[@]}" --model "$model" --scenario rescue \
         --seeds "$seeds" --out "$work/rescue_$t.json" \
