@@ -250,6 +250,22 @@ def test_fit_follows_a_task_free_plan(backend):
     np.testing.assert_allclose(cb.plan_table, _doubling_table(), rtol=1e-9)
 
 
+def test_a_plan_before_a_windows_worth_of_points_checks_the_current_point(caplog):
+    # A task-free model may plan before the callback's window has filled (it reads the
+    # whole run); the once-per-fit check of its prediction must read the current point, not
+    # an empty slice (which it once did, and logged that it could not check).
+    class Fine(DoublingRelative):  # its grid is 4x as fine as the run's log points
+        horizon = 4 * K
+
+    keras.utils.set_random_seed(0)
+    model = probe_model("sgd", LODESchedule(initial_learning_rate=0.1), 1.0)
+    cb = _callback(Fine(), points_per_epoch=P, window=5)
+    with caplog.at_level("WARNING", logger="keras_lode"):
+        _fit(model, cb)
+    assert min(cb.plans) < cb.window - 1 and cb.checked_prediction
+    assert not [r for r in caplog.records if "could not check" in r.getMessage()]
+
+
 @pytest.mark.parametrize("ceiling", [{"sgd": 0.3}, {"adam": 0.3}])
 def test_a_fit_never_raises_the_lr_above_the_models_ceiling(ceiling, backend):
     # The doubling model would double the LR at every replan; its ceiling for the fit's

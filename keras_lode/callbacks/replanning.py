@@ -178,7 +178,8 @@ def replan(callback, n: int):
     from keras_lode.planning import derive_seed, plan
 
     K = callback.total_points
-    window = callback.history[n - callback.window + 1 : n + 1]
+    # (A task-free model may plan before a window's worth of points: then it is shorter.)
+    window = callback.history[max(0, n - callback.window + 1) : n + 1]
     relative = is_task_free(callback.lode)
     # A task-free model reads the whole run (its reference is at 1/horizon of training), but
     # only the start and its window must be finite.
