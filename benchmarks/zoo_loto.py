@@ -312,7 +312,17 @@ def score_paired(model, zoo: dict, held: str, extra=None, prior: bool = False) -
         "folds": fitted["folds"],
         "calibration": {
             k: section[k]
-            for k in ("sd_scale", "sd_floor", "kappa", "margin", "switch", "trusted", "coverage")
+            for k in (
+                "sd_scale",
+                "sd_floor",
+                "kappa",
+                "margin",
+                "switch",
+                "starts",
+                "trusted",
+                "coverage",
+            )
+            if k in section
         },  # fmt: skip
         **({"prior": section["prior"]} if section.get("prior") else {}),
         **evaluate_rule(model, test, section),
