@@ -73,14 +73,17 @@ def _cell(row: dict, name: str) -> str:
 
 
 def judge(rows: list[dict]) -> dict:
-    """`{passes, complete, failures, mean_capture}` of one design's task rows."""
+    """`{passes, complete, failures, mean_capture}` of one design's task rows (complete:
+    every cell has as many seeds as the fullest one)."""
     failures, complete = [], True
+    cells = [r.get(name) for r in rows for name in ("vs_default", "best_vs_schedule")]
+    seeds = max((c["n"] for c in cells if c), default=0)
     for r in rows:
         for name in ("vs_default", "best_vs_schedule"):
             cell = r.get(name)
-            if cell is None:
+            if cell is None or cell["n"] < seeds:  # a cell still running
                 complete = False
-            elif cell["ci95"][1] < 0:
+            if cell is not None and cell["ci95"][1] < 0:
                 failures.append(f"{r['task']}: {name} {cell['mean']:+.3g} {cell['ci95']}")
     captures = [r["capture"] for r in rows if "capture" in r]
     return {

@@ -55,3 +55,7 @@ def test_a_design_missing_a_scenario_is_incomplete_not_passed(tmp_path):
     rows = [zoo_criterion.task_row(d, "t", "best_val")]
     verdict = zoo_criterion.judge(rows)
     assert verdict["complete"] is False and verdict["passes"] is False
+    # A scenario with fewer seeds than the others (still running) is incomplete too.
+    _write(d / "best_t.json", {"best/wsd@0.05": [0.84, 0.85], "best/lode@wsd": [0.84, 0.85]})
+    verdict = zoo_criterion.judge([zoo_criterion.task_row(d, "t", "best_val")])
+    assert verdict["complete"] is False and verdict["passes"] is False
