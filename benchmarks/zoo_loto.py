@@ -359,27 +359,30 @@ def library_of(args, zoo: dict, held: str | None = None) -> dict:
         from keras_lode.train.lr_ceiling import fit_lr_ceiling
 
         others = [r for t, runs in zoo.items() if t != held for r in runs]
-        section = fit_lr_ceiling(others, tolerance=args.ceiling_tolerance)[0]
+        section, record = fit_lr_ceiling(others, tolerance=args.ceiling_tolerance)
         print(f"  {held or 'all tasks'}: LR ceiling {section} "
               f"(tolerance {args.ceiling_tolerance:g})", flush=True)  # fmt: skip
         if section:
             out["lr_ceiling"] = section
+            out["training.lr_ceiling"] = record  # where it came from, beside training's own
     return out
 
 
 def with_library(path, library: dict) -> None:
     """Rewrites the model file at `path` with `library` in its planner section (`trust:
-    None` removes the trust region)."""
+    None` removes the trust region; a key `"training.K"` goes to the training section)."""
     if not library:
         return
     from keras_lode.model.io import read_model_file, save_model
 
     config, weights = read_model_file(path)
     for key, value in library.items():
+        section, _, key = key.rpartition(".")  # "training.lr_ceiling": the training section
+        target = config.setdefault(section or "planner", {})
         if value is None:
-            config["planner"].pop(key, None)
+            target.pop(key, None)
         else:
-            config["planner"][key] = value
+            target[key] = value
     save_model(path, config, weights)
 
 

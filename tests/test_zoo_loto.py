@@ -153,3 +153,38 @@ def test_calibrate_writes_the_model_for_every_task(tmp_path):
     assert "starts" not in load_model(out).planner_defaults
     with pytest.raises(SystemExit, match="--calibrate needs --zoo"):
         zoo_loto.main(["--synthetic", "--calibrate", "m.npz", "o.npz", "--out", "x.json"])
+
+
+def test_a_written_ceiling_keeps_its_record_beside_it(tmp_path):
+    # --ceiling-tolerance writes a held-out model's LR ceiling from the other tasks, and
+    # where it came from into the training section (no stale record of training's own).
+    import argparse
+
+    from keras_lode.model.io import read_model_file
+    from keras_lode.runs.run import Run
+
+    def runs(task, optimizer, finals):
+        out = []
+        for peak, final in finals.items():
+            for seed in (0, 1):
+                t = np.arange(1, 11)
+                meta = {"task": task, "optimizer": optimizer, "schedule": "cosine",
+                        "peak_lr": peak, "seed": seed, "mode": "max"}  # fmt: skip
+                metric = np.linspace(0.1, final, 10) + 1e-3 * seed
+                out.append(Run(step=t, epoch=t / 5, lr=np.full(10, peak), loss=1 / t,
+                               metric=metric, meta=meta))  # fmt: skip
+        return out
+
+    zoo = {"a": runs("a", "AdamW", {1e-3: 0.8, 3e-3: 0.9}), "b": runs("b", "SGD", {0.1: 0.9}),
+           "held": runs("held", "AdamW", {1e-4: 0.9})}  # fmt: skip
+    args = argparse.Namespace(starts="0.5,1,2", no_trust=True, ceiling_tolerance=0.0)
+    library = zoo_loto.library_of(args, zoo, "held")
+    assert library["lr_ceiling"] == {"adam": pytest.approx(3e-3), "sgd": pytest.approx(0.1)}
+    path = tmp_path / "m.npz"
+    random_controlled(0, members=2, window=3, horizon=12).save(path)
+    zoo_loto.with_library(path, library)
+    config, _ = read_model_file(path)
+    assert config["planner"]["lr_ceiling"] == library["lr_ceiling"]
+    assert config["planner"]["starts"] == [0.5, 1.0, 2.0] and "trust" not in config["planner"]
+    record = config["training"]["lr_ceiling"]
+    assert set(record["tasks"]) == {"a", "b"} and record["tolerance"] == 0.0
