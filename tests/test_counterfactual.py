@@ -330,7 +330,7 @@ def test_realized_gain_is_reported_per_kind_of_start():
     assert flat_plan.switched
     decay_plan = plan(model, window(), position=N, total_points=K, current_plan=decay)
     assert not decay_plan.switched and np.array_equal(decay_plan.lr, decay)
-    assert "default continuation is a schedule LR" in decay_plan.reason
+    assert "the run follows a changing schedule" in decay_plan.reason
     assert "may switch from: constant" in decay_plan.reason
     # Its decision is the rule's: without the gate the planner would have switched there.
     ungated = {**paired_section(r), "starts": list(START_KINDS)}

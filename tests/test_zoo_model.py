@@ -31,6 +31,9 @@ def test_the_zoo_model_is_task_free_and_calibrated_with_a_prior():
     assert paired["by"] == "task" and paired["trusted"] and paired.get("switch", True)
     assert set(paired["folds"]) >= {"digits_mlp", "fmnist_mlp", "fmnist_cnn", "charlm", "text_gpt"}
     assert paired["prior"]["fractions"][0] < paired["prior"]["fractions"][1]
+    # It switches only from a constant LR (its gate), and never raises above its ceilings.
+    assert paired["starts"] == ["constant"]
+    assert set(model.planner_defaults["lr_ceiling"]) == {"adam", "sgd"}
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -56,10 +56,11 @@ def gate_reason(paired: dict, start: str | None = None) -> str | None:
         )
     if starts is not None and start is not None and start not in starts:
         allowed = ", ".join(starts) or "none"
+        now = "a constant LR" if start == "constant" else "a changing schedule"
         return (
-            f"the run's default continuation is a {start} LR, and the calibration's rule did "
-            f"not gain from such starts on every held-out fold (it may switch from: "
-            f"{allowed}): following the default"
+            f"the run follows {now}, and the calibration's rule did not gain from such "
+            f"starts on every held-out fold (it may switch from: {allowed}): following the "
+            "default"
         )
     return None
 

@@ -2,7 +2,7 @@
 
 `zoo.npz` is a task-free controlled ensemble (its inputs relative to the run's own state, so
 it reads a run of any length, LR scale, optimizer and metric direction) trained on the
-sweeps of several tasks, with a paired calibration and a continuation prior fitted on their
+sweeps of several tasks, with a paired calibration, a continuation prior and a gate fitted on their
 branch groups. Its card, with what it was trained on and how it does on tasks it never saw,
 is `models/zoo.md` in the repository.
 """
