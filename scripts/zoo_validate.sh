@@ -70,9 +70,9 @@ if not rows:
     sys.exit(0)
 out = {"results": rows, "commands": [], "backend": payload.get("backend"),
        "arms_from": {"file": str(old), "methods": sorted({r["method"] for r in rows}),
-                     "note": "runs that do not depend on the model (same task, seeds, "
-                             "backend, mechanism and, for the sweep-best arm, best config) "
-                             "copied from this file"}}
+                     "note": "runs that do not depend on the model, copied from this "
+                             "file (same task and seeds; for the sweep-best arm the zoo's "
+                             "best config; scenarios.py refuses another backend's file)"}}
 new.write_text(json.dumps(out))
 print(f"  {len(rows)} runs of {out['arms_from']['methods']} copied from {old}")
 EOF

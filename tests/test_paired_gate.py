@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,18 @@ def test_gate_reason(change, start, blocked_by):
         assert blocked_by in reason and "following the default" in reason
 
 
+def test_the_gate_judges_the_kappa_the_planner_uses():
+    # An untrusted calibration gated on realized gains may switch while its rule ignores the
+    # spread; a call that sets kappa > 0 makes the rule use it, and the gate says no (and a
+    # section without kappa reads as 0, never a KeyError).
+    untrusted = {**SECTION, "trusted": False, "starts": ["constant"]}
+    assert gate_reason(untrusted, "constant") is None
+    assert "coverage" in gate_reason(untrusted, "constant", kappa=2.0)
+    assert gate_reason({**untrusted, "kappa": 1.0}, "constant", kappa=0.0) is None
+    no_kappa = {k: v for k, v in untrusted.items() if k != "kappa"}
+    assert gate_reason(no_kappa, "constant") is None
+
+
 @pytest.mark.parametrize("bad", ["constant", ["constant", "warmup"], [1], [["constant"]], None])
 def test_a_malformed_starts_is_refused_by_name(tmp_path, bad):
     from keras_lode.model.controlled import random_controlled
@@ -77,3 +91,24 @@ def test_allowed_starts_needs_a_gain_on_every_fold_of_two_or_more():
         "schedule"
     ]
     assert allowed_starts([{}, {}]) == []
+
+
+def test_a_task_free_plan_reads_the_start_on_the_runs_own_plan():
+    # A constant plan below the current LR (a run stepped down to 1/10 and held there) is a
+    # constant start. Resampled onto the model's 50-point grid of this 80-point run, its first
+    # grid point lies between the current LR and the plan's: a step the run's plan does not
+    # have. The gate must read the run's own plan, as the calibration does.
+    import keras_lode
+    from keras_lode.model.features import model_grid
+    from keras_lode.pretrained import zoo_model_path
+
+    model = keras_lode.load_model(zoo_model_path())
+    root = Path(__file__).resolve().parent.parent
+    [run] = keras_lode.load_runs(root / "models" / "fmnist_mlp.sample.run.csv")
+    K, n = len(run), 32
+    rows = run.channels()[: n + 1]
+    plan_lrs = np.full(K - 1 - n, run.lr[n] / 10)
+    grid = model_grid(model, rows, position=n, total_points=K, paths=plan_lrs[None])
+    assert start_kind(plan_lrs) == "constant" and start_kind(grid.paths[0]) == "schedule"
+    p = keras_lode.plan(model, rows, position=n, total_points=K, current_plan=plan_lrs)
+    assert "changing schedule" not in p.reason

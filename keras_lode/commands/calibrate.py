@@ -141,10 +141,15 @@ def _print_rule(result: dict) -> None:
               f"{summary['oracle']:+.3f} ({summary['groups']} groups{worst})")  # fmt: skip
     section = {**rule, "trusted": result["trusted"], "coverage": result["coverage"]["calibrated"],
                "level": result["coverage"]["level"]}  # fmt: skip
-    if not rule.get("switch", True):
+    if not rule.get("switch", True) and len(result["folds"]) < 3:
+        print(
+            f"  rule: never switch: a gate set held out needs >= 3 {result['by']}s of branch "
+            f"groups (these have {len(result['folds'])}); record more"
+        )
+    elif not rule.get("switch", True):
         print(
             "  rule: never switch (no rule of the grid gained over keeping the default on "
-            "these groups, or the rule realized no gain on the held-out ones)"
+            "these groups, or the rule behind its gate realized no gain on the held-out ones)"
         )
     elif gate_reason(section) is not None:
         print(

@@ -6,12 +6,14 @@ it may switch at all is decided on held-out branch groups, never in sample:
 
 - `switch: false` — no rule of the grid realized a gain where it was not fitted: never.
 - `starts` — the kinds of start (`START_KINDS`, `start_kind`) on which the cross-fitted
-  rule gained on *every* held-out fold (seed or task) that had groups of that kind. A run
+  rule gained on *every* held-out fold (seed or task) that had groups of that kind, with at
+  least two such folds (`allowed_starts`). A run
   of another kind keeps its default. A pretrained model learns, for example, that raising
   a run stuck at a constant LR pays on every task it was tested on, while second-guessing a
   schedule someone already tuned does not.
 - `trusted: false` — the calibrated spread did not cover the held-out gains as often as its
-  target. That only matters when the rule uses the spread (`kappa > 0`). A calibration with
+  target. That only matters when the rule uses the spread (`kappa > 0`, the kappa the
+  planner uses: the calibration's unless the call overrides it). A calibration with
   `starts` (gated on realized gains) may switch untrusted when `kappa == 0`; one without
   (older files) never switches untrusted, as before.
 
@@ -38,11 +40,13 @@ def start_kind(default_path) -> str:
     return "constant" if float(path.max()) <= 1.01 * float(path.min()) else "schedule"
 
 
-def gate_reason(paired: dict, start: str | None = None) -> str | None:
+def gate_reason(paired: dict, start: str | None = None, kappa=None) -> str | None:
     """None when `paired` may switch from a start of kind `start` (None: unknown, only the
-    calibration's own flags count); else why the planner keeps the default."""
+    calibration's own flags count) with the rule's `kappa` (None: the calibration's);
+    else why the planner keeps the default."""
     starts = paired.get("starts")
-    if not paired.get("trusted", True) and (starts is None or float(paired["kappa"]) > 0):
+    kappa = paired.get("kappa", 0.0) if kappa is None else kappa
+    if not paired.get("trusted", True) and (starts is None or float(kappa) > 0):
         return (
             "the paired calibration did not reach its coverage on held-out branch groups "
             f"({paired.get('coverage', float('nan')):.2f} < {paired.get('level', 0.85):.2f}): "

@@ -108,6 +108,7 @@ def plan_control(
     points_per_epoch: int | None = None,
     config: ControlOptions | None = None,
     current_lr: float | None = None,
+    start: str | None = None,
     **options,
 ) -> ControlPlan:
     """Plan the rest of a run by scoring candidate schedules with a controlled LODE.
@@ -135,8 +136,9 @@ def plan_control(
             the whole run): the default candidate. None holds the current LR.
         points_per_epoch: the run's P, for the horizon-mapping warning.
         config: a `ControlOptions`; None for one with every option at its default.
-        current_lr: the run's current LR, below which the LR ceiling never cuts; None:
-            the window's last (the task-free planner passes the run's own, on this scale).
+        current_lr, start: the run's current LR, below which the LR ceiling never cuts
+            (None: the window's last), and its kind of start (`paired_gate.start_kind`;
+            None: the default candidate's); the task-free planner passes the run's own.
         **options: fields of `ControlOptions` (`kappa`, `margin`, `starts`, `ends`,
             `shapes`, `lr_range`, `trust`, `rule`, `max_lr`, `optimizer`), overriding
             `config`'s.
@@ -165,9 +167,9 @@ def plan_control(
     pred = _predict(model, window, cands, n, K, scale)
     t2 = time.perf_counter()
 
-    shape, outside = _prior_inputs(paired, window, cands.lr, n, K)
+    context = (*_prior_inputs(paired, window, cands.lr, n, K), start or start_kind(cands.lr[0]))
     mean, sd, bound, gain, gain_sd, (chosen, fallback, reason) = _choose(
-        model, cands.names, pred, kappa, margin, paired, (shape, outside, start_kind(cands.lr[0]))
+        model, cands.names, pred, kappa, margin, paired, context
     )
     t3 = time.perf_counter()
     return ControlPlan(
@@ -232,7 +234,7 @@ def _choose(model, names, pred, kappa, margin, paired, context=(None, None, None
         return mean, sd, bound, None, None, _decide(names, mean, bound, margin, sign)
     shape, outside, start = context
     gain, gain_sd, bound = _score_paired(pred, paired, kappa, sign, shape)
-    why_not = gate_reason(paired, start) or outside
+    why_not = gate_reason(paired, start, kappa) or outside
     decision = (0, False, why_not) if why_not else _decide_paired(names, gain, bound, margin)
     return mean, sd, bound, gain, gain_sd, decision
 

@@ -26,6 +26,7 @@ import dataclasses
 import numpy as np
 
 from keras_lode.model.features import ModelGrid, model_grid
+from keras_lode.model.paired_gate import start_kind
 from keras_lode.planning import common
 from keras_lode.planning.control import plan_control
 from keras_lode.planning.plans import ControlPlan
@@ -104,6 +105,8 @@ def plan_relative(
         position=g,
         total_points=len(model_frac),
         current_plan=held_model,
+        # Read on the run's own plan: the grid's resampling may add or hide a step.
+        start="constant" if held is None else start_kind(held),
         **options,
     )
     return _to_run(p, ref, lr0, rows, held, n, K, g, run_frac, model_frac, cap)

@@ -18,7 +18,9 @@ fit on the other seeds' groups; for a task-free model over a zoo, by task):
   `kappa` and `margin` chosen on the other seeds by the gain they would have realized
   (when no choice of the grid gains there, the rule is never to switch), against always
   keeping the default (0) and the oracle (the best continuation of each group, in hindsight).
-  A calibration whose rule realized no gain held out is written with `switch: false`.
+  A calibration whose rule, behind its gate, realized no gain held out is written with
+  `switch: false` (the gate is set on the folds not held out, so this needs >= 3 seeds or
+  tasks: with two, each fold's gate would rest on one fold and the rule never switches).
 - the kinds of start the rule may switch from (`starts`, `keras_lode.model.paired_gate`):
   a constant LR or a changing schedule, each kept only if the cross-fitted rule gained on
   every held-out fold with groups of that kind.
@@ -259,8 +261,11 @@ def _cross_fit(cases, by: str, folds, level, kappas, margins, prior=None, nested
         inner = [f for f in folds if f != fold]
         starts = set()  # the gate as the other folds alone would set it (none from one)
         if nested and len(inner) >= 2:
-            starts = set(allowed_starts(_cross_fit(train, by, inner, level, kappas, margins,
-                                                   prior, nested=False)[2]))  # fmt: skip
+            try:
+                inner_fit = _cross_fit(train, by, inner, level, kappas, margins, prior, False)
+                starts = set(allowed_starts(inner_fit[2]))
+            except ValueError as e:  # e.g. too few continuations for a prior in a fold
+                logger.info("no gate for the fold %s held out: %s", fold, e)
         test = [c for c in cases if c[by] == fold]
         fitted = _fit_prior(train, prior)
         train, test = _with_prior(train, fitted), _with_prior(test, fitted)
