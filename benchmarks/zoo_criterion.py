@@ -75,16 +75,13 @@ def _cell(row: dict, name: str) -> str:
 def judge(rows: list[dict]) -> dict:
     """`{passes, complete, failures, mean_capture}` of one design's task rows (complete:
     every cell has as many seeds as the fullest one)."""
-    failures, complete = [], True
-    cells = [r.get(name) for r in rows for name in ("vs_default", "best_vs_schedule")]
-    seeds = max((c["n"] for c in cells if c), default=0)
-    for r in rows:
-        for name in ("vs_default", "best_vs_schedule"):
-            cell = r.get(name)
-            if cell is None or cell["n"] < seeds:  # a cell still running
-                complete = False
-            if cell is not None and cell["ci95"][1] < 0:
-                failures.append(f"{r['task']}: {name} {cell['mean']:+.3g} {cell['ci95']}")
+    cells = [(r["task"], name, r.get(name)) for r in rows
+             for name in ("vs_default", "best_vs_schedule")]  # fmt: skip
+    seeds = max((c["n"] for _, _, c in cells if c), default=0)
+    # Complete: every cell has run, on as many seeds as the fullest (none still running).
+    complete = all(c is not None and c["n"] >= seeds for _, _, c in cells)
+    failures = [f"{task}: {name} {c['mean']:+.3g} {c['ci95']}"
+                for task, name, c in cells if c is not None and c["ci95"][1] < 0]  # fmt: skip
     captures = [r["capture"] for r in rows if "capture" in r]
     return {
         "passes": complete and not failures,

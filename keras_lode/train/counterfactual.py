@@ -194,14 +194,13 @@ def start_kind(group: BranchGroup) -> str:
     return path_start_kind(group.paths[0])
 
 
-def _choices(cases, cal, kappa, margin, switch=True) -> list[tuple[float, bool]]:
+def _choices(cases, cal, kappa, margin, starts=START_KINDS) -> list[tuple[float, bool]]:
     """Per group, `(actual gain of the rule's choice, whether it left the default)`: the
-    gain is 0 where it keeps the default (always when `switch` is False; with `switch` a
-    set of kinds of start, on the groups of the other kinds)."""
+    gain is 0 where it keeps the default (always on the groups whose kind of start is not
+    in `starts`; none: the rule never switches)."""
     out = []
     for c in cases:
-        allowed = c["start"] in switch if isinstance(switch, set | frozenset) else switch
-        if c["mean"].size == 0 or not allowed:
+        if c["mean"].size == 0 or c["start"] not in starts:
             out.append((0.0, False))
             continue
         bound = c["mean"] - kappa * calibrated_sd(c["sd"], cal)
@@ -211,9 +210,9 @@ def _choices(cases, cal, kappa, margin, switch=True) -> list[tuple[float, bool]]
     return out
 
 
-def _gains(cases, cal, kappa, margin, switch: bool = True) -> list[float]:
+def _gains(cases, cal, kappa, margin, starts=START_KINDS) -> list[float]:
     """Per group, the actual gain of the rule's choice (0 where it keeps the default)."""
-    return [gain for gain, _ in _choices(cases, cal, kappa, margin, switch)]
+    return [gain for gain, _ in _choices(cases, cal, kappa, margin, starts)]
 
 
 def _mean_spearman(cases) -> float | None:
@@ -275,7 +274,7 @@ def _cross_fit(cases, by: str, folds, level, kappas, margins, prior=None, nested
         kappa, margin, switch = _choose_rule(train, cal, kappas, margins)
         for c in test:
             covered.append(np.abs(c["actual"] - c["mean"]) <= 2 * calibrated_sd(c["sd"], cal))
-        gains = _gains(test, cal, kappa, margin, switch)
+        gains = _gains(test, cal, kappa, margin, START_KINDS if switch else ())
         r = float(np.mean(gains))
         realized.append(r * len(test))
         for c, gain in zip(test, gains, strict=True):
@@ -450,7 +449,7 @@ def evaluate_rule(model, groups: list[BranchGroup], section: dict) -> dict:
     cal = {"sd_scale": section["sd_scale"], "sd_floor": section["sd_floor"]}
     kappa, margin = section["kappa"], section["margin"]
     allowed = {k for k in START_KINDS if gate_reason(section, k) is None}
-    choices = _choices(cases, cal, kappa, margin, switch=allowed)
+    choices = _choices(cases, cal, kappa, margin, allowed)
     gains = [gain for gain, _ in choices]
     switched = sum(took for _, took in choices)
     res = np.concatenate([c["actual"] - c["mean"] for c in cases])
